@@ -1,0 +1,214 @@
+/**
+ * isolate / unisolate / status / setExceptions. Validates once at the edge, serialises the
+ * operations of one host, and sends each change as one nft transaction over a pooled connection.
+ */
+import {
+  ConcurrentChangeError,
+  IsolationError,
+  ManagementUnknownError,
+  NotIsolatedError,
+  ParseError,
+  TimeoutError,
+  UnreachableError,
+} from './errors';
+import { parseAddr } from './net';
+import {
+  dedupeExceptions,
+  exceptionKey,
+  exceptionListSchema,
+  exceptionOpSchema,
+  isolateRequestSchema,
+  targetSchema,
+  validate,
+  type Exception,
+  type ExceptionOp,
+  type IsolateRequestInput,
+  type Target,
+  type TargetInput,
+} from './policy';
+import { expandPresets } from './presets';
+import { renderIsolate, renderList, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
+import { COMMANDS, ConnectionPool, nftError, type SshConnection } from './transport';
+
+export interface DriverOptions {
+  /** how long an unused connection stays open (ms) */
+  idleMs?: number;
+  /** clock, for tests */
+  now?: () => Date;
+}
+
+interface Op {
+  target: Target;
+  deadline: number;
+}
+
+export class IsolationDriver {
+  private readonly pool: ConnectionPool;
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly now: () => Date;
+
+  constructor(opts: DriverOptions = {}) {
+    this.pool = new ConnectionPool(opts.idleMs);
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Isolates the host: one transaction that replaces the pack's table and nothing else. */
+  async isolate(targetInput: TargetInput, requestInput: IsolateRequestInput = {}): Promise<HostState> {
+    const target = validate(targetSchema, targetInput, 'target');
+    const req = validate(isolateRequestSchema, requestInput, 'request');
+    const exceptions = dedupeExceptions([...expandPresets(req.presets), ...req.exceptions]);
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      const management = managementOf(conn, target);
+      const current = await this.read(op, conn);
+      const doc: StateDoc = {
+        v: 1,
+        since: current?.doc.since ?? this.now().toISOString(),
+        reason: req.reason ?? current?.doc.reason ?? null,
+        mode: req.mode,
+        expiresAt: null,
+        management,
+        exceptions,
+      };
+      const gen = (current?.gen ?? 0) + 1;
+      await this.apply(op, conn, renderIsolate(target.table, doc, gen));
+      const zero = { packets: 0, bytes: 0 };
+      return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero } });
+    });
+  }
+
+  /** Deletes the pack's table in one transaction; a no-op when the host is not isolated. */
+  async unisolate(targetInput: TargetInput): Promise<HostState> {
+    const target = validate(targetSchema, targetInput, 'target');
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      await this.apply(op, conn, renderUnisolate(target.table));
+      return notIsolated(target.host);
+    });
+  }
+
+  /** Reads the state kept on the host. */
+  async status(targetInput: TargetInput): Promise<HostState> {
+    const target = validate(targetSchema, targetInput, 'target');
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      const current = await this.read(op, conn);
+      return current ? toHostState(target.host, current) : notIsolated(target.host);
+    });
+  }
+
+  /**
+   * Changes the exceptions of a live isolation in one transaction (set elements and the record
+   * only). `remove` ignores exceptions that are not there; the comment is not part of identity.
+   */
+  async setExceptions(targetInput: TargetInput, opInput: ExceptionOp, exceptionsInput: unknown): Promise<HostState> {
+    const target = validate(targetSchema, targetInput, 'target');
+    const opName = validate(exceptionOpSchema, opInput, 'op');
+    const given = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      for (let attempt = 1; ; attempt++) {
+        const current = await this.read(op, conn);
+        if (!current) throw new NotIsolatedError(target.host);
+        const exceptions = nextExceptions(current.doc.exceptions, opName, given);
+        validate(exceptionListSchema, exceptions, 'exceptions');
+        const doc: StateDoc = { ...current.doc, exceptions };
+        try {
+          await this.apply(op, conn, renderUpdate(target.table, doc, current.gen));
+        } catch (err) {
+          // our generation was gone: someone changed the isolation after we read it
+          if (err instanceof IsolationError && err.code === 'NFT_FAILED' && /No such file or directory/.test(String(err.details.stderr))) {
+            if (attempt < 3) continue;
+            throw new ConcurrentChangeError(target.host);
+          }
+          throw err;
+        }
+        return toHostState(target.host, { doc, gen: current.gen + 1, dropped: current.dropped });
+      }
+    });
+  }
+
+  /** Closes every pooled connection. */
+  async close(): Promise<void> {
+    await this.pool.closeAll();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** Runs `fn` after every earlier operation on the same host has finished. */
+  private run<T>(target: Target, fn: (op: Op) => Promise<T>): Promise<T> {
+    const key = `${target.host}:${target.port}`;
+    const prev = this.queues.get(key) ?? Promise.resolve();
+    const result = prev.then(
+      () => fn({ target, deadline: Date.now() + target.timeoutMs }),
+      () => fn({ target, deadline: Date.now() + target.timeoutMs }),
+    );
+    const tail = result.catch(() => undefined);
+    this.queues.set(key, tail);
+    void tail.then(() => {
+      if (this.queues.get(key) === tail) this.queues.delete(key);
+    });
+    return result;
+  }
+
+  private remaining(op: Op, what: string): number {
+    const ms = op.deadline - Date.now();
+    if (ms <= 0) throw new TimeoutError(op.target.host, what, op.target.timeoutMs);
+    return ms;
+  }
+
+  private async connection(op: Op): Promise<SshConnection> {
+    return this.pool.get(op.target, this.remaining(op, 'SSH connect'));
+  }
+
+  private async nft(op: Op, conn: SshConnection, batch: Batch) {
+    const cmd = op.target.sudo ? COMMANDS.sudoNft : COMMANDS.nft;
+    try {
+      return await conn.exec(cmd, JSON.stringify(batch), this.remaining(op, 'remote command'));
+    } catch (err) {
+      if (err instanceof TimeoutError || err instanceof UnreachableError) this.pool.discard(op.target);
+      throw err;
+    }
+  }
+
+  private async apply(op: Op, conn: SshConnection, batch: Batch): Promise<void> {
+    const res = await this.nft(op, conn, batch);
+    if (res.code !== 0) throw nftError(op.target.host, res);
+  }
+
+  /** The parsed table, or null when the host is not isolated. */
+  private async read(op: Op, conn: SshConnection): Promise<ParsedTable | null> {
+    const res = await this.nft(op, conn, renderList(op.target.table));
+    if (res.code !== 0) {
+      if (/No such file or directory/.test(res.stderr) && !/not found/.test(res.stderr)) return null;
+      throw nftError(op.target.host, res);
+    }
+    try {
+      return parseTable(res.stdout, op.target.table);
+    } catch (err) {
+      if (err instanceof StateParseError) throw new ParseError(op.target.host, err.message);
+      throw err;
+    }
+  }
+}
+
+function managementOf(conn: SshConnection, target: Target): ManagementEndpoint[] {
+  const ep = conn.endpoints;
+  const addr = ep ? parseAddr(ep.clientAddr) : null;
+  if (!ep || !addr || addr.text.includes('/')) throw new ManagementUnknownError(target.host);
+  return [{ addr: addr.text, port: ep.serverPort }];
+}
+
+export function nextExceptions(current: readonly Exception[], op: ExceptionOp, given: readonly Exception[]): Exception[] {
+  switch (op) {
+    case 'add':
+      return dedupeExceptions([...current, ...given]);
+    case 'remove': {
+      const drop = new Set(given.map(exceptionKey));
+      return current.filter((e) => !drop.has(exceptionKey(e)));
+    }
+    case 'replace':
+      return dedupeExceptions(given);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * One error class per failure, each with a stable `code`. A Node-RED Catch node copies `err.code`
+ * into `msg.error.code`, so flows route on these strings: never rename one.
+ */
+
+export type ErrorCode =
+  | 'VALIDATION'
+  | 'HOST_NOT_ALLOWED'
+  | 'HOST_KEY_MISMATCH'
+  | 'AUTH_FAILED'
+  | 'UNREACHABLE'
+  | 'TIMEOUT'
+  | 'NFT_MISSING'
+  | 'NFT_FAILED'
+  | 'PARSE_ERROR'
+  | 'NOT_ISOLATED'
+  | 'PRIVILEGE'
+  | 'CONCURRENT_CHANGE'
+  | 'MANAGEMENT_UNKNOWN';
+
+export interface ErrorDetails {
+  host?: string;
+  [key: string]: unknown;
+}
+
+export class IsolationError extends Error {
+  readonly code: ErrorCode;
+  readonly host?: string;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.host = details.host;
+    this.details = details;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message, ...this.details };
+  }
+}
+
+/** An input field failed its schema. `issues` lists each failing path with its message. */
+export class ValidationError extends IsolationError {
+  readonly issues: { path: string; message: string }[];
+  constructor(message: string, issues: { path: string; message: string }[] = [], details: ErrorDetails = {}) {
+    super('VALIDATION', message, { ...details, issues });
+    this.issues = issues;
+  }
+}
+
+/** The host named in the request is not on the target's allowlist; nothing was connected. */
+export class HostNotAllowedError extends IsolationError {
+  constructor(host: string) {
+    super('HOST_NOT_ALLOWED', `host ${host} is not allowed by this target`, { host });
+  }
+}
+
+/** The server's host key is not the one pinned in known_hosts; nothing was sent. */
+export class HostKeyMismatchError extends IsolationError {
+  constructor(host: string, reason: string, fingerprint: string) {
+    super('HOST_KEY_MISMATCH', `host key of ${host} refused (${reason}): ${fingerprint}`, { host, reason, fingerprint });
+  }
+}
+
+export class AuthFailedError extends IsolationError {
+  constructor(host: string, message: string, options?: { cause?: unknown }) {
+    super('AUTH_FAILED', `authentication to ${host} failed: ${message}`, { host }, options);
+  }
+}
+
+export class UnreachableError extends IsolationError {
+  constructor(host: string, message: string, options?: { cause?: unknown }) {
+    super('UNREACHABLE', `host ${host} unreachable: ${message}`, { host }, options);
+  }
+}
+
+/** A connect, login or exec did not finish within its time limit. */
+export class TimeoutError extends IsolationError {
+  constructor(host: string, what: string, ms: number) {
+    super('TIMEOUT', `${what} on ${host} timed out after ${ms} ms`, { host, timeoutMs: ms });
+  }
+}
+
+export class NftMissingError extends IsolationError {
+  constructor(host: string, stderr: string) {
+    super('NFT_MISSING', `nft is not installed or not on PATH on ${host}`, { host, stderr });
+  }
+}
+
+/** nft refused the batch; `stderr` is nft's own output, verbatim. Nothing was applied. */
+export class NftFailedError extends IsolationError {
+  readonly stderr: string;
+  readonly exitCode: number | null;
+  constructor(host: string, stderr: string, exitCode: number | null) {
+    super('NFT_FAILED', `nft failed on ${host}: ${stderr.trim() || `exit code ${exitCode}`}`, { host, stderr, exitCode });
+    this.stderr = stderr;
+    this.exitCode = exitCode;
+  }
+}
+
+export class ParseError extends IsolationError {
+  constructor(host: string, message: string) {
+    super('PARSE_ERROR', `unexpected nft output from ${host}: ${message}`, { host });
+  }
+}
+
+export class NotIsolatedError extends IsolationError {
+  constructor(host: string) {
+    super('NOT_ISOLATED', `host ${host} is not isolated`, { host });
+  }
+}
+
+/** sudo refused, or the remote user may not change the firewall. */
+export class PrivilegeError extends IsolationError {
+  constructor(host: string, stderr: string) {
+    super('PRIVILEGE', `not allowed to run nft on ${host}: ${stderr.trim()}`, { host, stderr });
+  }
+}
+
+/** The isolation was changed by someone else between our read and our write, more than once. */
+export class ConcurrentChangeError extends IsolationError {
+  constructor(host: string) {
+    super('CONCURRENT_CHANGE', `isolation on ${host} changed concurrently; retry`, { host });
+  }
+}
+
+/** The management channel could not be determined, so isolating could lock the controller out. */
+export class ManagementUnknownError extends IsolationError {
+  constructor(host: string) {
+    super('MANAGEMENT_UNKNOWN', `cannot tell the management channel of ${host} (no SSH_CONNECTION); refusing to isolate`, { host });
+  }
+}

@@ -1,0 +1,26 @@
+export * from './errors';
+export { IsolationDriver, nextExceptions, type DriverOptions } from './driver';
+export {
+  DEFAULT_TABLE,
+  ICMP_TYPES,
+  PRESET_NAMES,
+  allowedHostsSchema,
+  exceptionSchema,
+  isHostAllowed,
+  targetForHost,
+  presetListSchema,
+  exceptionOpSchema,
+  exceptionListSchema,
+  isolateRequestSchema,
+  targetSchema,
+  validate,
+  type Exception,
+  type ExceptionOp,
+  type IsolateRequestInput,
+  type PresetName,
+  type Target,
+  type TargetInput,
+} from './policy';
+export { PRESETS, expandPresets } from './presets';
+export type { HostState, Counter } from './state';
+export type { ManagementEndpoint } from './ruleset';

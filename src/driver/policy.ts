@@ -1,0 +1,232 @@
+/**
+ * The one validation gate: every field that reaches a command passes a zod schema here, once.
+ * Parsed values are canonical (addresses normalised, ports as numbers or "lo-hi"), so equal
+ * exceptions compare equal and the rendered ruleset is deterministic.
+ */
+import { z } from 'zod';
+import { HostNotAllowedError, ValidationError } from './errors';
+import { parseAddr } from './net';
+
+/** ICMP types an exception may name. Each maps to its number per family; a name missing in a family does not apply there. */
+export const ICMP_TYPES: Record<string, { v4?: number; v6?: number }> = {
+  'echo-reply': { v4: 0, v6: 129 },
+  'destination-unreachable': { v4: 3, v6: 1 },
+  'packet-too-big': { v6: 2 },
+  redirect: { v4: 5, v6: 137 },
+  'echo-request': { v4: 8, v6: 128 },
+  'router-advertisement': { v4: 9, v6: 134 },
+  'router-solicitation': { v4: 10, v6: 133 },
+  'time-exceeded': { v4: 11, v6: 3 },
+  'parameter-problem': { v4: 12, v6: 4 },
+  'neighbor-solicitation': { v6: 135 },
+  'neighbor-advertisement': { v6: 136 },
+};
+
+export const PRESET_NAMES = ['ssh', 'dns', 'dhcp', 'ntp', 'ldap', 'ldaps', 'icmp', 'cloud-metadata'] as const;
+export type PresetName = (typeof PRESET_NAMES)[number];
+
+export const DEFAULT_TABLE = 'node_red_isolation';
+export const MAX_EXCEPTIONS = 256;
+
+const printable = (max: number) =>
+  z
+    .string()
+    .max(max)
+    // eslint-disable-next-line no-control-regex
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+
+const addrSchema = z.string().transform((s, ctx) => {
+  const p = parseAddr(s);
+  if (!p) {
+    ctx.addIssue({ code: 'custom', message: `not an IPv4/IPv6 address or CIDR: ${JSON.stringify(s.slice(0, 80))}` });
+    return z.NEVER;
+  }
+  return p.text;
+});
+
+const portNumber = z.number().int().min(1).max(65535);
+const portSchema = z.union([portNumber, z.string()]).transform((v, ctx): number | string => {
+  if (typeof v === 'number') return v;
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(v.trim());
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m && m[2] !== undefined ? Number(m[2]) : lo;
+  if (!m || lo < 1 || hi > 65535 || lo > hi) {
+    ctx.addIssue({ code: 'custom', message: 'port must be 1-65535 or "lo-hi" with 1 <= lo <= hi <= 65535' });
+    return z.NEVER;
+  }
+  return lo === hi ? lo : `${lo}-${hi}`;
+});
+
+export const exceptionSchema = z
+  .strictObject({
+    direction: z.enum(['in', 'out']),
+    proto: z.enum(['tcp', 'udp', 'icmp', 'any']),
+    addr: addrSchema.optional(),
+    port: portSchema.optional(),
+    icmpType: z.enum(Object.keys(ICMP_TYPES) as [string, ...string[]]).optional(),
+    comment: printable(128).optional(),
+  })
+  .superRefine((e, ctx) => {
+    if (e.port !== undefined && e.proto !== 'tcp' && e.proto !== 'udp') {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'port is only allowed with proto tcp or udp' });
+    }
+    if (e.icmpType !== undefined) {
+      if (e.proto !== 'icmp') {
+        ctx.addIssue({ code: 'custom', path: ['icmpType'], message: 'icmpType is only allowed with proto icmp' });
+      } else if (e.addr !== undefined) {
+        const fam = e.addr.includes(':') ? 'v6' : 'v4';
+        if (ICMP_TYPES[e.icmpType][fam] === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['icmpType'], message: `${e.icmpType} does not exist for IP${fam}` });
+        }
+      }
+    }
+  })
+  .transform((e) => {
+    // canonical key order, absent fields left out
+    const out: Exception = { direction: e.direction, proto: e.proto };
+    if (e.addr !== undefined) out.addr = e.addr;
+    if (e.port !== undefined) out.port = e.port;
+    if (e.icmpType !== undefined) out.icmpType = e.icmpType;
+    if (e.comment !== undefined && e.comment !== '') out.comment = e.comment;
+    return out;
+  });
+
+export interface Exception {
+  direction: 'in' | 'out';
+  proto: 'tcp' | 'udp' | 'icmp' | 'any';
+  addr?: string;
+  port?: number | string;
+  icmpType?: string;
+  comment?: string;
+}
+
+export const exceptionListSchema = z.array(exceptionSchema).max(MAX_EXCEPTIONS);
+
+export const tableNameSchema = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'table name must be an identifier: a letter, then letters, digits or _ (max 32)');
+
+export const presetListSchema = z.array(z.enum(PRESET_NAMES)).max(PRESET_NAMES.length * 2);
+
+export const isolateRequestSchema = z.strictObject({
+  presets: presetListSchema.default([]),
+  exceptions: exceptionListSchema.default([]),
+  reason: printable(1024).optional(),
+  mode: z.literal('enforce', { message: 'mode must be "enforce" (audit mode is not available yet)' }).default('enforce'),
+});
+export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
+export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;
+
+export const exceptionOpSchema = z.enum(['add', 'remove', 'replace']);
+export type ExceptionOp = z.infer<typeof exceptionOpSchema>;
+
+const hostnameSchema = z
+  .string()
+  .max(253)
+  .regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/)
+  .refine((s) => !/^[\d.]+$/.test(s), 'a numeric host must be a dotted-quad IPv4 address');
+
+export const hostSchema = z
+  .string()
+  .transform((s) => s.trim())
+  .refine((s) => (!s.includes('/') && parseAddr(s) !== null) || hostnameSchema.safeParse(s).success, {
+    message: 'host must be an IP address or a DNS hostname',
+  })
+  .transform((s) => {
+    const p = parseAddr(s);
+    return p ? p.text : s.toLowerCase();
+  });
+
+export const targetSchema = z
+  .strictObject({
+    host: hostSchema,
+    port: z.number().int().min(1).max(65535).default(22),
+    username: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/, 'username must be a POSIX user name'),
+    privateKey: z.string().max(65536).optional(),
+    passphrase: z.string().max(1024).optional(),
+    password: z.string().max(1024).optional(),
+    knownHosts: z.string().min(1, 'knownHosts is required: pin the host key (ssh-keyscan -t ed25519 HOST)').max(1 << 20),
+    sudo: z.boolean().default(false),
+    timeoutMs: z.number().int().min(100).max(600_000).default(20_000),
+    table: tableNameSchema.default(DEFAULT_TABLE),
+  })
+  .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
+    message: 'a privateKey or a password is required',
+  });
+export type Target = z.infer<typeof targetSchema>;
+export type TargetInput = z.input<typeof targetSchema>;
+
+/** Parses with `schema` or throws a ValidationError that names every failing field. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issues = r.error.issues.map((i) => ({ path: [what, ...i.path.map(String)].join('.'), message: i.message }));
+  const summary = issues
+    .slice(0, 3)
+    .map((i) => `${i.path}: ${i.message}`)
+    .join('; ');
+  throw new ValidationError(`invalid ${what}: ${summary}${issues.length > 3 ? ` (+${issues.length - 3} more)` : ''}`, issues);
+}
+
+/** Identity used to compare exceptions (the comment is a label, not part of what is allowed). */
+export function exceptionKey(e: Exception): string {
+  return [e.direction, e.proto, e.addr ?? '*', e.port ?? '*', e.icmpType ?? '*'].join('|');
+}
+
+/** Keeps the first of each distinct exception, in order. */
+export function dedupeExceptions(list: readonly Exception[]): Exception[] {
+  const seen = new Set<string>();
+  return list.filter((e) => {
+    const k = exceptionKey(e);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export const allowedHostsSchema = z
+  .array(
+    z
+      .string()
+      .transform((s) => s.trim())
+      .refine((s) => parseAddr(s) !== null || hostnameSchema.safeParse(s).success, 'each allowed host must be a hostname, an IP or a CIDR'),
+  )
+  .max(10_000);
+
+/**
+ * Whether `host` may be targeted: it must equal the target's own host, or an allowlist entry
+ * (a hostname compared case-insensitively, an IP, or a CIDR that contains the IP). An empty
+ * allowlist means the target's host alone. Hostnames are not resolved here: a name is allowed
+ * only when the same name is listed.
+ */
+export function isHostAllowed(host: string, targetHost: string, allowedHosts: readonly string[]): boolean {
+  const norm = (s: string) => {
+    const p = parseAddr(s.trim());
+    return p ? p.text : s.trim().toLowerCase();
+  };
+  const h = norm(host);
+  if (h === norm(targetHost)) return true;
+  const ip = h.includes('/') ? null : parseAddr(h);
+  for (const entry of allowedHosts) {
+    const e = entry.trim();
+    const cidr = parseAddr(e);
+    if (cidr && ip) {
+      if (cidr.family === ip.family && ip.interval[0] >= cidr.interval[0] && ip.interval[1] <= cidr.interval[1]) return true;
+    } else if (!cidr && !ip && e.toLowerCase() === h) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The target to act on when a message names `host`: the base target with that host, if the
+ * allowlist admits it; otherwise a HostNotAllowedError, before any connection is made.
+ */
+export function targetForHost<T extends { host: string }>(base: T, host: unknown, allowedHosts: readonly string[] = []): T {
+  if (host === undefined || host === null || host === '') return base;
+  if (typeof host !== 'string' || host.length > 253) throw new ValidationError('msg.host must be a hostname or an IP address', [{ path: 'host', message: 'not a string' }]);
+  const h = validate(hostSchema, host, 'host');
+  if (!isHostAllowed(h, base.host, allowedHosts)) throw new HostNotAllowedError(h);
+  return { ...base, host: h };
+}

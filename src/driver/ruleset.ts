@@ -1,0 +1,271 @@
+/**
+ * Isolation request -> libnftables JSON batch. Pure: no I/O, deterministic for equal input.
+ *
+ * The table the pack owns (inet family, one name):
+ *   chains  input / output / forward: filter hooks at priority -190 (after conntrack at -200, ahead
+ *           of mangle -150 and filter 0), policy drop; `state`: a regular chain never jumped to,
+ *           whose rule comments carry the isolation record (since, reason, exceptions...).
+ *   sets    {in,out}{4,6}       addr . l4proto . port      tcp/udp exceptions
+ *           {in,out}{4,6}_any   addr                       proto "any" exceptions
+ *           {in,out}{4,6}_icmp  addr . icmp(v6) type       icmp exceptions
+ *           gen                 one element, the generation number: a later change deletes it
+ *                               and adds the next, so a change made by someone else in between
+ *                               makes our transaction fail instead of silently overwriting it.
+ *   counters drop_in / drop_out / drop_fwd count what reached the drop policy.
+ *
+ * Replies: there is no blanket `ct state established accept`. A packet passes if it is the
+ * original direction of a flow an exception names, or the reply direction of such a flow
+ * (`ct direction reply` + the same set matched with source/destination swapped). A connection
+ * opened before isolation that no exception names is cut both ways at once. The management
+ * channel is matched statelessly on its exact address and port so it survives even a conntrack
+ * flush. ICMP exceptions are stateless by type; IPv6 neighbour discovery always passes.
+ */
+import type { Exception } from './policy';
+import { ICMP_TYPES } from './policy';
+import { addrToNft, disjointUnion, fullRange, intToNft, parseAddr, type Box, type Family, type Interval } from './net';
+
+export const CHAIN_PRIORITY = -190;
+export const STATE_CHAIN = 'state';
+export const STATE_PREFIX = 'nrhi1:';
+const CHUNK = 96;
+
+export interface ManagementEndpoint {
+  addr: string;
+  port: number;
+}
+
+/** What is kept on the host, inside the table, so that any controller reads the same truth. */
+export interface StateDoc {
+  v: 1;
+  since: string;
+  reason: string | null;
+  mode: 'enforce';
+  expiresAt: string | null;
+  management: ManagementEndpoint[];
+  exceptions: Exception[];
+}
+
+type Dir = 'in' | 'out';
+type Kind = '' | '_any' | '_icmp';
+const DIRS: Dir[] = ['in', 'out'];
+const FAMS: Family[] = [4, 6];
+const KINDS: Kind[] = ['', '_any', '_icmp'];
+
+export function setName(dir: Dir, fam: Family, kind: Kind): string {
+  return `${dir}${fam}${kind}`;
+}
+
+export const ALL_SETS: string[] = DIRS.flatMap((d) => FAMS.flatMap((f) => KINDS.map((k) => setName(d, f, k))));
+
+function setType(fam: Family, kind: Kind): string | string[] {
+  const addr = fam === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  if (kind === '_any') return addr;
+  if (kind === '_icmp') return [addr, fam === 4 ? 'icmp_type' : 'icmpv6_type'];
+  return [addr, 'inet_proto', 'inet_service'];
+}
+
+const PROTO_NUM = { tcp: 6n, udp: 17n } as const;
+
+function portInterval(port: number | string | undefined): Interval {
+  if (port === undefined) return [0n, 65535n];
+  if (typeof port === 'number') return [BigInt(port), BigInt(port)];
+  const [lo, hi] = port.split('-').map((p) => BigInt(p));
+  return [lo, hi];
+}
+
+/** The boxes each set must hold for these exceptions (before making them disjoint). */
+export function exceptionBoxes(exceptions: readonly Exception[]): Map<string, Box[]> {
+  const out = new Map<string, Box[]>(ALL_SETS.map((n) => [n, []]));
+  for (const e of exceptions) {
+    const parsed = e.addr !== undefined ? parseAddr(e.addr) : null;
+    for (const fam of FAMS) {
+      if (parsed && parsed.family !== fam) continue;
+      const addr = parsed ? parsed.interval : fullRange(fam);
+      if (e.proto === 'any') {
+        out.get(setName(e.direction, fam, '_any'))!.push([addr]);
+      } else if (e.proto === 'icmp') {
+        let type: Interval = [0n, 255n];
+        if (e.icmpType !== undefined) {
+          const n = ICMP_TYPES[e.icmpType]?.[fam === 4 ? 'v4' : 'v6'];
+          if (n === undefined) continue; // this ICMP type does not exist in this family
+          type = [BigInt(n), BigInt(n)];
+        }
+        out.get(setName(e.direction, fam, '_icmp'))!.push([addr, type]);
+      } else {
+        const p = PROTO_NUM[e.proto];
+        out.get(setName(e.direction, fam, ''))!.push([addr, [p, p], portInterval(e.port)]);
+      }
+    }
+  }
+  return out;
+}
+
+function elementOf(box: Box, fam: Family, kind: Kind): unknown {
+  if (kind === '_any') return addrToNft(box[0], fam);
+  return { concat: [addrToNft(box[0], fam), ...box.slice(1).map(intToNft)] };
+}
+
+/** set name -> nft elements, disjoint, deterministic. */
+export function renderElements(exceptions: readonly Exception[]): Map<string, unknown[]> {
+  const boxes = exceptionBoxes(exceptions);
+  const out = new Map<string, unknown[]>();
+  for (const dir of DIRS) {
+    for (const fam of FAMS) {
+      for (const kind of KINDS) {
+        const name = setName(dir, fam, kind);
+        out.set(
+          name,
+          disjointUnion(boxes.get(name)!).map((b) => elementOf(b, fam, kind)),
+        );
+      }
+    }
+  }
+  return out;
+}
+
+/** The state record as rule comments of at most 128 bytes each (nft's limit), base64url in chunks. */
+export function encodeState(doc: StateDoc): string[] {
+  const b64 = Buffer.from(JSON.stringify(doc), 'utf8').toString('base64url');
+  const chunks: string[] = [];
+  for (let i = 0; i < b64.length; i += CHUNK) chunks.push(b64.slice(i, i + CHUNK));
+  return chunks.map((c, i) => `${STATE_PREFIX}${i}/${chunks.length}:${c}`);
+}
+
+// ---- small JSON expression helpers -------------------------------------------------------------
+const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
+const meta = (key: string) => ({ meta: { key } });
+const match = (left: unknown, right: unknown, op = '==') => ({ match: { op, left, right } });
+const ctDir = (dir: 'original' | 'reply') => match({ ct: { key: 'direction' } }, dir);
+const ACCEPT = { accept: null };
+
+function ipProto(fam: Family): string {
+  return fam === 4 ? 'ip' : 'ip6';
+}
+
+/** Rules of one hooked chain, in order. `hook` decides which side of the packet is the peer. */
+function chainRules(hook: 'input' | 'output', management: readonly ManagementEndpoint[]): unknown[][] {
+  const local = hook === 'input' ? 'saddr' : 'daddr'; // the peer's address field
+  const ifKey = hook === 'input' ? 'iifname' : 'oifname';
+  const rules: unknown[][] = [];
+  rules.push([match(meta(ifKey), 'lo'), ACCEPT]);
+
+  for (const m of management) {
+    const p = parseAddr(m.addr);
+    if (!p) continue;
+    rules.push([
+      match(payload(ipProto(p.family), local), addrToNft(p.interval, p.family)),
+      match(payload('tcp', hook === 'input' ? 'dport' : 'sport'), m.port),
+      ACCEPT,
+    ]);
+  }
+
+  // IPv6 neighbour discovery (link-local, hop limit 255): without it no v6 peer can reach us at all
+  rules.push([
+    match(payload('icmpv6', 'type'), { set: ['nd-router-solicit', 'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert'] }),
+    match(payload('ip6', 'hoplimit'), 255),
+    ACCEPT,
+  ]);
+
+  const here: Dir = hook === 'input' ? 'in' : 'out'; // flows this hook sees in original direction
+  const there: Dir = hook === 'input' ? 'out' : 'in'; // flows whose replies this hook sees
+  for (const fam of FAMS) {
+    const ip = ipProto(fam);
+    const l4 = meta('l4proto');
+    // original direction of flows excepted on this side
+    rules.push([ctDir('original'), match({ concat: [payload(ip, local), l4, payload('th', 'dport')] }, `@${setName(here, fam, '')}`), ACCEPT]);
+    // replies of flows excepted on the other side: peer is the flow's destination, its port our source
+    rules.push([ctDir('reply'), match({ concat: [payload(ip, local), l4, payload('th', 'sport')] }, `@${setName(there, fam, '')}`), ACCEPT]);
+    rules.push([ctDir('original'), match(payload(ip, local), `@${setName(here, fam, '_any')}`), ACCEPT]);
+    rules.push([ctDir('reply'), match(payload(ip, local), `@${setName(there, fam, '_any')}`), ACCEPT]);
+    const icmpProto = fam === 4 ? 'icmp' : 'icmpv6';
+    rules.push([
+      match(l4, fam === 4 ? 'icmp' : 'ipv6-icmp'),
+      match({ concat: [payload(ip, local), payload(icmpProto, 'type')] }, `@${setName(here, fam, '_icmp')}`),
+      ACCEPT,
+    ]);
+  }
+  rules.push([{ counter: hook === 'input' ? 'drop_in' : 'drop_out' }]);
+  return rules;
+}
+
+export type Batch = { nftables: unknown[] };
+
+/**
+ * The whole isolation as one transaction: `add table` + `delete table` first (so the batch works
+ * whether or not the table exists, and never merges with an old one), then the full definition.
+ */
+export function renderIsolate(table: string, doc: StateDoc, gen: number): Batch {
+  const t = { family: 'inet', table };
+  const cmds: unknown[] = [
+    { add: { table: { family: 'inet', name: table } } },
+    { delete: { table: { family: 'inet', name: table } } },
+    { add: { table: { family: 'inet', name: table } } },
+  ];
+  for (const dir of DIRS) {
+    for (const fam of FAMS) {
+      for (const kind of KINDS) {
+        cmds.push({ add: { set: { ...t, name: setName(dir, fam, kind), type: setType(fam, kind), flags: ['interval'] } } });
+      }
+    }
+  }
+  cmds.push({ add: { set: { ...t, name: 'gen', type: 'mark' } } });
+  cmds.push({ add: { element: { ...t, name: 'gen', elem: [gen] } } });
+  for (const name of ['drop_in', 'drop_out', 'drop_fwd']) cmds.push({ add: { counter: { ...t, name } } });
+  cmds.push(...elementCommands(table, doc.exceptions, false));
+
+  for (const hook of ['input', 'output', 'forward'] as const) {
+    cmds.push({ add: { chain: { ...t, name: hook, type: 'filter', hook, prio: CHAIN_PRIORITY, policy: 'drop' } } });
+  }
+  for (const hook of ['input', 'output'] as const) {
+    for (const expr of chainRules(hook, doc.management)) cmds.push({ add: { rule: { ...t, chain: hook, expr } } });
+  }
+  cmds.push({ add: { rule: { ...t, chain: 'forward', expr: [{ counter: 'drop_fwd' }] } } });
+  cmds.push({ add: { chain: { ...t, name: STATE_CHAIN } } });
+  cmds.push(...stateCommands(table, doc));
+  return { nftables: cmds };
+}
+
+function elementCommands(table: string, exceptions: readonly Exception[], flush: boolean): unknown[] {
+  const t = { family: 'inet', table };
+  const cmds: unknown[] = [];
+  for (const [name, elem] of renderElements(exceptions)) {
+    if (flush) cmds.push({ flush: { set: { ...t, name } } });
+    if (elem.length > 0) cmds.push({ add: { element: { ...t, name, elem } } });
+  }
+  return cmds;
+}
+
+function stateCommands(table: string, doc: StateDoc): unknown[] {
+  return encodeState(doc).map((comment) => ({
+    add: { rule: { family: 'inet', table, chain: STATE_CHAIN, comment, expr: [{ counter: null }] } },
+  }));
+}
+
+/**
+ * A live change of the exceptions as one transaction: claim generation `gen` (fails if someone
+ * changed the isolation since we read it), then replace set contents and the state record.
+ * Only set elements and the record change; chains, rules and counters stay as they are.
+ */
+export function renderUpdate(table: string, doc: StateDoc, gen: number): Batch {
+  const t = { family: 'inet', table };
+  return {
+    nftables: [
+      { delete: { element: { ...t, name: 'gen', elem: [gen] } } },
+      { add: { element: { ...t, name: 'gen', elem: [gen + 1] } } },
+      ...elementCommands(table, doc.exceptions, true),
+      { flush: { chain: { ...t, name: STATE_CHAIN } } },
+      ...stateCommands(table, doc),
+    ],
+  };
+}
+
+/** Deletes the table in one transaction; `add` first makes it a no-op when there is none. */
+export function renderUnisolate(table: string): Batch {
+  return {
+    nftables: [{ add: { table: { family: 'inet', name: table } } }, { delete: { table: { family: 'inet', name: table } } }],
+  };
+}
+
+export function renderList(table: string): Batch {
+  return { nftables: [{ list: { table: { family: 'inet', name: table } } }] };
+}

@@ -1,0 +1,154 @@
+/**
+ * `nft -j list table inet NAME` output -> the isolation state. Pure and zod-parsed: nft's JSON is
+ * data from the host, checked like any other input before we believe it.
+ */
+import { z } from 'zod';
+import { exceptionListSchema, type Exception } from './policy';
+import { STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type StateDoc } from './ruleset';
+
+export interface Counter {
+  packets: number;
+  bytes: number;
+}
+
+export interface HostState {
+  host: string;
+  isolated: boolean;
+  mode: 'enforce' | null;
+  since: string | null;
+  expiresAt: string | null;
+  reason: string | null;
+  exceptions: Exception[];
+  management: ManagementEndpoint[];
+  /** what reached the drop policy since isolation */
+  dropped: { in: Counter; out: Counter; forward: Counter } | null;
+}
+
+export interface ParsedTable {
+  doc: StateDoc;
+  gen: number;
+  dropped: NonNullable<HostState['dropped']>;
+}
+
+export class StateParseError extends Error {}
+
+const listingSchema = z.object({
+  nftables: z.array(z.record(z.string(), z.unknown())),
+});
+
+const setSchema = z.object({ name: z.string(), table: z.string(), elem: z.array(z.unknown()).optional() });
+const ruleSchema = z.object({ chain: z.string(), table: z.string(), handle: z.number(), comment: z.string().optional() });
+const counterSchema = z.object({ name: z.string(), table: z.string(), packets: z.number(), bytes: z.number() });
+
+const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not a date');
+const docSchema = z.object({
+  v: z.literal(1),
+  since: isoDate,
+  reason: z.string().nullable(),
+  mode: z.literal('enforce'),
+  expiresAt: isoDate.nullable(),
+  management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })),
+  exceptions: exceptionListSchema,
+});
+
+/** Decodes the record spread over the `state` chain's rule comments. */
+export function decodeState(comments: string[]): StateDoc {
+  const parts = comments
+    .filter((c) => c.startsWith(STATE_PREFIX))
+    .map((c) => {
+      const m = /^(\d+)\/(\d+):([A-Za-z0-9_-]*)$/.exec(c.slice(STATE_PREFIX.length));
+      if (!m) throw new StateParseError(`malformed state comment ${JSON.stringify(c.slice(0, 40))}`);
+      return { i: Number(m[1]), n: Number(m[2]), data: m[3] };
+    });
+  if (parts.length === 0) throw new StateParseError('the table carries no isolation record');
+  const n = parts[0].n;
+  parts.sort((a, b) => a.i - b.i);
+  if (parts.length !== n || parts.some((p, i) => p.i !== i || p.n !== n)) {
+    throw new StateParseError('isolation record is incomplete');
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(parts.map((p) => p.data).join(''), 'base64url').toString('utf8'));
+  } catch {
+    throw new StateParseError('isolation record is not valid JSON');
+  }
+  const r = docSchema.safeParse(raw);
+  if (!r.success) throw new StateParseError(`isolation record invalid: ${r.error.issues[0]?.message}`);
+  return r.data as StateDoc;
+}
+
+/** Parses the JSON of `list table`; throws StateParseError when it is not our table. */
+export function parseTable(json: string, table: string): ParsedTable {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    throw new StateParseError('nft output is not JSON');
+  }
+  const listing = listingSchema.safeParse(raw);
+  if (!listing.success) throw new StateParseError('nft output lacks the nftables array');
+
+  const comments: { handle: number; comment: string }[] = [];
+  let gen: number | undefined;
+  const counters: Record<string, Counter> = {};
+  let sawTable = false;
+  for (const item of listing.data.nftables) {
+    if ('table' in item) {
+      const t = z.object({ name: z.string(), family: z.string() }).safeParse(item.table);
+      if (t.success && t.data.name === table && t.data.family === 'inet') sawTable = true;
+    } else if ('rule' in item) {
+      const r = ruleSchema.safeParse(item.rule);
+      if (r.success && r.data.table === table && r.data.chain === STATE_CHAIN && r.data.comment !== undefined) {
+        comments.push({ handle: r.data.handle, comment: r.data.comment });
+      }
+    } else if ('set' in item) {
+      const s = setSchema.safeParse(item.set);
+      if (s.success && s.data.table === table && s.data.name === 'gen') {
+        const g = z.array(z.number().int().nonnegative()).length(1).safeParse(s.data.elem);
+        if (!g.success) throw new StateParseError('generation set is damaged');
+        gen = g.data[0];
+      }
+    } else if ('counter' in item) {
+      const c = counterSchema.safeParse(item.counter);
+      if (c.success && c.data.table === table) counters[c.data.name] = { packets: c.data.packets, bytes: c.data.bytes };
+    }
+  }
+  if (!sawTable) throw new StateParseError(`table inet ${table} missing from the listing`);
+  const doc = decodeState(comments.sort((a, b) => a.handle - b.handle).map((c) => c.comment));
+  if (gen === undefined) throw new StateParseError('generation set is missing');
+  const zero = { packets: 0, bytes: 0 };
+  return {
+    doc,
+    gen,
+    dropped: { in: counters.drop_in ?? zero, out: counters.drop_out ?? zero, forward: counters.drop_fwd ?? zero },
+  };
+}
+
+export function notIsolated(host: string): HostState {
+  return {
+    host,
+    isolated: false,
+    mode: null,
+    since: null,
+    expiresAt: null,
+    reason: null,
+    exceptions: [],
+    management: [],
+    dropped: null,
+  };
+}
+
+export function toHostState(host: string, parsed: ParsedTable): HostState {
+  const { doc } = parsed;
+  return {
+    host,
+    isolated: true,
+    mode: doc.mode,
+    since: doc.since,
+    expiresAt: doc.expiresAt,
+    reason: doc.reason,
+    exceptions: doc.exceptions,
+    management: doc.management,
+    dropped: parsed.dropped,
+  };
+}

@@ -1,0 +1,313 @@
+/**
+ * SSH: connect, verify the host key before anything is sent, exec a constant command with the
+ * data on stdin, a time limit on every wait, and a pool of warm connections. The only module here
+ * that does I/O.
+ */
+import { createHash } from 'crypto';
+import { NodeSSH } from 'node-ssh';
+import type { Client, ClientChannel } from 'ssh2';
+import {
+  AuthFailedError,
+  HostKeyMismatchError,
+  IsolationError,
+  NftFailedError,
+  NftMissingError,
+  PrivilegeError,
+  TimeoutError,
+  UnreachableError,
+} from './errors';
+import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
+import type { Target } from './policy';
+
+/** The only commands ever run on a host. None contains anything from a request. */
+export const COMMANDS = {
+  nft: 'PATH="$PATH:/usr/sbin:/sbin" exec nft -j -f -',
+  sudoNft: 'exec sudo -n nft -j -f -',
+  whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
+} as const;
+
+export interface ExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The management channel as the host sees it (from SSH_CONNECTION). */
+export interface SshEndpoints {
+  clientAddr: string;
+  clientPort: number;
+  serverAddr: string;
+  serverPort: number;
+}
+
+export function parseSshConnection(text: string): SshEndpoints | null {
+  const parts = text.trim().split(/\s+/);
+  if (parts.length !== 4) return null;
+  const [clientAddr, cp, serverAddr, sp] = parts;
+  const clientPort = Number(cp);
+  const serverPort = Number(sp);
+  if (!Number.isInteger(clientPort) || !Number.isInteger(serverPort) || serverPort < 1 || serverPort > 65535) return null;
+  return { clientAddr, clientPort, serverAddr, serverPort };
+}
+
+const KEEPALIVE_MS = 5000;
+const CHANNEL_RETRIES = 3;
+
+/** One authenticated SSH connection. */
+export class SshConnection {
+  private closed = false;
+  private readonly client: Client;
+
+  /** learned once per connection, right after login */
+  endpoints: SshEndpoints | null = null;
+
+  constructor(
+    private readonly ssh: NodeSSH,
+    readonly label: string,
+  ) {
+    this.client = ssh.connection!;
+    // node-ssh drops its error listener once connected: without ours a dropped link is an uncaught exception
+    this.client.on('error', () => this.markClosed());
+    this.client.on('close', () => this.markClosed());
+    this.client.on('end', () => this.markClosed());
+  }
+
+  get alive(): boolean {
+    return !this.closed;
+  }
+
+  private markClosed(): void {
+    this.closed = true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ssh.dispose();
+  }
+
+  /** Runs a constant command, writes `stdin` and ends it; bounded by `timeoutMs`. */
+  async exec(command: string, stdin: string, timeoutMs: number): Promise<ExecResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.execOnce(command, stdin, timeoutMs);
+      } catch (err) {
+        // OpenSSH caps channels per connection (MaxSessions); a refused open is safe to retry
+        const refused = err instanceof Error && /open failed|Channel open failure/i.test(err.message) && !(err instanceof IsolationError);
+        if (!refused || attempt >= CHANNEL_RETRIES || this.closed) throw err;
+        await new Promise((r) => setTimeout(r, 20 * attempt));
+      }
+    }
+  }
+
+  private execOnce(command: string, stdin: string, timeoutMs: number): Promise<ExecResult> {
+    if (this.closed) return Promise.reject(new UnreachableError(this.label, 'connection closed'));
+    return new Promise<ExecResult>((resolve, reject) => {
+      let channel: ClientChannel | undefined;
+      let settled = false;
+      const finish = (err: Error | null, res?: ExecResult) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.client.removeListener('close', onClose);
+        if (err) reject(err);
+        else resolve(res!);
+      };
+      const onClose = () => finish(new UnreachableError(this.label, 'connection lost during the command'));
+      const timer = setTimeout(() => {
+        // the link may be dead: drop the whole connection so the next call starts clean
+        try {
+          channel?.close();
+        } catch {
+          /* already gone */
+        }
+        this.close();
+        finish(new TimeoutError(this.label, 'remote command', timeoutMs));
+      }, timeoutMs);
+      this.client.once('close', onClose);
+      try {
+        this.client.exec(command, (err, ch) => {
+          if (err) return finish(err);
+          channel = ch;
+          const out: Buffer[] = [];
+          const errOut: Buffer[] = [];
+          ch.on('data', (d: Buffer) => out.push(d));
+          ch.stderr.on('data', (d: Buffer) => errOut.push(d));
+          ch.on('error', (e: Error) => finish(e));
+          ch.on('close', (code: number | null, signal?: string) =>
+            finish(null, {
+              code: code ?? null,
+              signal: signal ?? null,
+              stdout: Buffer.concat(out).toString('utf8'),
+              stderr: Buffer.concat(errOut).toString('utf8'),
+            }),
+          );
+          ch.end(stdin); // always end stdin, or `nft -f -` waits forever
+        });
+      } catch (e) {
+        finish(e as Error);
+      }
+    });
+  }
+}
+
+function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKeyMismatchError | null, timeoutMs: number): IsolationError {
+  if (hostKeyRefusal) return hostKeyRefusal;
+  if (err instanceof IsolationError) return err;
+  const e = err as Error & { level?: string; code?: string };
+  const msg = e?.message ?? String(err);
+  if (e?.level === 'client-authentication' || /authentication methods failed/i.test(msg)) return new AuthFailedError(host, msg, { cause: err });
+  if (/privateKey|passphrase|private key/i.test(msg)) return new AuthFailedError(host, `private key unusable: ${msg}`, { cause: err });
+  if (e?.level === 'client-timeout' || /timed out/i.test(msg) || e?.code === 'ETIMEDOUT') return new TimeoutError(host, 'SSH connect', timeoutMs);
+  return new UnreachableError(host, e?.code ? `${e.code} ${msg}` : msg, { cause: err });
+}
+
+/** Opens, authenticates and host-key-verifies one connection within `timeoutMs`. */
+export async function connect(target: Target, timeoutMs: number): Promise<SshConnection> {
+  const label = target.port === 22 ? target.host : `${target.host}:${target.port}`;
+  const entries = parseKnownHosts(target.knownHosts);
+  let hostKeyRefusal: HostKeyMismatchError | null = null;
+  const ssh = new NodeSSH();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(label, 'SSH connect', timeoutMs)), timeoutMs);
+  });
+  try {
+    await Promise.race([
+      ssh.connect({
+        host: target.host,
+        port: target.port,
+        username: target.username,
+        privateKey: target.privateKey || undefined,
+        passphrase: target.passphrase || undefined,
+        password: target.password || undefined,
+        readyTimeout: timeoutMs,
+        keepaliveInterval: KEEPALIVE_MS,
+        keepaliveCountMax: 3,
+        tryKeyboard: false,
+        hostVerifier: (key: Buffer) => {
+          const verdict = verifyHostKey(entries, target.host, target.port, key);
+          if (verdict.ok) return true;
+          hostKeyRefusal = new HostKeyMismatchError(label, verdict.reason, fingerprint(key));
+          return false;
+        },
+      }),
+      deadline,
+    ]);
+  } catch (err) {
+    ssh.dispose();
+    throw classifyConnectError(label, err, hostKeyRefusal, timeoutMs);
+  } finally {
+    clearTimeout(timer);
+  }
+  // ssh2 leaves Nagle on: every exec would pay ~40 ms of delayed ACKs
+  ssh.connection!.setNoDelay(true);
+  const conn = new SshConnection(ssh, label);
+  try {
+    const who = await conn.exec(COMMANDS.whoami, '', timeoutMs);
+    conn.endpoints = who.code === 0 ? parseSshConnection(who.stdout) : null;
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+  return conn;
+}
+
+/** Maps a failed `nft` exec to the typed error that says why. */
+export function nftError(host: string, res: ExecResult): IsolationError {
+  const err = res.stderr;
+  if (
+    /^sudo: .*(password is required|not allowed|not in the sudoers|may not run|a terminal is required)/im.test(err) ||
+    /^Sorry, user .* is not allowed to execute/m.test(err)
+  ) {
+    return new PrivilegeError(host, err);
+  }
+  if (res.code === 127 && /sudo/.test(err) && !/nft/.test(err)) return new PrivilegeError(host, err);
+  if (res.code === 127 || /nft: (command )?not found|sudo: nft: command not found/i.test(err)) return new NftMissingError(host, err);
+  if (/Operation not permitted/i.test(err)) return new PrivilegeError(host, err);
+  return new NftFailedError(host, err, res.code);
+}
+
+interface PoolEntry {
+  conn: Promise<SshConnection>;
+  idleTimer?: NodeJS.Timeout;
+}
+
+/**
+ * Warm connections, one per (host, port, user, credentials). A connection that fails, closes or
+ * times out leaves the pool, and the next call opens a new one.
+ */
+export class ConnectionPool {
+  private readonly entries = new Map<string, PoolEntry>();
+
+  constructor(private readonly idleMs = 60_000) {}
+
+  static key(t: Target): string {
+    // credentials are part of the key so that two targets with other keys never share a session
+    const cred = createHash('sha256')
+      .update(JSON.stringify([t.privateKey ?? '', t.passphrase ?? '', t.password ?? '', t.knownHosts]))
+      .digest('hex')
+      .slice(0, 16);
+    return `${t.username}@${t.host}:${t.port}#${cred}`;
+  }
+
+  async get(target: Target, timeoutMs: number): Promise<SshConnection> {
+    const key = ConnectionPool.key(target);
+    const entry = this.entries.get(key);
+    if (entry) {
+      const conn = await entry.conn.catch(() => null);
+      if (conn?.alive) {
+        this.touch(key);
+        return conn;
+      }
+      if (this.entries.get(key) === entry) this.drop(key);
+    }
+    const fresh: PoolEntry = { conn: connect(target, timeoutMs) };
+    this.entries.set(key, fresh);
+    try {
+      await fresh.conn;
+    } catch (err) {
+      if (this.entries.get(key) === fresh) this.entries.delete(key);
+      throw err;
+    }
+    this.touch(key);
+    return fresh.conn;
+  }
+
+  private touch(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    clearTimeout(entry.idleTimer);
+    entry.idleTimer = setTimeout(() => this.drop(key), this.idleMs);
+    entry.idleTimer.unref();
+  }
+
+  private drop(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    clearTimeout(entry.idleTimer);
+    entry.conn.then((c) => c.close()).catch(() => undefined);
+  }
+
+  /** Drops the connection of this target (after a timeout, say). */
+  discard(target: Target): void {
+    this.drop(ConnectionPool.key(target));
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async closeAll(): Promise<void> {
+    const keys = [...this.entries.keys()];
+    await Promise.all(
+      keys.map(async (k) => {
+        const e = this.entries.get(k)!;
+        this.entries.delete(k);
+        clearTimeout(e.idleTimer);
+        await e.conn.then((c) => c.close()).catch(() => undefined);
+      }),
+    );
+  }
+}

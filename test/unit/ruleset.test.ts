@@ -1,0 +1,173 @@
+import { strict as assert } from 'assert';
+import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
+import { expandPresets } from '../../src/driver';
+import { ALL_SETS, encodeState, renderElements, renderIsolate, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
+import { decodeState, parseTable } from '../../src/driver/state';
+
+const doc: StateDoc = {
+  v: 1,
+  since: '2026-11-22T14:04:05.000Z',
+  reason: 'Suricata: "ET MALWARE" $(reboot); `id` — ünïcode',
+  mode: 'enforce',
+  expiresAt: null,
+  management: [{ addr: '198.18.5.1', port: 22 }],
+  exceptions: [...expandPresets(['ssh', 'dns']), { direction: 'in', proto: 'tcp', addr: '198.18.5.3', port: 8443, comment: 'collector' }],
+};
+
+function contains(b: Box, point: bigint[]): boolean {
+  return b.every(([lo, hi], d) => point[d] >= lo && point[d] <= hi);
+}
+
+describe('net: addresses', () => {
+  it('parses to intervals', () => {
+    assert.deepEqual(parseAddr('198.18.0.0/24')?.interval, [0xc6120000n, 0xc61200ffn]);
+    assert.equal(parseAddr('2001:db8::/32')?.family, 6);
+    assert.equal(parseAddr('1.2.3'), null);
+    assert.equal(parseAddr('::/129'), null);
+  });
+});
+
+describe('net: disjointUnion', () => {
+  it('covers exactly the union, with no two pieces overlapping', () => {
+    // deterministic pseudo-random boxes in a small 2-D space, checked point by point
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let round = 0; round < 30; round++) {
+      const boxes: Box[] = Array.from({ length: 1 + rnd(6) }, () => {
+        const a = rnd(16), b = rnd(16), c = rnd(16), d = rnd(16);
+        return [
+          [BigInt(Math.min(a, b)), BigInt(Math.max(a, b))],
+          [BigInt(Math.min(c, d)), BigInt(Math.max(c, d))],
+        ];
+      });
+      const out = disjointUnion(boxes);
+      for (let x = 0n; x < 16n; x++) {
+        for (let y = 0n; y < 16n; y++) {
+          const inUnion = boxes.some((b) => contains(b, [x, y]));
+          const hits = out.filter((b) => contains(b, [x, y])).length;
+          assert.equal(hits, inUnion ? 1 : 0, `point ${x},${y} round ${round}`);
+        }
+      }
+    }
+  });
+
+  it('drops a box inside a larger one instead of cutting it', () => {
+    const big: Box = [[0n, 100n], [0n, 10n]];
+    const small: Box = [[5n, 6n], [2n, 3n]];
+    assert.deepEqual(disjointUnion([small, big]), [big]);
+  });
+
+  it('refuses pathological overlap instead of hanging', () => {
+    // a grid of crossing bars cuts every vertical bar into ~100 pieces
+    const boxes: Box[] = Array.from({ length: 200 }, (_, i) =>
+      i % 2 === 0
+        ? [[BigInt(i), BigInt(i)], [0n, 1000n]]
+        : [[0n, 1000n], [BigInt(i), BigInt(i)]],
+    );
+    assert.throws(() => disjointUnion(boxes, 500), RangeError);
+  });
+});
+
+describe('ruleset', () => {
+  it('renders one transaction that replaces only its own table', () => {
+    const batch = renderIsolate('nr_iso', doc, 1);
+    const cmds = batch.nftables as Record<string, Record<string, Record<string, unknown>>>[];
+    assert.deepEqual(cmds.slice(0, 3), [
+      { add: { table: { family: 'inet', name: 'nr_iso' } } },
+      { delete: { table: { family: 'inet', name: 'nr_iso' } } },
+      { add: { table: { family: 'inet', name: 'nr_iso' } } },
+    ]);
+    for (const c of cmds) {
+      const obj = Object.values(Object.values(c)[0])[0];
+      const table = obj.table ?? obj.name;
+      assert.equal(table === 'nr_iso' || obj.table === 'nr_iso', true, JSON.stringify(c));
+      assert.equal(obj.family, 'inet');
+    }
+    const chains = cmds.filter((c) => c.add?.chain).map((c) => c.add.chain);
+    for (const hook of ['input', 'output', 'forward']) {
+      const ch = chains.find((x) => x.name === hook);
+      assert.ok(ch, hook);
+      assert.equal(ch.policy, 'drop');
+      assert.equal(ch.hook, hook);
+      assert.ok((ch.prio as number) < 0 && (ch.prio as number) > -200, 'after conntrack, ahead of filter');
+    }
+    const text = JSON.stringify(batch);
+    assert.ok(!/"established"/.test(text), 'no blanket ct state established accept');
+  });
+
+  it('is deterministic', () => {
+    assert.deepEqual(renderIsolate('t', doc, 3), renderIsolate('t', structuredClone(doc), 3));
+  });
+
+  it('puts each exception in the set of its family and kind', () => {
+    const els = renderElements([
+      { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 22 },
+      { direction: 'out', proto: 'udp', port: '1000-2000' },
+      { direction: 'out', proto: 'any', addr: '2001:db8::/48' },
+      { direction: 'in', proto: 'icmp', icmpType: 'packet-too-big' },
+    ]);
+    assert.deepEqual(els.get('in4'), [{ concat: ['198.18.0.3', 6, 22] }]);
+    assert.deepEqual(els.get('in6'), []);
+    assert.deepEqual(els.get('out4'), [{ concat: [{ prefix: { addr: '0.0.0.0', len: 0 } }, 17, { range: [1000, 2000] }] }]);
+    assert.deepEqual(els.get('out6'), [{ concat: [{ prefix: { addr: '::', len: 0 } }, 17, { range: [1000, 2000] }] }]);
+    assert.deepEqual(els.get('out6_any'), [{ prefix: { addr: '2001:db8::', len: 48 } }]);
+    assert.deepEqual(els.get('in4_icmp'), [], 'packet-too-big has no IPv4 twin');
+    assert.deepEqual(els.get('in6_icmp'), [{ concat: [{ prefix: { addr: '::', len: 0 } }, 2] }]);
+    assert.equal(els.size, ALL_SETS.length);
+  });
+
+  it('updates claim the generation they read', () => {
+    const cmds = renderUpdate('t', doc, 41).nftables as Record<string, unknown>[];
+    assert.deepEqual(cmds[0], { delete: { element: { family: 'inet', table: 't', name: 'gen', elem: [41] } } });
+    assert.deepEqual(cmds[1], { add: { element: { family: 'inet', table: 't', name: 'gen', elem: [42] } } });
+    assert.ok(!JSON.stringify(cmds).includes('"chain":{"family":"inet","table":"t","name":"input"'), 'no chain rebuilt');
+  });
+
+  it('unisolate is add+delete of the table only', () => {
+    assert.deepEqual(renderUnisolate('t').nftables, [
+      { add: { table: { family: 'inet', name: 't' } } },
+      { delete: { table: { family: 'inet', name: 't' } } },
+    ]);
+  });
+});
+
+describe('state', () => {
+  it('round-trips the record through rule comments of at most 128 bytes', () => {
+    const comments = encodeState(doc);
+    for (const c of comments) assert.ok(Buffer.byteLength(c) <= 128, c);
+    assert.deepEqual(decodeState(comments), doc);
+    assert.deepEqual(decodeState([...comments].reverse()), doc);
+  });
+
+  it('refuses incomplete or foreign records', () => {
+    const comments = encodeState({ ...doc, reason: 'x'.repeat(500) });
+    assert.ok(comments.length > 2);
+    assert.throws(() => decodeState(comments.slice(1)), /incomplete/);
+    assert.throws(() => decodeState([]), /no isolation record/);
+    assert.throws(() => decodeState(['nrhi1:0/1:!!!']), /malformed/);
+  });
+
+  it('parses a listing as nft prints it', () => {
+    const rules = encodeState(doc).map((comment, i) => ({
+      rule: { family: 'inet', table: 'nr_iso', chain: 'state', handle: 100 + i, comment, expr: [{ counter: { packets: 0, bytes: 0 } }] },
+    }));
+    const listing = {
+      nftables: [
+        { metainfo: { version: '1.0.6', json_schema_version: 1 } },
+        { table: { family: 'inet', name: 'nr_iso', handle: 3 } },
+        { counter: { family: 'inet', name: 'drop_in', table: 'nr_iso', handle: 1, packets: 12, bytes: 720 } },
+        { set: { family: 'inet', name: 'gen', table: 'nr_iso', type: 'mark', handle: 2, elem: [5] } },
+        ...rules,
+      ],
+    };
+    const p = parseTable(JSON.stringify(listing), 'nr_iso');
+    assert.equal(p.gen, 5);
+    assert.deepEqual(p.dropped.in, { packets: 12, bytes: 720 });
+    assert.deepEqual(p.doc, doc);
+    assert.throws(() => parseTable('not json', 'nr_iso'), /not JSON/);
+    assert.throws(() => parseTable(JSON.stringify({ nftables: [] }), 'nr_iso'), /missing/);
+  });
+});
