@@ -165,11 +165,12 @@ function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKe
 /** Opens, authenticates and host-key-verifies one connection within `timeoutMs`. */
 export async function connect(target: Target, timeoutMs: number): Promise<SshConnection> {
   const label = target.port === 22 ? target.host : `${target.host}:${target.port}`;
+  const deadline = Date.now() + timeoutMs;
   const entries = parseKnownHosts(target.knownHosts);
   let hostKeyRefusal: HostKeyMismatchError | null = null;
   const ssh = new NodeSSH();
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
+  const connectTimeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new TimeoutError(label, 'SSH connect', timeoutMs)), timeoutMs);
   });
   try {
@@ -192,7 +193,7 @@ export async function connect(target: Target, timeoutMs: number): Promise<SshCon
           return false;
         },
       }),
-      deadline,
+      connectTimeout,
     ]);
   } catch (err) {
     ssh.dispose();
@@ -204,7 +205,8 @@ export async function connect(target: Target, timeoutMs: number): Promise<SshCon
   ssh.connection!.setNoDelay(true);
   const conn = new SshConnection(ssh, label);
   try {
-    const who = await conn.exec(COMMANDS.whoami, '', timeoutMs);
+    // the same time limit covers login and this first command
+    const who = await conn.exec(COMMANDS.whoami, '', Math.max(1, deadline - Date.now()));
     conn.endpoints = who.code === 0 ? parseSshConnection(who.stdout) : null;
   } catch (err) {
     conn.close();

@@ -110,6 +110,27 @@ describe('driver on the lab host', function () {
     }
   });
 
+  it('keeps an IPv6 management channel (neighbour discovery included) working', async () => {
+    const v6target = { ...target, host: host().v6, knownHosts: host().knownHostsV6 };
+    const d = new IsolationDriver();
+    try {
+      const st = await d.isolate(v6target, {});
+      assert.deepEqual(st.management, [{ addr: lab.controller.v6, port: 22 }]);
+      // flush the neighbour cache on the host so that v6 must resolve again under isolation
+      await lab.exec(host().ns, ['ip', '-6', 'neigh', 'flush', 'all']);
+      const fresh = new IsolationDriver();
+      try {
+        assert.equal((await fresh.status(v6target)).isolated, true, 'fresh v6 management connection works');
+      } finally {
+        await fresh.close();
+      }
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v6, 22, 1000), false, 'other v6 peers stay out');
+      assert.equal((await d.unisolate(v6target)).isolated, false);
+    } finally {
+      await d.close();
+    }
+  });
+
   it('severs a connection that was open before isolation', async () => {
     const hostListener = await lab.listen(host().ns, 7003);
     const conn = await lab.openConnection(lab.peer.ns, host().v4, 7003);

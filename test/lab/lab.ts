@@ -70,6 +70,20 @@ export interface Lab {
   close(): Promise<void>;
 }
 
+// Labs still open when the process is interrupted are torn down before it exits.
+const openLabs = new Set<() => void>();
+let signalsHooked = false;
+function hookSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      for (const cleanup of [...openLabs]) cleanup();
+      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+    });
+  }
+}
+
 function which(cmd: string): boolean {
   return ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => fs.existsSync(path.join(d, cmd)));
 }
@@ -200,8 +214,11 @@ export async function createLab(opts: { hosts?: number; subnet?: number } = {}):
     fs.rmSync(sudoersFile, { force: true });
     fs.rmSync(dir, { recursive: true, force: true });
     process.removeListener('exit', cleanupSync);
+    openLabs.delete(cleanupSync);
   };
   process.on('exit', cleanupSync);
+  openLabs.add(cleanupSync);
+  hookSignals();
 
   const addNs = (name: string) => {
     run(['ip', 'netns', 'add', name]);
