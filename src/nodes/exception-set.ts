@@ -1,0 +1,20 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { Exception, ExceptionOp } from '../driver';
+import { arrayField, driver, handleInput } from './shared';
+
+interface ExceptionSetConfig extends NodeDef {
+  target: string;
+  op?: ExceptionOp;
+  exceptions?: Exception[];
+}
+
+export = function (RED: NodeAPI): void {
+  function ExceptionSetNode(this: Node, config: ExceptionSetConfig) {
+    RED.nodes.createNode(this, config);
+    const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];
+    handleInput(RED, this, config.target, (target, msg) =>
+      driver.setExceptions(target, (msg.op ?? config.op ?? 'add') as ExceptionOp, [...exceptions, ...arrayField(msg, 'exceptions')]),
+    );
+  }
+  RED.nodes.registerType('exception-set', ExceptionSetNode);
+};

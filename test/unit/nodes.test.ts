@@ -1,0 +1,271 @@
+/**
+ * The nodes in a real Node-RED runtime (node-red-node-test-helper). The driver is stubbed here
+ * only: these tests are about what the nodes do with messages, config and errors. The driver
+ * itself is proved on the lab host in test/integration.
+ */
+import { strict as assert } from 'assert';
+import helper from 'node-red-node-test-helper';
+import * as sinon from 'sinon';
+import { HostKeyMismatchError, NotIsolatedError, type HostState } from '../../src/driver';
+import { driver } from '../../src/nodes/shared';
+import targetNode from '../../src/nodes/isolation-target';
+import isolateNode from '../../src/nodes/isolate-host';
+import unisolateNode from '../../src/nodes/unisolate-host';
+import statusNode from '../../src/nodes/isolation-status';
+import exceptionSetNode from '../../src/nodes/exception-set';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const catchNode = require('@node-red/nodes/core/common/25-catch.js');
+
+helper.init(require.resolve('node-red'));
+
+const ALL = [targetNode, isolateNode, unisolateNode, statusNode, exceptionSetNode, catchNode];
+
+const TARGET = {
+  id: 'tgt',
+  type: 'isolation-target',
+  name: 'lab',
+  host: '198.18.0.2',
+  port: 22,
+  username: 'isolator',
+  allowedHosts: ['198.18.0.0/24', 'web-01'],
+  knownHosts: '198.18.0.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL48++oJJJvDkewzvugVU7EctSvMYJmR74k7qVa5AGFD',
+  sudo: true,
+  timeout: 7,
+};
+const CREDS = { tgt: { privateKey: 'PRIVATE KEY', passphrase: 'pp' } };
+
+function state(host: string, isolated = true): HostState {
+  return {
+    host,
+    isolated,
+    mode: isolated ? 'enforce' : null,
+    since: isolated ? '2026-11-22T14:04:05.000Z' : null,
+    expiresAt: null,
+    reason: null,
+    exceptions: [],
+    management: [],
+    dropped: null,
+  };
+}
+
+type AnyNode = { receive(msg: object): void; on(ev: string, fn: (m: Record<string, unknown>) => void): void; status: sinon.SinonSpy };
+
+type FlowNode = { id: string; type: string } & Record<string, unknown>;
+
+function flow(node: Record<string, unknown>): FlowNode[] {
+  return [
+    TARGET,
+    { id: 'n1', type: String(node.type), wires: [['out']], target: 'tgt', ...node },
+    { id: 'out', type: 'helper' },
+    { id: 'c1', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'caught', type: 'helper' },
+  ];
+}
+
+/** The next message on a helper node, or a failure after `ms`. */
+function next(id: string, ms = 2000): Promise<Record<string, unknown>> {
+  const n = helper.getNode(id) as unknown as AnyNode;
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no message on ${id}`)), ms);
+    n.on('input', (m) => {
+      clearTimeout(t);
+      resolve(m);
+    });
+  });
+}
+
+/** Resolves false if a message arrives on `id` within `ms`. */
+function nothing(id: string, ms = 200): Promise<boolean> {
+  const n = helper.getNode(id) as unknown as AnyNode;
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(true), ms);
+    n.on('input', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+}
+
+describe('nodes', function () {
+  this.timeout(10_000);
+  let sb: sinon.SinonSandbox;
+
+  beforeEach(() => {
+    sb = sinon.createSandbox();
+  });
+  afterEach(async () => {
+    sb.restore();
+    await helper.unload();
+  });
+
+  it('registers the five types and reads the target config with its credentials', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.2'));
+    await helper.load(ALL, flow({ type: 'isolate-host', presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', duration: 0, verify: true }), CREDS);
+    const got = next('out');
+    (helper.getNode('n1') as unknown as AnyNode).receive({ payload: 'x' });
+    await got;
+    const [target, req] = iso.firstCall.args;
+    assert.deepEqual(target, {
+      host: '198.18.0.2',
+      port: 22,
+      username: 'isolator',
+      knownHosts: TARGET.knownHosts,
+      sudo: true,
+      timeoutMs: 7000,
+      privateKey: 'PRIVATE KEY',
+      passphrase: 'pp',
+      password: undefined,
+    });
+    assert.deepEqual(req, { presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined });
+  });
+
+  it('isolate-host: msg overrides add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.7'));
+    const configured = { direction: 'in', proto: 'tcp', port: 8443 };
+    await helper.load(ALL, flow({ type: 'isolate-host', presets: ['ssh'], exceptions: [configured] }), CREDS);
+    const got = next('out');
+    const alert = { id: 'ALRT-1', host: { ip: '198.18.0.7' } };
+    const extra = { direction: 'out', proto: 'udp', port: 53 };
+    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', alert, topic: 't' });
+    const msg = await got;
+    assert.deepEqual(msg.payload, state('198.18.0.7'));
+    assert.deepEqual(msg.alert, alert);
+    assert.equal(msg.topic, 't');
+    assert.equal(msg.host, '198.18.0.7');
+    const [target, req] = iso.firstCall.args;
+    assert.equal(target.host, '198.18.0.7');
+    assert.deepEqual(req, { presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1' });
+  });
+
+  it('refuses a msg.host outside the allowlist before any driver call, to a Catch node with its code', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('x'));
+    await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
+    const caught = next('caught');
+    const quiet = nothing('out', 300);
+    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '203.0.113.66', alert: 'kept' });
+    const m = await caught;
+    assert.equal((m.error as { code: string }).code, 'HOST_NOT_ALLOWED');
+    assert.equal(m.alert, 'kept');
+    assert.equal(iso.callCount, 0, 'no connection attempted');
+    assert.equal(await quiet, true, 'no output besides the error');
+  });
+
+  it('accepts allowlisted names and CIDR members', async () => {
+    const st = sb.stub(driver, 'status').callsFake(async (t) => state(String((t as { host: string }).host), false));
+    await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
+    for (const host of ['web-01', '198.18.0.99']) {
+      const got = next('out');
+      (helper.getNode('n1') as unknown as AnyNode).receive({ host });
+      assert.equal(((await got).payload as HostState).host, host);
+    }
+    assert.equal(st.callCount, 2);
+  });
+
+  it('rejects bad msg fields with VALIDATION and no driver call', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('x'));
+    await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
+    for (const bad of [{ exceptions: 'all' }, { presets: 'ssh' }, { duration: 60 }, { duration: -1 }, { host: { ip: '198.18.0.2' } }]) {
+      const caught = next('caught');
+      (helper.getNode('n1') as unknown as AnyNode).receive(bad);
+      const m = await caught;
+      assert.equal((m.error as { code: string }).code, 'VALIDATION', JSON.stringify(bad));
+    }
+    assert.equal(iso.callCount, 0);
+  });
+
+  it('driver errors reach a Catch node with their code, and the status turns red', async () => {
+    sb.stub(driver, 'unisolate').rejects(new HostKeyMismatchError('198.18.0.2', 'mismatch', 'SHA256:x'));
+    await helper.load(ALL, flow({ type: 'unisolate-host' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const statusSpy = n.status; // the test helper already spies on status
+    const caught = next('caught');
+    n.receive({ payload: 1 });
+    const m = await caught;
+    assert.equal((m.error as { code: string }).code, 'HOST_KEY_MISMATCH');
+    assert.deepEqual(statusSpy.firstCall.args[0], { fill: 'blue', shape: 'dot', text: 'working' });
+    assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'red', shape: 'ring', text: 'HOST_KEY_MISMATCH' });
+  });
+
+  it('status shows isolated since / not isolated', async () => {
+    const st = sb.stub(driver, 'status');
+    st.onFirstCall().resolves(state('198.18.0.2', true));
+    st.onSecondCall().resolves(state('198.18.0.2', false));
+    await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const statusSpy = n.status; // the test helper already spies on status
+    let got = next('out');
+    n.receive({});
+    await got;
+    assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'green', shape: 'dot', text: '198.18.0.2 isolated since 14:04' });
+    got = next('out');
+    n.receive({});
+    await got;
+    assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'grey', shape: 'ring', text: '198.18.0.2 not isolated' });
+  });
+
+  it('exception-set: op and exceptions from config, overridden and added to by msg', async () => {
+    const set = sb.stub(driver, 'setExceptions').resolves(state('198.18.0.2'));
+    const configured = { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 22 };
+    await helper.load(ALL, flow({ type: 'exception-set', op: 'add', exceptions: [configured] }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    let got = next('out');
+    n.receive({});
+    await got;
+    assert.deepEqual(set.firstCall.args.slice(1), ['add', [configured]]);
+    got = next('out');
+    const extra = { direction: 'out', proto: 'any', addr: '198.18.0.4' };
+    n.receive({ op: 'remove', exceptions: [extra] });
+    await got;
+    assert.deepEqual(set.secondCall.args.slice(1), ['remove', [configured, extra]]);
+  });
+
+  it('exception-set on a host that is not isolated errors with NOT_ISOLATED', async () => {
+    sb.stub(driver, 'setExceptions').rejects(new NotIsolatedError('198.18.0.2'));
+    await helper.load(ALL, flow({ type: 'exception-set', op: 'add', exceptions: [] }), CREDS);
+    const caught = next('caught');
+    (helper.getNode('n1') as unknown as AnyNode).receive({});
+    assert.equal(((await caught).error as { code: string }).code, 'NOT_ISOLATED');
+  });
+
+  it('runs several hosts at once, each message answered once', async () => {
+    const st = sb.stub(driver, 'status').callsFake(async (t) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return state(String((t as { host: string }).host), false);
+    });
+    await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
+    const hosts = ['198.18.0.10', '198.18.0.11', '198.18.0.12', '198.18.0.13'];
+    const seen: string[] = [];
+    const out = helper.getNode('out') as unknown as AnyNode;
+    const all = new Promise<void>((resolve) => {
+      out.on('input', (m) => {
+        seen.push((m.payload as HostState).host);
+        if (seen.length === hosts.length) resolve();
+      });
+    });
+    for (const host of hosts) (helper.getNode('n1') as unknown as AnyNode).receive({ host });
+    await all;
+    assert.deepEqual(seen.sort(), hosts);
+    assert.equal(st.callCount, hosts.length);
+    assert.equal(await nothing('out', 200), true, 'no duplicate outputs');
+  });
+
+  it('close during an operation waits for it, and the message still ends in its output path', async () => {
+    let release: (s: HostState) => void = () => undefined;
+    sb.stub(driver, 'isolate').returns(new Promise<HostState>((r) => (release = r)));
+    await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
+    const n = helper.getNode('n1') as unknown as { receive(m: object): void; status: (s: unknown) => void };
+    n.receive({ payload: 'go' });
+    await new Promise((r) => setTimeout(r, 50));
+    let closed = false;
+    const closing = helper.unload().then(() => (closed = true));
+    // unload() restores the helper's spies synchronously: watch status ourselves from here on
+    const after: unknown[] = [];
+    n.status = (st: unknown) => void after.push(st);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(closed, false, 'close waits for the running operation');
+    release(state('198.18.0.2'));
+    await closing;
+    assert.equal(closed, true);
+    assert.deepEqual(after, [{ fill: 'green', shape: 'dot', text: '198.18.0.2 isolated since 14:04' }], 'the operation ran to its end');
+  });
+});
