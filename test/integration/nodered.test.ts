@@ -1,0 +1,167 @@
+/**
+ * The nodes in a real Node-RED runtime, deployed through the admin API as the editor does, driven
+ * over HTTP end to end against the lab host, with real traffic checked. Nothing is stubbed.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { HostState } from '../../src/driver';
+import { createLab, labAvailable, type Lab } from '../lab/lab';
+import { startNodeRed, type NodeRed } from '../lab/nodered';
+
+const TABLE = 'node_red_isolation';
+
+function flows(lab: Lab) {
+  const h = lab.hosts[0];
+  const toMsg = (id: string, fields: string[], next: string) => ({
+    id,
+    type: 'change',
+    z: 'tab',
+    rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
+    wires: [[next]],
+  });
+  const httpIn = (id: string, method: string, url: string, next: string) => ({ id, type: 'http in', z: 'tab', url, method, wires: [[next]] });
+  // nodes without x/y are taken for config nodes by the runtime: give every flow node a place
+  const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
+  return place([
+    { id: 'tab', type: 'tab', label: 'isolation' },
+    {
+      id: 'tgt',
+      type: 'isolation-target',
+      name: 'lab host',
+      host: h.v4,
+      port: 22,
+      username: lab.users.sudo.username,
+      allowedHosts: [],
+      knownHosts: h.knownHosts,
+      sudo: true,
+      timeout: 15,
+      credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
+    },
+    httpIn('in-iso', 'post', '/isolate', 'm-iso'),
+    toMsg('m-iso', ['host', 'reason', 'exceptions'], 'iso'),
+    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp']] },
+    httpIn('in-st', 'get', '/status', 'st'),
+    { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
+    httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
+    toMsg('m-exc', ['op', 'exceptions'], 'exc'),
+    { id: 'exc', type: 'exception-set', z: 'tab', target: 'tgt', op: 'add', exceptions: [], wires: [['resp']] },
+    httpIn('in-un', 'post', '/unisolate', 'un'),
+    { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp']] },
+    { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
+    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
+    {
+      id: 'err',
+      type: 'change',
+      z: 'tab',
+      rules: [
+        { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
+        { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
+      ],
+      wires: [['resp']],
+    },
+  ]);
+}
+
+describe('nodes in a real Node-RED runtime against the lab host', function () {
+  this.timeout(180_000);
+  let lab: Lab;
+  let red: NodeRed;
+
+  before(async function () {
+    const avail = labAvailable();
+    if (!avail.ok) {
+      if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${avail.why}`);
+      this.skip();
+    }
+    lab = await createLab({ hosts: 1 });
+    red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
+    await red.deploy(flows(lab));
+  });
+
+  after(async () => {
+    await red?.stop();
+    if (lab) await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+    await lab?.close();
+    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
+  });
+
+  it('isolates, lets an exception in, reports status, refuses a foreign host and releases, with real traffic', async () => {
+    const h = lab.hosts[0];
+    const listener = await lab.listen(h.ns, 8443);
+    try {
+      assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), true);
+
+      const iso = await red.request('POST', '/isolate', { host: h.v4, reason: 'generic alert ALRT-20261122-0042' });
+      assert.equal(iso.status, 200, JSON.stringify(iso.body));
+      const st = iso.body as HostState;
+      assert.equal(st.isolated, true);
+      assert.equal(st.reason, 'generic alert ALRT-20261122-0042');
+      assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), false, 'peer blocked');
+
+      const exc = await red.request('POST', '/exceptions', {
+        op: 'add',
+        exceptions: [{ direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: 8443, comment: 'forensic collector' }],
+      });
+      assert.equal(exc.status, 200, JSON.stringify(exc.body));
+      assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), true, 'exception lets the collector in');
+
+      const status = await red.request('GET', '/status');
+      assert.equal(status.status, 200);
+      const s = status.body as HostState;
+      assert.equal(s.isolated, true);
+      assert.ok(s.exceptions.some((e) => e.comment === 'forensic collector'));
+
+      const bad = await red.request('POST', '/isolate', { host: lab.peer.v4 });
+      assert.equal(bad.status, 500);
+      assert.equal((bad.body as { code: string }).code, 'HOST_NOT_ALLOWED');
+
+      const invalid = await red.request('POST', '/exceptions', { op: 'add', exceptions: [{ direction: 'in', proto: 'tcp', port: '1;reboot' }] });
+      assert.equal(invalid.status, 500);
+      assert.equal((invalid.body as { code: string }).code, 'VALIDATION');
+
+      const un = await red.request('POST', '/unisolate', {});
+      assert.equal(un.status, 200);
+      assert.equal((un.body as HostState).isolated, false);
+      assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), true, 'traffic restored');
+    } finally {
+      listener.close();
+    }
+  });
+
+  it('deploys every example with only core nodes and this pack', async () => {
+    const dir = path.join(__dirname, '../../../examples');
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+    assert.ok(files.length >= 2);
+    const registered = new Set(((await red.request('GET', '/nodes')).body as { types: string[] }[]).flatMap((s) => s.types));
+    for (const f of files) {
+      const nodes = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { type: string }[];
+      assert.ok(Array.isArray(nodes), `${f} is a top-level array of nodes`);
+      for (const n of nodes) {
+        if (n.type !== 'tab') assert.ok(registered.has(n.type), `${f}: type ${n.type} is neither core nor ours`);
+      }
+      const r = await red.request('POST', '/flows', { flows: nodes });
+      assert.equal(r.status, 200, `${f} deploys`);
+      const state = await red.request('GET', '/flows/state');
+      assert.notEqual((state.body as { state?: string }).state, 'stop', `${f} runs`);
+    }
+    // back to the test flow for the next test
+    await red.deploy(flows(lab));
+  });
+
+  it('keeps credentials out of the flow file', async () => {
+    const flowsFile = fs.readFileSync(path.join(red.userDir, 'flows.json'), 'utf8');
+    const credFile = fs.readFileSync(path.join(red.userDir, 'flows_cred.json'), 'utf8');
+    const { privateKey, passphrase } = lab.users.sudo;
+    const keyBody = privateKey.split('\n')[1];
+    for (const [name, text] of [
+      ['flows.json', flowsFile],
+      ['flows_cred.json', credFile],
+    ]) {
+      assert.ok(!text.includes(keyBody), `${name} holds the private key in clear`);
+      assert.ok(!text.includes(passphrase!), `${name} holds the passphrase in clear`);
+      assert.ok(!/privateKey|passphrase/.test(name === 'flows.json' ? text : ''), 'no credential fields in the flow file');
+    }
+    assert.ok(JSON.parse(flowsFile).some((n: { type: string }) => n.type === 'isolation-target'));
+  });
+});
