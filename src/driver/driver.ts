@@ -10,6 +10,7 @@ import {
   ParseError,
   TimeoutError,
   UnreachableError,
+  ValidationError,
 } from './errors';
 import { parseAddr } from './net';
 import {
@@ -27,7 +28,7 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets } from './presets';
-import { renderIsolate, renderList, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderElements, renderIsolate, renderList, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { COMMANDS, ConnectionPool, nftError, type SshConnection } from './transport';
 
@@ -58,6 +59,7 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
     const exceptions = dedupeExceptions([...expandPresets(req.presets), ...req.exceptions]);
+    assertRenderable(exceptions);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target);
@@ -113,6 +115,7 @@ export class IsolationDriver {
         if (!current) throw new NotIsolatedError(target.host);
         const exceptions = nextExceptions(current.doc.exceptions, opName, given);
         validate(exceptionListSchema, exceptions, 'exceptions');
+        assertRenderable(exceptions);
         const doc: StateDoc = { ...current.doc, exceptions };
         try {
           await this.apply(op, conn, renderUpdate(target.table, doc, current.gen));
@@ -190,6 +193,16 @@ export class IsolationDriver {
       if (err instanceof StateParseError) throw new ParseError(op.target.host, err.message);
       throw err;
     }
+  }
+}
+
+/** Exceptions whose overlaps would need too many set elements are refused before anything is sent. */
+function assertRenderable(exceptions: readonly Exception[]): void {
+  try {
+    renderElements(exceptions);
+  } catch (err) {
+    if (err instanceof RangeError) throw new ValidationError(`invalid exceptions: ${err.message}`, [{ path: 'exceptions', message: err.message }]);
+    throw err;
   }
 }
 
