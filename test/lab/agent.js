@@ -4,6 +4,7 @@
 // bounded in time; long-lived modes run until their parent kills them.
 //   listen tcp|udp PORT        echo server on [::] (dual stack); prints "ready"
 //   try HOST PORT MS           TCP connect, send a line, exit 0 iff it is echoed within MS
+//   open HOST PORT MS          exit 0 iff a TCP connection is established within MS
 //   udp HOST PORT MS           one datagram, exit 0 iff it is echoed within MS
 //   client HOST PORT           long-lived TCP client: prints "ready", copies stdin lines to the
 //                              socket and socket data to stdout
@@ -39,6 +40,13 @@ function tryTcp(host, port, ms) {
   });
 }
 
+function openTcp(host, port, ms) {
+  setTimeout(() => process.exit(1), ms);
+  const s = net.connect({ host, port });
+  s.on('error', () => process.exit(1));
+  s.on('connect', () => process.exit(0));
+}
+
 function tryUdp(host, port, ms) {
   const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   setTimeout(() => process.exit(1), ms);
@@ -65,6 +73,9 @@ switch (mode) {
     break;
   case 'try':
     tryTcp(args[0], Number(args[1]), Number(args[2]));
+    break;
+  case 'open':
+    openTcp(args[0], Number(args[1]), Number(args[2]));
     break;
   case 'udp':
     tryUdp(args[0], Number(args[1]), Number(args[2]));

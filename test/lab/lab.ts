@@ -62,6 +62,8 @@ export interface Lab {
   nft(ns: string, args: string[]): Promise<ExecResult>;
   listen(ns: string, port: number, opts?: { udp?: boolean }): Promise<Closable>;
   tryConnect(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
+  /** a bare TCP connect (for services that do not echo, such as sshd) */
+  tcpOpen(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
   udpRoundTrip(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
   openConnection(ns: string, addr: string, port: number): Promise<Connection>;
   ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
@@ -177,13 +179,24 @@ function waitPort(host: string, port: number, timeoutMs: number): Promise<void> 
   });
 }
 
-export async function createLab(opts: { hosts?: number; subnet?: number } = {}): Promise<Lab> {
+/**
+ * `hosts` lab hosts at 198.18.N.(10+i) unless `hostOffsets` says otherwise; `subnet` picks N
+ * (random and unused by default). The controller is .1, the peer .3, the silent sink .4.
+ */
+export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[] } = {}): Promise<Lab> {
   const avail = labAvailable();
   if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
-  const nHosts = opts.hosts ?? 1;
+  const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
   if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
+  const offsets = opts.hostOffsets ?? Array.from({ length: nHosts }, (_, i) => 10 + i);
+  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
+    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .250 .255');
+  }
   const id = randomBytes(3).toString('hex');
   const n = opts.subnet ?? pickSubnet();
+  if (opts.subnet !== undefined && run(['ip', '-o', 'addr', 'show']).includes(`198.18.${n}.`)) {
+    throw new Error(`198.18.${n}.0/24 is in use (another lab or demo running?)`);
+  }
   const v4 = (i: number) => `198.18.${n}.${i}`;
   const v6 = (i: number) => `2001:db8:${n.toString(16)}::${i.toString(16)}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}${id}-`));
@@ -281,13 +294,13 @@ export async function createLab(opts: { hosts?: number; subnet?: number } = {}):
     for (let i = 0; i < nHosts; i++) {
       const ns = `${PREFIX}${id}-h${i}`;
       addNs(ns);
-      attach(ns, `h${i}`, 10 + i);
+      attach(ns, `h${i}`, offsets[i]);
       const hk = keygen(path.join(dir, `host_key_${i}`));
       const pub = hk.pub.split(' ').slice(0, 2).join(' ');
       const cfg = [
         'Port 22',
-        `ListenAddress ${v4(10 + i)}`,
-        `ListenAddress ${v6(10 + i)}`,
+        `ListenAddress ${v4(offsets[i])}`,
+        `ListenAddress ${v6(offsets[i])}`,
         `HostKey ${path.join(dir, `host_key_${i}`)}`,
         `PidFile ${path.join(dir, `sshd_${i}.pid`)}`,
         `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}/%u`,
@@ -305,13 +318,13 @@ export async function createLab(opts: { hosts?: number; subnet?: number } = {}):
       hosts.push({
         index: i,
         ns,
-        v4: v4(10 + i),
-        v6: v6(10 + i),
+        v4: v4(offsets[i]),
+        v6: v6(offsets[i]),
         port: 22,
-        knownHosts: `${v4(10 + i)} ${pub}\n`,
-        knownHostsV6: `${v6(10 + i)} ${pub}\n`,
+        knownHosts: `${v4(offsets[i])} ${pub}\n`,
+        knownHostsV6: `${v6(offsets[i])} ${pub}\n`,
         hostKeyPub: pub,
-        wrongKnownHosts: `${v4(10 + i)} ${wrongKey.pub.split(' ').slice(0, 2).join(' ')}\n`,
+        wrongKnownHosts: `${v4(offsets[i])} ${wrongKey.pub.split(' ').slice(0, 2).join(' ')}\n`,
       });
     }
 
@@ -413,6 +426,9 @@ export async function createLab(opts: { hosts?: number; subnet?: number } = {}):
       },
       async tryConnect(ns, addr, port, timeoutMs = 1500) {
         return (await exec(ns, [process.execPath, agent, 'try', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
+      },
+      async tcpOpen(ns, addr, port, timeoutMs = 1500) {
+        return (await exec(ns, [process.execPath, agent, 'open', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
       },
       async udpRoundTrip(ns, addr, port, timeoutMs = 1500) {
         return (await exec(ns, [process.execPath, agent, 'udp', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
