@@ -1,0 +1,155 @@
+/**
+ * The real editor in headless Chromium (Debian's chromium, driven by playwright-core): the node
+ * types are in the palette under "host isolation", each edit dialog opens, the isolate-host form
+ * takes presets and an exception row, an example imports and deploys, and the browser console
+ * stays free of errors. Screenshots go to test-output/screenshots.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { wiredExamples } from '../../scripts/demo';
+import { createLab, labAvailable, type Lab } from '../lab/lab';
+import { REPO_ROOT, startNodeRed, type NodeRed } from '../lab/nodered';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
+const TYPES = ['isolate-host', 'unisolate-host', 'isolation-status', 'exception-set'];
+
+declare const RED: {
+  nodes: {
+    filterNodes(q: { type: string }): { id: string; presets?: string[]; exceptions?: unknown[] }[];
+    eachConfig(cb: (n: { id: string; type: string }) => void): void;
+    getType(t: string): unknown;
+    node(id: string): Record<string, unknown>;
+  };
+  editor: { edit(n: unknown): void; editConfig(name: string, type: string, id: string): void };
+  view: { importNodes(n: unknown, opts?: unknown): void };
+};
+
+describe('the editor in headless Chromium', function () {
+  this.timeout(180_000);
+  let lab: Lab;
+  let red: NodeRed;
+  let browser: BrowserContext;
+  let page: Page;
+  let userData: string;
+  const consoleErrors: string[] = [];
+
+  before(async function () {
+    const avail = labAvailable();
+    if (!avail.ok || !fs.existsSync(CHROMIUM)) {
+      if (process.env.CI === 'true') throw new Error(`browser test cannot run in CI: ${avail.why ?? `no ${CHROMIUM}`}`);
+      this.skip();
+    }
+    fs.mkdirSync(SHOTS, { recursive: true });
+    lab = await createLab({ hosts: 1 });
+    red = await startNodeRed();
+    await red.deploy(wiredExamples(lab));
+    userData = fs.mkdtempSync(path.join(os.tmpdir(), 'nrhi-chromium-'));
+    // a fresh user data dir each run (playwright passes it as --user-data-dir)
+    browser = await chromium.launchPersistentContext(userData, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-quic',
+      ],
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(red.url);
+    await page.waitForSelector('#red-ui-palette-base-category-host_isolation', { timeout: 60_000 });
+    await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes.filterNodes({ type: 'isolate-host' }).length > 0, undefined, { timeout: 30_000 });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await red?.stop();
+    await lab?.close();
+    if (userData) fs.rmSync(userData, { recursive: true, force: true });
+    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
+  });
+
+  it('shows the node types in the palette under "host isolation"', async () => {
+    for (const type of TYPES) {
+      const inCategory = await page.locator(`#red-ui-palette-base-category-host_isolation .red-ui-palette-node[data-palette-type="${type}"]`).count();
+      assert.equal(inCategory, 1, `${type} in the host isolation category`);
+    }
+    assert.ok(await page.evaluate(() => !!RED.nodes.getType('isolation-target')), 'config node type registered');
+    await page.screenshot({ path: path.join(SHOTS, 'palette-and-flow.png') });
+  });
+
+  it('opens the edit dialog of every type', async () => {
+    for (const type of TYPES) {
+      await page.evaluate((t) => RED.editor.edit(RED.nodes.filterNodes({ type: t })[0]), type);
+      await page.waitForSelector('#node-input-target', { state: 'visible' });
+      if (type === 'isolate-host') {
+        await page.waitForTimeout(600); // let the tray finish sliding in
+        await page.screenshot({ path: path.join(SHOTS, 'isolate-host-dialog.png') });
+      }
+      await page.click('#node-dialog-cancel');
+      await page.waitForSelector('#node-input-target', { state: 'detached' });
+    }
+    const targetId = await page.evaluate(() => {
+      let id = '';
+      RED.nodes.eachConfig((n) => {
+        if (!id && n.type === 'isolation-target') id = n.id;
+      });
+      return id;
+    });
+    assert.ok(targetId, 'a target config node is in the workspace');
+    await page.evaluate((id) => RED.editor.editConfig('', 'isolation-target', id), targetId);
+    await page.waitForSelector('#node-config-input-knownHosts', { state: 'visible' });
+    assert.equal(await page.locator('textarea#node-config-input-knownHosts').count(), 1, 'multi-line known_hosts field');
+    assert.match((await page.locator('.form-tips').first().innerText()).toString(), /ssh-keyscan/);
+    await page.screenshot({ path: path.join(SHOTS, 'isolation-target-dialog.png') });
+    await page.click('#node-config-dialog-cancel');
+  });
+
+  it('isolate-host takes presets and a validated exception row', async () => {
+    const id = await page.evaluate(() => RED.nodes.filterNodes({ type: 'isolate-host' })[0].id);
+    await page.evaluate((nid) => RED.editor.edit(RED.nodes.node(nid)), id);
+    await page.waitForSelector('#node-input-preset-icmp', { state: 'visible' });
+    await page.check('#node-input-preset-icmp');
+    await page.click('.node-input-exceptions-container-row .red-ui-editableList-addButton');
+    const row = page.locator('#node-input-exceptions-container li').last();
+    await row.locator('.nrhi-exc-addr').fill('198.18.0.3');
+    await row.locator('.nrhi-exc-port').fill('99999');
+    assert.ok(await row.locator('.nrhi-exc-port').evaluate((el) => el.classList.contains('input-error')), 'bad port flagged');
+    await row.locator('.nrhi-exc-port').fill('8443');
+    assert.ok(!(await row.locator('.nrhi-exc-port').evaluate((el) => el.classList.contains('input-error'))), 'good port accepted');
+    await row.locator('.nrhi-exc-comment').fill('collector');
+    await page.click('#node-dialog-ok');
+    const node = await page.evaluate((nid) => RED.nodes.node(nid), id);
+    assert.ok((node.presets as string[]).includes('icmp'));
+    assert.deepEqual((node.exceptions as unknown[]).at(-1), { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 8443, comment: 'collector' });
+  });
+
+  it('imports an example and deploys it', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string };
+    const ex = await red.request('GET', `/library/examples/flows/${pkg.name}/05-fleet-sweep`);
+    assert.equal(ex.status, 200, 'served as a library example');
+    await page.evaluate((nodes) => RED.view.importNodes(nodes, { generateIds: true, addFlow: true }), ex.body);
+    await page.click('#red-ui-header-button-deploy');
+    await page.waitForSelector('.red-ui-notification:has-text("Successfully deployed")', { timeout: 20_000 });
+    await page.screenshot({ path: path.join(SHOTS, 'example-deployed.png') });
+    const flows = (await red.request('GET', '/flows')).body as { flows: { type: string; label?: string }[] };
+    assert.ok(flows.flows.filter((n) => n.type === 'tab' && n.label === 'Fleet sweep').length >= 2, 'imported tab deployed');
+  });
+
+  it('leaves no errors in the browser console', () => {
+    assert.deepEqual(consoleErrors, []);
+  });
+});
