@@ -28,7 +28,7 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets } from './presets';
-import { renderElements, renderIsolate, renderList, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderElements, renderIsolate, renderList, renderRelease, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { COMMANDS, ConnectionPool, nftError, type SshConnection } from './transport';
 
@@ -42,6 +42,12 @@ export interface DriverOptions {
 interface Op {
   target: Target;
   deadline: number;
+}
+
+/** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
+interface Timer {
+  seconds: number;
+  release: Batch | null;
 }
 
 export class IsolationDriver {
@@ -64,17 +70,18 @@ export class IsolationDriver {
       const conn = await this.connection(op);
       const management = managementOf(conn, target);
       const current = await this.read(op, conn);
+      const now = this.now();
       const doc: StateDoc = {
         v: 1,
-        since: current?.doc.since ?? this.now().toISOString(),
+        since: current?.doc.since ?? now.toISOString(),
         reason: req.reason ?? current?.doc.reason ?? null,
         mode: req.mode,
-        expiresAt: null,
+        expiresAt: req.duration > 0 ? new Date(now.getTime() + req.duration * 1000).toISOString() : null,
         management,
         exceptions,
       };
       const gen = (current?.gen ?? 0) + 1;
-      await this.apply(op, conn, renderIsolate(target.table, doc, gen));
+      await this.apply(op, conn, renderIsolate(target.table, doc, gen), { seconds: req.duration, release: renderRelease(target.table, doc) });
       const zero = { packets: 0, bytes: 0 };
       return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero } });
     });
@@ -85,7 +92,8 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
-      await this.apply(op, conn, renderUnisolate(target.table));
+      // the same script cancels any release timer of this table on the host
+      await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null });
       return notIsolated(target.host);
     });
   }
@@ -165,18 +173,23 @@ export class IsolationDriver {
     return this.pool.get(op.target, this.remaining(op, 'SSH connect'));
   }
 
-  private async nft(op: Op, conn: SshConnection, batch: Batch) {
-    const cmd = op.target.sudo ? COMMANDS.sudoNft : COMMANDS.nft;
+  private async nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer) {
+    let cmd: string = op.target.sudo ? COMMANDS.sudoNft : COMMANDS.nft;
+    let stdin = JSON.stringify(batch);
+    if (timer) {
+      cmd = op.target.sudo ? COMMANDS.sudoApply : COMMANDS.apply;
+      stdin = `${op.target.table}\n${timer.seconds}\n${JSON.stringify(timer.release ?? {})}\n${stdin}`;
+    }
     try {
-      return await conn.exec(cmd, JSON.stringify(batch), this.remaining(op, 'remote command'));
+      return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
     } catch (err) {
       if (err instanceof TimeoutError || err instanceof UnreachableError) this.pool.discard(op.target);
       throw err;
     }
   }
 
-  private async apply(op: Op, conn: SshConnection, batch: Batch): Promise<void> {
-    const res = await this.nft(op, conn, batch);
+  private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
+    const res = await this.nft(op, conn, batch, timer);
     if (res.code !== 0) throw nftError(op.target.host, res);
   }
 

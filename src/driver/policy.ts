@@ -27,6 +27,8 @@ export type PresetName = (typeof PRESET_NAMES)[number];
 
 export const DEFAULT_TABLE = 'node_red_isolation';
 export const MAX_EXCEPTIONS = 256;
+/** 30 days */
+export const MAX_DURATION = 30 * 86400;
 
 const printable = (max: number) =>
   z
@@ -113,6 +115,8 @@ export const isolateRequestSchema = z.strictObject({
   exceptions: exceptionListSchema.default([]),
   reason: printable(1024).optional(),
   mode: z.literal('enforce', { message: 'mode must be "enforce" (audit mode is not available yet)' }).default('enforce'),
+  /** seconds until the host releases itself; 0 = until unisolated */
+  duration: z.number().int().min(0).max(MAX_DURATION).default(0),
 });
 export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
 export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;

@@ -11,6 +11,9 @@
  *           gen                 one element, the generation number: a later change deletes it
  *                               and adds the next, so a change made by someone else in between
  *                               makes our transaction fail instead of silently overwriting it.
+ *           exp                 with auto-release, one element: the expiry (unix seconds). The
+ *                               release batch deletes exactly that element before the table, so
+ *                               a timer armed for an older isolation can never release a newer one.
  *   counters drop_in / drop_out / drop_fwd count what reached the drop policy.
  *
  * Replies: there is no blanket `ct state established accept`. A packet passes if it is the
@@ -210,6 +213,9 @@ export function renderIsolate(table: string, doc: StateDoc, gen: number): Batch 
   }
   cmds.push({ add: { set: { ...t, name: 'gen', type: 'mark' } } });
   cmds.push({ add: { element: { ...t, name: 'gen', elem: [gen] } } });
+  cmds.push({ add: { set: { ...t, name: 'exp', type: 'mark' } } });
+  const exp = expirySeconds(doc);
+  if (exp !== null) cmds.push({ add: { element: { ...t, name: 'exp', elem: [exp] } } });
   for (const name of ['drop_in', 'drop_out', 'drop_fwd']) cmds.push({ add: { counter: { ...t, name } } });
   cmds.push(...elementCommands(table, doc.exceptions, false));
 
@@ -256,6 +262,23 @@ export function renderUpdate(table: string, doc: StateDoc, gen: number): Batch {
       { flush: { chain: { ...t, name: STATE_CHAIN } } },
       ...stateCommands(table, doc),
     ],
+  };
+}
+
+export function expirySeconds(doc: StateDoc): number | null {
+  return doc.expiresAt === null ? null : Math.floor(Date.parse(doc.expiresAt) / 1000);
+}
+
+/**
+ * What the host's own timer runs at expiry: delete the expiry element it was armed for, then the
+ * table. If the isolation was replaced or released meanwhile, the element is gone, the
+ * transaction fails as a whole, and nothing changes.
+ */
+export function renderRelease(table: string, doc: StateDoc): Batch | null {
+  const exp = expirySeconds(doc);
+  if (exp === null) return null;
+  return {
+    nftables: [{ delete: { element: { family: 'inet', table, name: 'exp', elem: [exp] } } }, { delete: { table: { family: 'inet', name: table } } }],
   };
 }
 

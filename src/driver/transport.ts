@@ -19,10 +19,35 @@ import {
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
 import type { Target } from './policy';
 
-/** The only commands ever run on a host. None contains anything from a request. */
+const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
+const SUDO_NFT = 'sudo -n nft -j -f -';
+
+/**
+ * Applies an isolation change and (re)arms its auto-release, in one exec. Stdin: the table name,
+ * the seconds until release (0: none), the release batch on one line, then the batch to apply.
+ * After a successful apply, release timers of this table are cancelled, then a new one is armed as
+ * a detached process on the host, so it fires even if the controller is gone. A stale timer is
+ * harmless anyway: its batch first deletes the expiry element it was armed for, which a newer
+ * isolation no longer holds, so the whole transaction fails and nothing is released.
+ */
+function applyScript(nft: string): string {
+  return [
+    'IFS= read -r t && IFS= read -r secs && IFS= read -r rel || exit 90',
+    "case \"$t\" in ''|*[!A-Za-z0-9_]*) exit 91;; esac",
+    "case \"$secs\" in ''|*[!0-9]*) exit 91;; esac",
+    `${nft} || exit $?`,
+    'pkill -f "nrhi-release:$t:" 2>/dev/null',
+    `if [ "$secs" -gt 0 ]; then setsid sh -c 'sleep "$1"; printf "%s\\n" "$2" | ${nft}' "nrhi-release:$t:" "$secs" "$rel" </dev/null >/dev/null 2>&1 & fi`,
+    'exit 0',
+  ].join('\n');
+}
+
+/** The only commands ever run on a host. None contains anything from a request: data goes on stdin. */
 export const COMMANDS = {
-  nft: 'PATH="$PATH:/usr/sbin:/sbin" exec nft -j -f -',
-  sudoNft: 'exec sudo -n nft -j -f -',
+  nft: `${NFT.replace(' nft', ' exec nft')}`,
+  sudoNft: `exec ${SUDO_NFT}`,
+  apply: applyScript(NFT),
+  sudoApply: applyScript(SUDO_NFT),
   whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
 } as const;
 

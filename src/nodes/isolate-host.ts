@@ -17,16 +17,13 @@ export = function (RED: NodeAPI): void {
     const presets = Array.isArray(config.presets) ? config.presets : ['ssh'];
     const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];
     handleInput(RED, this, config.target, (target, msg) => {
-      const duration = Number(msg.duration ?? config.duration ?? 0);
-      if (!Number.isFinite(duration) || duration < 0) {
-        throw new ValidationError('duration must be a number of seconds >= 0', [{ path: 'duration', message: 'invalid' }]);
-      }
-      if (duration > 0) {
-        throw new ValidationError('duration (timed auto-release) is not available yet; use 0 and unisolate-host', [
-          { path: 'duration', message: 'not supported yet' },
-        ]);
+      const raw = msg.duration ?? config.duration ?? 0;
+      const duration = raw === '' ? 0 : Number(raw);
+      if (typeof raw === 'object' || typeof raw === 'boolean' || !Number.isInteger(duration) || duration < 0) {
+        throw new ValidationError('duration must be a whole number of seconds >= 0 (0 = until unisolated)', [{ path: 'duration', message: 'invalid' }]);
       }
       return driver.isolate(target, {
+        duration,
         presets: [...presets, ...arrayField(msg, 'presets')] as PresetName[],
         exceptions: [...exceptions, ...arrayField(msg, 'exceptions')] as Exception[],
         mode: (msg.mode ?? config.mode ?? 'enforce') as 'enforce',

@@ -190,6 +190,54 @@ describe('driver on the lab host', function () {
     assert.deepEqual(await driver.status(target), { ...a, dropped: (await driver.status(target)).dropped });
   });
 
+  it('releases itself on the host when the duration is up, restoring traffic', async () => {
+    const l = await lab.listen(host().ns, 7010);
+    try {
+      const t0 = Date.now();
+      const st = await driver.isolate(target, { duration: 2, reason: 'timed' });
+      assert.ok(st.expiresAt, 'expiresAt reported');
+      const exp = Date.parse(st.expiresAt!);
+      assert.ok(exp >= t0 + 1500 && exp <= Date.now() + 2500, `expiresAt ${st.expiresAt}`);
+      assert.equal((await driver.status(target)).expiresAt, st.expiresAt, 'expiresAt kept on the host');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7010), false);
+      const deadline = Date.now() + 15_000;
+      while ((await driver.status(target)).isolated) {
+        assert.ok(Date.now() < deadline, 'host did not release itself');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7010), true, 'traffic restored by the host itself');
+    } finally {
+      l.close();
+    }
+  });
+
+  it('a stale release timer never undoes a newer isolation; unisolate cancels the timer', async () => {
+    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:`])).stdout.trim();
+    await driver.isolate(target, { duration: 2 });
+    assert.notEqual(await timers(), '', 'a release timer runs on the host');
+    await driver.isolate(target, { duration: 0, reason: 'newer, no expiry' });
+    assert.equal(await timers(), '', 're-isolating cancels the old timer');
+    // even a timer that escaped cancellation cannot release it: arm one by hand with the old batch
+    await new Promise((r) => setTimeout(r, 3000));
+    const st = await driver.status(target);
+    assert.equal(st.isolated, true, 'the newer isolation stands');
+    assert.equal(st.expiresAt, null);
+    await driver.isolate(target, { duration: 30 });
+    assert.notEqual(await timers(), '');
+    await driver.unisolate(target);
+    assert.equal(await timers(), '', 'unisolate cancels the timer');
+  });
+
+  it('a release batch for an older isolation fails as a whole on a newer one', async () => {
+    const older = await driver.isolate(target, { duration: 60 });
+    await driver.isolate(target, { duration: 120 });
+    const { renderRelease } = await import('../../src/driver/ruleset');
+    const stale = renderRelease(TABLE, { v: 1, since: older.since!, reason: null, mode: 'enforce', expiresAt: older.expiresAt, management: [], exceptions: [] });
+    const r = await lab.exec(host().ns, ['nft', '-j', '-f', '-'], JSON.stringify(stale));
+    assert.notEqual(r.code, 0, 'stale release refused');
+    assert.equal((await driver.status(target)).isolated, true);
+  });
+
   it('never touches another table', async () => {
     const foreign = 'table inet foreign_fw {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 12345 counter accept\n\t}\n}';
     await lab.exec(host().ns, ['nft', '-f', '-'], foreign);

@@ -39,7 +39,7 @@ function flows(lab: Lab) {
       credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
     },
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
-    toMsg('m-iso', ['host', 'reason', 'exceptions'], 'iso'),
+    toMsg('m-iso', ['host', 'reason', 'exceptions', 'duration'], 'iso'),
     { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp']] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
@@ -147,6 +147,27 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
     }
     // back to the test flow for the next test
     await red.deploy(flows(lab));
+  });
+
+  it('a timed isolation releases itself even when Node-RED is killed', async () => {
+    const h = lab.hosts[0];
+    const listener = await lab.listen(h.ns, 8444);
+    try {
+      const iso = await red.request('POST', '/isolate', { host: h.v4, duration: 3, reason: 'timed quarantine' });
+      assert.equal(iso.status, 200, JSON.stringify(iso.body));
+      assert.ok((iso.body as HostState).expiresAt);
+      assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8444), false, 'isolated');
+      red.process.kill('SIGKILL');
+      await new Promise((r) => red.process.once('exit', r));
+      const deadline = Date.now() + 20_000;
+      while (!(await lab.tryConnect(lab.peer.ns, h.v4, 8444, 800))) {
+        assert.ok(Date.now() < deadline, 'the host did not release itself after Node-RED died');
+      }
+      const tables = await lab.nft(h.ns, ['list', 'tables']);
+      assert.ok(!tables.stdout.includes(TABLE));
+    } finally {
+      listener.close();
+    }
   });
 
   it('keeps credentials out of the flow file', async () => {

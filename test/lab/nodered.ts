@@ -116,7 +116,7 @@ export async function startNodeRed(opts: { port?: number; userDir?: string; cred
       await new Promise((res) => setTimeout(res, 300));
     },
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => child.kill('SIGKILL'), 5000);
         child.once('exit', () => {

@@ -116,7 +116,7 @@ describe('nodes', function () {
       passphrase: 'pp',
       password: undefined,
     });
-    assert.deepEqual(req, { presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined });
+    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined });
   });
 
   it('isolate-host: msg overrides add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
@@ -126,7 +126,7 @@ describe('nodes', function () {
     const got = next('out');
     const alert = { id: 'ALRT-1', host: { ip: '198.18.0.7' } };
     const extra = { direction: 'out', proto: 'udp', port: 53 };
-    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', alert, topic: 't' });
+    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', duration: 600, alert, topic: 't' });
     const msg = await got;
     assert.deepEqual(msg.payload, state('198.18.0.7'));
     assert.deepEqual(msg.alert, alert);
@@ -134,7 +134,7 @@ describe('nodes', function () {
     assert.equal(msg.host, '198.18.0.7');
     const [target, req] = iso.firstCall.args;
     assert.equal(target.host, '198.18.0.7');
-    assert.deepEqual(req, { presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1' });
+    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1' });
   });
 
   it('refuses a msg.host outside the allowlist before any driver call, to a Catch node with its code', async () => {
@@ -164,7 +164,7 @@ describe('nodes', function () {
   it('rejects bad msg fields with VALIDATION and no driver call', async () => {
     const iso = sb.stub(driver, 'isolate').resolves(state('x'));
     await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
-    for (const bad of [{ exceptions: 'all' }, { presets: 'ssh' }, { duration: 60 }, { duration: -1 }, { host: { ip: '198.18.0.2' } }]) {
+    for (const bad of [{ exceptions: 'all' }, { presets: 'ssh' }, { duration: -1 }, { duration: 1.5 }, { duration: 'soon' }, { duration: {} }, { host: { ip: '198.18.0.2' } }]) {
       const caught = next('caught');
       (helper.getNode('n1') as unknown as AnyNode).receive(bad);
       const m = await caught;

@@ -101,7 +101,7 @@ describe('policy: target and request', () => {
     assert.equal(t.table, 'node_red_isolation');
     assert.ok(t.timeoutMs <= 30_000, 'default time limit is at most 30 s');
     const r = validate(isolateRequestSchema, {}, 'request');
-    assert.deepEqual(r, { presets: [], exceptions: [], mode: 'enforce' });
+    assert.deepEqual(r, { presets: [], exceptions: [], mode: 'enforce', duration: 0 });
   });
 
   it('rejects unsafe targets', () => {
@@ -121,6 +121,10 @@ describe('policy: target and request', () => {
     rejects(isolateRequestSchema, { presets: ['telnet'] }, 'presets');
     rejects(isolateRequestSchema, { mode: 'off' }, 'mode');
     rejects(isolateRequestSchema, { reason: 'a\u0000b' }, 'reason');
+    rejects(isolateRequestSchema, { duration: -1 }, 'duration');
+    rejects(isolateRequestSchema, { duration: 1.5 }, 'duration');
+    rejects(isolateRequestSchema, { duration: '60' }, 'duration');
+    rejects(isolateRequestSchema, { duration: 31 * 86400 }, 'duration');
   });
 });
 

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
 import { expandPresets } from '../../src/driver';
-import { ALL_SETS, encodeState, renderElements, renderIsolate, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
+import { ALL_SETS, encodeState, renderElements, renderIsolate, renderRelease, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 
 const doc: StateDoc = {
@@ -124,6 +124,19 @@ describe('ruleset', () => {
     assert.deepEqual(cmds[0], { delete: { element: { family: 'inet', table: 't', name: 'gen', elem: [41] } } });
     assert.deepEqual(cmds[1], { add: { element: { family: 'inet', table: 't', name: 'gen', elem: [42] } } });
     assert.ok(!JSON.stringify(cmds).includes('"chain":{"family":"inet","table":"t","name":"input"'), 'no chain rebuilt');
+  });
+
+  it('an auto-release deletes the expiry element it was armed for, then the table', () => {
+    assert.equal(renderRelease('t', doc), null, 'no timer without expiry');
+    const timed = { ...doc, expiresAt: '2026-11-22T15:04:05.000Z' };
+    const exp = Date.parse(timed.expiresAt) / 1000;
+    assert.deepEqual(renderRelease('t', timed)?.nftables, [
+      { delete: { element: { family: 'inet', table: 't', name: 'exp', elem: [exp] } } },
+      { delete: { table: { family: 'inet', name: 't' } } },
+    ]);
+    const cmds = JSON.stringify(renderIsolate('t', timed, 1));
+    assert.ok(cmds.includes(JSON.stringify({ add: { element: { family: 'inet', table: 't', name: 'exp', elem: [exp] } } })));
+    assert.ok(!JSON.stringify(renderIsolate('t', doc, 1)).includes('"name":"exp","elem"'), 'no expiry element without duration');
   });
 
   it('unisolate is add+delete of the table only', () => {
