@@ -19,11 +19,13 @@ import {
   exceptionListSchema,
   exceptionOpSchema,
   isolateRequestSchema,
+  modeSchema,
   targetSchema,
   validate,
   type Exception,
   type ExceptionOp,
   type IsolateRequestInput,
+  type Mode,
   type Target,
   type TargetInput,
 } from './policy';
@@ -83,7 +85,7 @@ export class IsolationDriver {
       const gen = (current?.gen ?? 0) + 1;
       await this.apply(op, conn, renderIsolate(target.table, doc, gen), { seconds: req.duration, release: renderRelease(target.table, doc) });
       const zero = { packets: 0, bytes: 0 };
-      return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero } });
+      return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
     });
   }
 
@@ -135,8 +137,28 @@ export class IsolationDriver {
           }
           throw err;
         }
-        return toHostState(target.host, { doc, gen: current.gen + 1, dropped: current.dropped });
+        return toHostState(target.host, { doc, gen: current.gen + 1, dropped: current.dropped, observed: current.observed });
       }
+    });
+  }
+
+  /**
+   * Switches a live isolation between audit and enforce in one transaction, keeping its
+   * exceptions, reason, since and expiry (the release timer stays armed). The table is rebuilt,
+   * so flows recorded in audit mode are gone afterwards: read them with `status` first.
+   */
+  async setMode(targetInput: TargetInput, modeInput: Mode): Promise<HostState> {
+    const target = validate(targetSchema, targetInput, 'target');
+    const mode = validate(modeSchema, modeInput, 'mode');
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      const current = await this.read(op, conn);
+      if (!current) throw new NotIsolatedError(target.host);
+      const doc: StateDoc = { ...current.doc, mode };
+      const gen = current.gen + 1;
+      await this.apply(op, conn, renderIsolate(target.table, doc, gen));
+      const zero = { packets: 0, bytes: 0 };
+      return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
     });
   }
 

@@ -13,14 +13,16 @@ export {
   exceptionListSchema,
   isolateRequestSchema,
   targetSchema,
+  modeSchema,
   validate,
   type Exception,
   type ExceptionOp,
   type IsolateRequestInput,
+  type Mode,
   type PresetName,
   type Target,
   type TargetInput,
 } from './policy';
 export { PRESETS, expandPresets } from './presets';
-export type { HostState, Counter } from './state';
+export type { HostState, Counter, ObservedFlow } from './state';
 export type { ManagementEndpoint } from './ruleset';

@@ -110,11 +110,15 @@ export const tableNameSchema = z
 
 export const presetListSchema = z.array(z.enum(PRESET_NAMES)).max(PRESET_NAMES.length * 2);
 
+/** enforce drops what no exception names; audit drops nothing and records what enforce would drop */
+export const modeSchema = z.enum(['enforce', 'audit'], { message: 'mode must be "enforce" or "audit"' });
+export type Mode = z.infer<typeof modeSchema>;
+
 export const isolateRequestSchema = z.strictObject({
   presets: presetListSchema.default([]),
   exceptions: exceptionListSchema.default([]),
   reason: printable(1024).optional(),
-  mode: z.literal('enforce', { message: 'mode must be "enforce" (audit mode is not available yet)' }).default('enforce'),
+  mode: modeSchema.default('enforce'),
   /** seconds until the host releases itself; 0 = until unisolated */
   duration: z.number().int().min(0).max(MAX_DURATION).default(0),
 });

@@ -42,7 +42,7 @@ export interface StateDoc {
   v: 1;
   since: string;
   reason: string | null;
-  mode: 'enforce';
+  mode: 'enforce' | 'audit';
   expiresAt: string | null;
   management: ManagementEndpoint[];
   exceptions: Exception[];
@@ -146,7 +146,7 @@ function ipProto(fam: Family): string {
 }
 
 /** Rules of one hooked chain, in order. `hook` decides which side of the packet is the peer. */
-function chainRules(hook: 'input' | 'output', management: readonly ManagementEndpoint[]): unknown[][] {
+function chainRules(hook: 'input' | 'output', management: readonly ManagementEndpoint[], audit: boolean): unknown[][] {
   const local = hook === 'input' ? 'saddr' : 'daddr'; // the peer's address field
   const ifKey = hook === 'input' ? 'iifname' : 'oifname';
   const rules: unknown[][] = [];
@@ -187,9 +187,33 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
       ACCEPT,
     ]);
   }
+  if (audit) {
+    // what enforce would drop, recorded per flow (original direction only) with counters
+    for (const fam of FAMS) {
+      const ip = ipProto(fam);
+      const key = [payload(ip, local), meta('l4proto')];
+      rules.push([
+        ctDir('original'),
+        match(meta('l4proto'), { set: ['tcp', 'udp'] }),
+        { set: { op: 'update', elem: { concat: [...key, payload('th', 'dport')] }, set: `@${observedSet(here, fam, false)}`, stmt: [{ counter: null }] } },
+      ]);
+      rules.push([
+        ctDir('original'),
+        match(meta('l4proto'), { set: ['tcp', 'udp'] }, '!='),
+        { set: { op: 'update', elem: { concat: key }, set: `@${observedSet(here, fam, true)}`, stmt: [{ counter: null }] } },
+      ]);
+    }
+  }
   rules.push([{ counter: hook === 'input' ? 'drop_in' : 'drop_out' }]);
   return rules;
 }
+
+/** Audit mode's dynamic sets of observed flows: `obs_in4` (addr . proto . port), `obs_in4_other` (addr . proto). */
+export function observedSet(dir: Dir, fam: Family, other: boolean): string {
+  return `obs_${dir}${fam}${other ? '_other' : ''}`;
+}
+const OBSERVED_SIZE = 65535;
+const OBSERVED_TIMEOUT = 7 * 86400;
 
 export type Batch = { nftables: unknown[] };
 
@@ -219,11 +243,24 @@ export function renderIsolate(table: string, doc: StateDoc, gen: number): Batch 
   for (const name of ['drop_in', 'drop_out', 'drop_fwd']) cmds.push({ add: { counter: { ...t, name } } });
   cmds.push(...elementCommands(table, doc.exceptions, false));
 
+  const audit = doc.mode === 'audit';
+  if (audit) {
+    for (const dir of DIRS) {
+      for (const fam of FAMS) {
+        for (const other of [false, true]) {
+          const addr = fam === 4 ? 'ipv4_addr' : 'ipv6_addr';
+          const type = other ? [addr, 'inet_proto'] : [addr, 'inet_proto', 'inet_service'];
+          // `dynamic` is implied by the update rule (JSON refuses the flag)
+          cmds.push({ add: { set: { ...t, name: observedSet(dir, fam, other), type, size: OBSERVED_SIZE, flags: ['timeout'], timeout: OBSERVED_TIMEOUT } } });
+        }
+      }
+    }
+  }
   for (const hook of ['input', 'output', 'forward'] as const) {
-    cmds.push({ add: { chain: { ...t, name: hook, type: 'filter', hook, prio: CHAIN_PRIORITY, policy: 'drop' } } });
+    cmds.push({ add: { chain: { ...t, name: hook, type: 'filter', hook, prio: CHAIN_PRIORITY, policy: audit ? 'accept' : 'drop' } } });
   }
   for (const hook of ['input', 'output'] as const) {
-    for (const expr of chainRules(hook, doc.management)) cmds.push({ add: { rule: { ...t, chain: hook, expr } } });
+    for (const expr of chainRules(hook, doc.management, audit)) cmds.push({ add: { rule: { ...t, chain: hook, expr } } });
   }
   cmds.push({ add: { rule: { ...t, chain: 'forward', expr: [{ counter: 'drop_fwd' }] } } });
   cmds.push({ add: { chain: { ...t, name: STATE_CHAIN } } });

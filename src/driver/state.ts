@@ -11,23 +11,36 @@ export interface Counter {
   bytes: number;
 }
 
+/** A flow audit mode saw that enforce would have dropped. */
+export interface ObservedFlow {
+  direction: 'in' | 'out';
+  proto: string;
+  addr: string;
+  port: number | null;
+  packets: number;
+  bytes: number;
+}
+
 export interface HostState {
   host: string;
   isolated: boolean;
-  mode: 'enforce' | null;
+  mode: 'enforce' | 'audit' | null;
   since: string | null;
   expiresAt: string | null;
   reason: string | null;
   exceptions: Exception[];
   management: ManagementEndpoint[];
-  /** what reached the drop policy since isolation */
+  /** what reached the drop policy since isolation (in audit mode: what enforce would have dropped) */
   dropped: { in: Counter; out: Counter; forward: Counter } | null;
+  /** audit mode: flows enforce would drop, most packets first; empty otherwise */
+  observed: ObservedFlow[];
 }
 
 export interface ParsedTable {
   doc: StateDoc;
   gen: number;
   dropped: NonNullable<HostState['dropped']>;
+  observed: ObservedFlow[];
 }
 
 export class StateParseError extends Error {}
@@ -38,6 +51,12 @@ const listingSchema = z.object({
 
 const setSchema = z.object({ name: z.string(), table: z.string(), elem: z.array(z.unknown()).optional() });
 const ruleSchema = z.object({ chain: z.string(), table: z.string(), handle: z.number(), comment: z.string().optional() });
+const observedElemSchema = z.object({
+  elem: z.object({
+    val: z.object({ concat: z.array(z.union([z.string(), z.number()])).min(2).max(3) }),
+    counter: z.object({ packets: z.number(), bytes: z.number() }).optional(),
+  }),
+});
 const counterSchema = z.object({ name: z.string(), table: z.string(), packets: z.number(), bytes: z.number() });
 
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not a date');
@@ -45,7 +64,7 @@ const docSchema = z.object({
   v: z.literal(1),
   since: isoDate,
   reason: z.string().nullable(),
-  mode: z.literal('enforce'),
+  mode: z.enum(['enforce', 'audit']),
   expiresAt: isoDate.nullable(),
   management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })),
   exceptions: exceptionListSchema,
@@ -91,6 +110,7 @@ export function parseTable(json: string, table: string): ParsedTable {
   const comments: { handle: number; comment: string }[] = [];
   let gen: number | undefined;
   const counters: Record<string, Counter> = {};
+  const observed: ObservedFlow[] = [];
   let sawTable = false;
   for (const item of listing.data.nftables) {
     if ('table' in item) {
@@ -103,7 +123,22 @@ export function parseTable(json: string, table: string): ParsedTable {
       }
     } else if ('set' in item) {
       const s = setSchema.safeParse(item.set);
-      if (s.success && s.data.table === table && s.data.name === 'gen') {
+      const obs = s.success && s.data.table === table ? /^obs_(in|out)[46](_other)?$/.exec(s.data.name) : null;
+      if (obs) {
+        for (const e of s.data!.elem ?? []) {
+          const el = observedElemSchema.safeParse(e);
+          if (!el.success) continue;
+          const [addr, proto, port] = el.data.elem.val.concat;
+          observed.push({
+            direction: obs[1] as 'in' | 'out',
+            proto: proto === 'ipv6-icmp' ? 'icmp' : String(proto),
+            addr: String(addr),
+            port: typeof port === 'number' ? port : port === undefined ? null : Number(port),
+            packets: el.data.elem.counter?.packets ?? 0,
+            bytes: el.data.elem.counter?.bytes ?? 0,
+          });
+        }
+      } else if (s.success && s.data.table === table && s.data.name === 'gen') {
         const g = z.array(z.number().int().nonnegative()).length(1).safeParse(s.data.elem);
         if (!g.success) throw new StateParseError('generation set is damaged');
         gen = g.data[0];
@@ -121,6 +156,7 @@ export function parseTable(json: string, table: string): ParsedTable {
     doc,
     gen,
     dropped: { in: counters.drop_in ?? zero, out: counters.drop_out ?? zero, forward: counters.drop_fwd ?? zero },
+    observed: observed.sort((a, b) => b.packets - a.packets || b.bytes - a.bytes),
   };
 }
 
@@ -135,6 +171,7 @@ export function notIsolated(host: string): HostState {
     exceptions: [],
     management: [],
     dropped: null,
+    observed: [],
   };
 }
 
@@ -150,5 +187,6 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     exceptions: doc.exceptions,
     management: doc.management,
     dropped: parsed.dropped,
+    observed: parsed.observed,
   };
 }

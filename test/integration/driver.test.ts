@@ -238,6 +238,47 @@ describe('driver on the lab host', function () {
     assert.equal((await driver.status(target)).isolated, true);
   });
 
+  it('audit mode drops nothing, records what enforce would drop, and switches to enforce keeping the exceptions', async () => {
+    const listeners = [await lab.listen(host().ns, 7020), await lab.listen(host().ns, 7021), await lab.listen(lab.peer.ns, 7022)];
+    try {
+      const st = await driver.isolate(target, {
+        mode: 'audit',
+        reason: 'discovery',
+        exceptions: [{ direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: 7021, comment: 'known good' }],
+      });
+      assert.equal(st.mode, 'audit');
+      for (let i = 0; i < 3; i++) assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7020), true, 'audit drops nothing (in)');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7021), true);
+      assert.equal(await lab.tryConnect(host().ns, lab.peer.v4, 7022), true, 'audit drops nothing (out)');
+      assert.equal(await lab.ping(lab.peer.ns, host().v6), true, 'audit drops nothing (icmpv6)');
+
+      const s = await driver.status(target);
+      assert.equal(s.mode, 'audit');
+      const find = (d: string, proto: string, addr: string, port: number | null) =>
+        s.observed.find((o) => o.direction === d && o.proto === proto && o.addr === addr && o.port === port);
+      const in7020 = find('in', 'tcp', lab.peer.v4, 7020);
+      assert.ok(in7020 && in7020.packets >= 3 && in7020.bytes > 0, `inbound flow recorded: ${JSON.stringify(s.observed)}`);
+      assert.ok(find('out', 'tcp', lab.peer.v4, 7022), 'outbound flow recorded');
+      assert.ok(find('in', 'icmp', lab.peer.v6, null), 'icmpv6 recorded');
+      assert.ok(!find('in', 'tcp', lab.peer.v4, 7021), 'excepted flow not recorded');
+      assert.ok(!s.observed.some((o) => o.addr === lab.controller.v4 && o.port === 22), 'management not recorded');
+      for (let i = 1; i < s.observed.length; i++) assert.ok(s.observed[i - 1].packets >= s.observed[i].packets, 'most packets first');
+      assert.ok(s.dropped && s.dropped.in.packets > 0, 'would-drop counted');
+
+      const en = await driver.setMode(target, 'enforce');
+      assert.equal(en.mode, 'enforce');
+      assert.deepEqual(en.exceptions, st.exceptions, 'exceptions kept');
+      assert.equal(en.since, st.since);
+      assert.equal(en.reason, 'discovery');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7020), false, 'enforced');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7021), true, 'exception still passes');
+      assert.deepEqual((await driver.status(target)).observed, []);
+      await expectCode(driver.setMode(target, 'off' as 'audit'), 'VALIDATION');
+    } finally {
+      for (const l of listeners) l.close();
+    }
+  });
+
   it('never touches another table', async () => {
     const foreign = 'table inet foreign_fw {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 12345 counter accept\n\t}\n}';
     await lab.exec(host().ns, ['nft', '-f', '-'], foreign);

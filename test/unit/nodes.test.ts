@@ -45,6 +45,7 @@ function state(host: string, isolated = true): HostState {
     exceptions: [],
     management: [],
     dropped: null,
+    observed: [],
   };
 }
 

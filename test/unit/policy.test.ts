@@ -120,6 +120,7 @@ describe('policy: target and request', () => {
   it('rejects unknown presets and modes', () => {
     rejects(isolateRequestSchema, { presets: ['telnet'] }, 'presets');
     rejects(isolateRequestSchema, { mode: 'off' }, 'mode');
+    assert.equal(validate(isolateRequestSchema, { mode: 'audit' }, 'r').mode, 'audit');
     rejects(isolateRequestSchema, { reason: 'a\u0000b' }, 'reason');
     rejects(isolateRequestSchema, { duration: -1 }, 'duration');
     rejects(isolateRequestSchema, { duration: 1.5 }, 'duration');

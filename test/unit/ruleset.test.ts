@@ -98,6 +98,21 @@ describe('ruleset', () => {
     assert.ok(!/"established"/.test(text), 'no blanket ct state established accept');
   });
 
+  it('audit mode: same exceptions, policy accept, would-be drops recorded per flow', () => {
+    const cmds = renderIsolate('t', { ...doc, mode: 'audit' }, 1).nftables as Record<string, Record<string, Record<string, unknown>>>[];
+    const chains = cmds.filter((c) => c.add?.chain?.hook).map((c) => c.add.chain);
+    assert.deepEqual(chains.map((c) => c.policy), ['accept', 'accept', 'accept']);
+    const obsSets = cmds.filter((c) => String(c.add?.set?.name ?? '').startsWith('obs_')).map((c) => c.add.set.name);
+    assert.equal(obsSets.length, 8);
+    const text = JSON.stringify(cmds);
+    assert.ok(text.includes('"op":"update"') && text.includes('"@obs_in4"') && text.includes('"@obs_out6_other"'));
+    const enforce = JSON.stringify(renderIsolate('t', doc, 1));
+    assert.ok(!enforce.includes('obs_'), 'enforce records nothing');
+    // the exception elements are the same in both modes
+    const elems = (b: string) => JSON.parse(b).nftables.filter((c: { add?: { element?: unknown } }) => c.add?.element);
+    assert.deepEqual(elems(JSON.stringify({ nftables: cmds })), elems(enforce));
+  });
+
   it('is deterministic', () => {
     assert.deepEqual(renderIsolate('t', doc, 3), renderIsolate('t', structuredClone(doc), 3));
   });
