@@ -149,6 +149,27 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
     await red.deploy(flows(lab));
   });
 
+  it('every example fails with a readable error, not a crash, when its target is unreachable', async () => {
+    const { wiredExamples } = await import('../../scripts/demo');
+    const nodes = wiredExamples(lab) as Record<string, unknown>[];
+    // only the lab's silent sink is allowed: the fleet sweep's other hosts are refused before any
+    // connection, so no packet leaves the lab's own link
+    for (const n of nodes) if (n.type === 'isolation-target') Object.assign(n, { host: lab.sink.v4, allowedHosts: [lab.sink.v4], timeout: 2 });
+    await red.deploy(nodes);
+    const alert = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/alerts/generic-alert.json'), 'utf8'));
+    alert.host.ip = lab.sink.v4;
+    const r = await red.request('POST', '/isolate-alert', alert);
+    assert.equal(r.status, 500);
+    assert.ok(['TIMEOUT', 'UNREACHABLE'].includes((r.body as { code: string }).code), JSON.stringify(r.body));
+    assert.match((r.body as { message: string }).message, /198\.18\.\d+\.4/);
+    const injects = nodes.filter((n) => n.type === 'inject').map((n) => n.id as string);
+    for (const id of injects) assert.equal((await red.request('POST', `/inject/${id}`)).status, 200, `inject ${id}`);
+    await new Promise((res) => setTimeout(res, 3000));
+    assert.equal(red.process.exitCode, null, 'Node-RED still running');
+    assert.equal((await red.request('GET', '/settings')).status, 200);
+    await red.deploy(flows(lab));
+  });
+
   it('a timed isolation releases itself even when Node-RED is killed', async () => {
     const h = lab.hosts[0];
     const listener = await lab.listen(h.ns, 8444);

@@ -87,9 +87,9 @@ describe('driver input gate', () => {
     const exceptions = [];
     for (let i = 0; i < 128; i++) exceptions.push({ direction: 'in' as const, proto: 'tcp' as const, addr: `198.18.0.${2 * i}` });
     for (let i = 0; i < 128; i++) exceptions.push({ direction: 'in' as const, proto: 'tcp' as const, addr: '198.18.0.0/24', port: 2000 + i });
-    const knownHosts = '198.18.255.254 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL48++oJJJvDkewzvugVU7EctSvMYJmR74k7qVa5AGFD';
-    const target = { host: '198.18.255.254', username: 'u', password: 'p', knownHosts, timeoutMs: 500 };
-    // the host does not exist: a VALIDATION (not TIMEOUT/UNREACHABLE) answer shows nothing was attempted
+    const knownHosts = '[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL48++oJJJvDkewzvugVU7EctSvMYJmR74k7qVa5AGFD';
+    const target = { host: '127.0.0.1', port: 1, username: 'u', password: 'p', knownHosts, timeoutMs: 500 };
+    // nothing listens there: a VALIDATION (not UNREACHABLE) answer shows nothing was attempted
     await assert.rejects(d.isolate(target, { exceptions }), (e: IsolationError) => e.code === 'VALIDATION' && /set elements/.test(e.message));
     await d.close();
   });
