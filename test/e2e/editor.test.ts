@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { wiredExamples } from '../../scripts/demo';
-import { createLab, labAvailable, type Lab } from '../lab/lab';
+import { createLab, requireLab, type Lab } from '../lab/lab';
 import { REPO_ROOT, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -38,11 +38,7 @@ describe('the editor in headless Chromium', function () {
   const consoleErrors: string[] = [];
 
   before(async function () {
-    const avail = labAvailable();
-    if (!avail.ok || !fs.existsSync(CHROMIUM)) {
-      if (process.env.CI === 'true') throw new Error(`browser test cannot run in CI: ${avail.why ?? `no ${CHROMIUM}`}`);
-      this.skip();
-    }
+    requireLab(this, { ok: fs.existsSync(CHROMIUM), why: `no ${CHROMIUM} (apt-get install chromium)` });
     fs.mkdirSync(SHOTS, { recursive: true });
     lab = await createLab({ hosts: 1 });
     red = await startNodeRed();

@@ -5,7 +5,7 @@
 import { strict as assert } from 'assert';
 import { execFileSync, spawn } from 'child_process';
 import * as path from 'path';
-import { labAvailable } from '../lab/lab';
+import { requireLab } from '../lab/lab';
 
 const DEMO = path.join(__dirname, '../../scripts/demo.js');
 
@@ -17,11 +17,7 @@ describe('npm run demo', function () {
   this.timeout(240_000);
 
   before(function () {
-    const avail = labAvailable();
-    if (!avail.ok) {
-      if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${avail.why}`);
-      this.skip();
-    }
+    requireLab(this);
   });
 
   it('--check plays the whole story, a line per step', () => {

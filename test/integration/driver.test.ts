@@ -4,7 +4,7 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
-import { createLab, labAvailable, type Lab } from '../lab/lab';
+import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_test';
 
@@ -27,11 +27,7 @@ describe('driver on the lab host', function () {
   let target: TargetInput;
 
   before(async function () {
-    const avail = labAvailable();
-    if (!avail.ok) {
-      if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${avail.why}`);
-      this.skip();
-    }
+    requireLab(this);
     lab = await createLab({ hosts: 1 });
     const h = lab.hosts[0];
     target = {

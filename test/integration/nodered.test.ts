@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { HostState } from '../../src/driver';
-import { createLab, labAvailable, type Lab } from '../lab/lab';
+import { createLab, requireLab, type Lab } from '../lab/lab';
 import { startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
@@ -69,11 +69,7 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
   let red: NodeRed;
 
   before(async function () {
-    const avail = labAvailable();
-    if (!avail.ok) {
-      if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${avail.why}`);
-      this.skip();
-    }
+    requireLab(this);
     lab = await createLab({ hosts: 1 });
     red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
     await red.deploy(flows(lab));

@@ -475,3 +475,15 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     throw err;
   }
 }
+
+/**
+ * For a mocha `before` hook: skips the suite when the lab cannot be built here, but with
+ * CI=true fails it instead, so that a CI run never counts a skipped integration suite as passing.
+ */
+export function requireLab(ctx: { skip(): void }, extra?: { ok: boolean; why: string }): void {
+  const avail = labAvailable();
+  const why = !avail.ok ? avail.why : extra && !extra.ok ? extra.why : undefined;
+  if (why === undefined) return;
+  if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${why}`);
+  ctx.skip();
+}
