@@ -70,7 +70,7 @@ export class IsolationDriver {
     assertRenderable(exceptions);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
-      const management = managementOf(conn, target);
+      const management = managementOf(conn, target, req.force);
       const current = await this.read(op, conn);
       const now = this.now();
       const doc: StateDoc = {
@@ -241,11 +241,25 @@ function assertRenderable(exceptions: readonly Exception[]): void {
   }
 }
 
-function managementOf(conn: SshConnection, target: Target): ManagementEndpoint[] {
+/**
+ * The lockout guard: the management channel as the host sees it (SSH_CONNECTION: our address and
+ * the sshd port), plus the target's extra management CIDRs on that port. Without a detected
+ * channel the isolation is refused, unless the caller forces it.
+ */
+export function managementOf(conn: Pick<SshConnection, 'endpoints'>, target: Target, force = false): ManagementEndpoint[] {
   const ep = conn.endpoints;
   const addr = ep ? parseAddr(ep.clientAddr) : null;
-  if (!ep || !addr || addr.text.includes('/')) throw new ManagementUnknownError(target.host);
-  return [{ addr: addr.text, port: ep.serverPort }];
+  const detected = ep && addr && !addr.text.includes('/') ? [{ addr: addr.text, port: ep.serverPort }] : [];
+  if (detected.length === 0 && !force) throw new ManagementUnknownError(target.host);
+  const port = ep?.serverPort ?? target.port;
+  const extra = target.managementCidrs.map((cidr) => ({ addr: cidr, port }));
+  const seen = new Set<string>();
+  return [...detected, ...extra].filter((m) => {
+    const k = `${m.addr}|${m.port}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 export function nextExceptions(current: readonly Exception[], op: ExceptionOp, given: readonly Exception[]): Exception[] {

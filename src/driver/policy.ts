@@ -122,6 +122,8 @@ export const isolateRequestSchema = z.strictObject({
   mode: modeSchema.default('enforce'),
   /** seconds until the host releases itself; 0 = until unisolated */
   duration: z.number().int().min(0).max(MAX_DURATION).default(0),
+  /** isolate even when the management channel cannot be determined (lockout risk) */
+  force: z.boolean().default(false),
 });
 export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
 export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;
@@ -158,6 +160,8 @@ export const targetSchema = z
     sudo: z.boolean().default(false),
     timeoutMs: z.number().int().min(100).max(600_000).default(20_000),
     table: tableNameSchema.default(DEFAULT_TABLE),
+    /** extra networks (CIDRs) that always keep SSH to the host, beside the detected channel */
+    managementCidrs: z.array(addrSchema).max(64).default([]),
   })
   .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
     message: 'a privateKey or a password is required',

@@ -66,7 +66,7 @@ const docSchema = z.object({
   reason: z.string().nullable(),
   mode: z.enum(['enforce', 'audit']),
   expiresAt: isoDate.nullable(),
-  management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })),
+  management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })).max(128),
   exceptions: exceptionListSchema,
 });
 

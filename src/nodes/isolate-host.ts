@@ -9,6 +9,7 @@ interface IsolateHostConfig extends NodeDef {
   mode?: string;
   duration?: number | string;
   verify?: boolean;
+  force?: boolean;
 }
 
 export = function (RED: NodeAPI): void {
@@ -28,6 +29,7 @@ export = function (RED: NodeAPI): void {
         exceptions: [...exceptions, ...arrayField(msg, 'exceptions')] as Exception[],
         mode: (msg.mode ?? config.mode ?? 'enforce') as 'enforce',
         reason: msg.reason === undefined || msg.reason === null ? undefined : (msg.reason as string),
+        force: (msg.force ?? config.force ?? false) as boolean,
       });
     });
   }

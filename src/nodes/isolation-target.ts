@@ -10,6 +10,7 @@ export = function (RED: NodeAPI): void {
       port: config.port,
       username: config.username,
       allowedHosts: config.allowedHosts,
+      managementCidrs: config.managementCidrs,
       knownHosts: config.knownHosts,
       sudo: config.sudo,
       timeout: config.timeout,

@@ -23,6 +23,7 @@ export interface TargetConfig {
   port?: number | string;
   username: string;
   allowedHosts?: string[] | string;
+  managementCidrs?: string[] | string;
   knownHosts: string;
   sudo?: boolean;
   timeout?: number | string;
@@ -34,8 +35,8 @@ export interface TargetNode extends Node<TargetCredentials> {
 
 export type Msg = NodeMessageInFlow & Record<string, unknown>;
 
-/** Allowed hosts as the editor stores them: an array, or text with one entry per line or comma. */
-export function allowedHostsOf(v: TargetConfig['allowedHosts']): string[] {
+/** A list as the editor stores it: an array, or text with one entry per line or comma. */
+export function allowedHostsOf(v: string[] | string | undefined): string[] {
   const list = Array.isArray(v) ? v : typeof v === 'string' ? v.split(/[\n,]/) : [];
   return list.map((s) => String(s).trim()).filter((s) => s !== '');
 }
@@ -57,6 +58,7 @@ export function targetOf(node: TargetNode): TargetInput {
     knownHosts: c.knownHosts,
     sudo: c.sudo === true,
     timeoutMs: Math.round(num(c.timeout, 20) * 1000),
+    managementCidrs: allowedHostsOf(c.managementCidrs),
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,

@@ -127,6 +127,22 @@ describe('driver on the lab host', function () {
     }
   });
 
+  it('keeps SSH open from the target\'s extra management CIDRs, and nothing else from them', async () => {
+    const l = await lab.listen(host().ns, 7030);
+    try {
+      const st = await driver.isolate({ ...target, managementCidrs: [`${lab.peer.v4}/32`] }, {});
+      assert.deepEqual(st.management, [
+        { addr: lab.controller.v4, port: 22 },
+        { addr: lab.peer.v4, port: 22 },
+      ]);
+      assert.equal(await lab.tcpOpen(lab.peer.ns, host().v4, 22), true, 'management CIDR reaches sshd');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7030), false, 'but nothing else');
+      assert.equal(await lab.tcpOpen(lab.peer.ns, host().v6, 22), false, 'and not over the family it does not name');
+    } finally {
+      l.close();
+    }
+  });
+
   it('severs a connection that was open before isolation', async () => {
     const hostListener = await lab.listen(host().ns, 7003);
     const conn = await lab.openConnection(lab.peer.ns, host().v4, 7003);

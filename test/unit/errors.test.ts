@@ -1,6 +1,7 @@
 import { strict as assert } from 'assert';
 import { IsolationError, isHostAllowed, targetForHost, ValidationError } from '../../src/driver';
-import { nextExceptions } from '../../src/driver/driver';
+import { managementOf, nextExceptions } from '../../src/driver/driver';
+import { targetSchema, validate } from '../../src/driver/policy';
 import { COMMANDS, nftError, parseSshConnection } from '../../src/driver/transport';
 
 const res = (code: number | null, stderr: string) => ({ code, signal: null, stdout: '', stderr });
@@ -92,5 +93,36 @@ describe('driver input gate', () => {
     // nothing listens there: a VALIDATION (not UNREACHABLE) answer shows nothing was attempted
     await assert.rejects(d.isolate(target, { exceptions }), (e: IsolationError) => e.code === 'VALIDATION' && /set elements/.test(e.message));
     await d.close();
+  });
+});
+
+describe('lockout guard', () => {
+  const target = validate(
+    targetSchema,
+    { host: '198.18.0.2', username: 'u', password: 'p', knownHosts: 'k', managementCidrs: ['198.18.0.0/28', '2001:db8::/64'] },
+    't',
+  );
+  const ep = { clientAddr: '198.18.0.1', clientPort: 50000, serverAddr: '198.18.0.2', serverPort: 2222 };
+
+  it('keeps the detected channel and the extra management CIDRs on the sshd port', () => {
+    assert.deepEqual(managementOf({ endpoints: ep }, target), [
+      { addr: '198.18.0.1', port: 2222 },
+      { addr: '198.18.0.0/28', port: 2222 },
+      { addr: '2001:db8::/64', port: 2222 },
+    ]);
+    assert.deepEqual(managementOf({ endpoints: { ...ep, clientAddr: '::ffff:198.18.0.1' } }, target)[0], { addr: '198.18.0.1', port: 2222 });
+  });
+
+  it('refuses to isolate when the channel is unknown, unless forced', () => {
+    assert.throws(() => managementOf({ endpoints: null }, target), (e: IsolationError) => e.code === 'MANAGEMENT_UNKNOWN');
+    assert.throws(() => managementOf({ endpoints: { ...ep, clientAddr: 'garbage' } }, target), (e: IsolationError) => e.code === 'MANAGEMENT_UNKNOWN');
+    assert.deepEqual(managementOf({ endpoints: null }, target, true), [
+      { addr: '198.18.0.0/28', port: 22 },
+      { addr: '2001:db8::/64', port: 22 },
+    ]);
+  });
+
+  it('validates management CIDRs', () => {
+    assert.throws(() => validate(targetSchema, { host: 'h', username: 'u', password: 'p', knownHosts: 'k', managementCidrs: ['nope'] }, 't'), ValidationError);
   });
 });

@@ -113,11 +113,12 @@ describe('nodes', function () {
       knownHosts: TARGET.knownHosts,
       sudo: true,
       timeoutMs: 7000,
+      managementCidrs: [],
       privateKey: 'PRIVATE KEY',
       passphrase: 'pp',
       password: undefined,
     });
-    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined });
+    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false });
   });
 
   it('isolate-host: msg overrides add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
@@ -127,7 +128,7 @@ describe('nodes', function () {
     const got = next('out');
     const alert = { id: 'ALRT-1', host: { ip: '198.18.0.7' } };
     const extra = { direction: 'out', proto: 'udp', port: 53 };
-    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', duration: 600, alert, topic: 't' });
+    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', duration: 600, force: true, alert, topic: 't' });
     const msg = await got;
     assert.deepEqual(msg.payload, state('198.18.0.7'));
     assert.deepEqual(msg.alert, alert);
@@ -135,7 +136,7 @@ describe('nodes', function () {
     assert.equal(msg.host, '198.18.0.7');
     const [target, req] = iso.firstCall.args;
     assert.equal(target.host, '198.18.0.7');
-    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1' });
+    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1', force: true });
   });
 
   it('refuses a msg.host outside the allowlist before any driver call, to a Catch node with its code', async () => {
