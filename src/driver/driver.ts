@@ -71,7 +71,11 @@ export class IsolationDriver {
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
-      const current = await this.read(op, conn);
+      // a damaged or tampered table of ours is replaced, not an obstacle to isolating
+      const current = await this.read(op, conn).catch((err: unknown) => {
+        if (err instanceof ParseError) return null;
+        throw err;
+      });
       const now = this.now();
       const doc: StateDoc = {
         v: 1,

@@ -379,6 +379,15 @@ describe('driver on the lab host', function () {
     await expectCode(driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', port: 1 }]), ['CONCURRENT_CHANGE', 'PARSE_ERROR']);
   });
 
+  it('reports a damaged isolation record as PARSE_ERROR, and isolate replaces the damaged table', async () => {
+    await driver.isolate(target, { reason: 'first' });
+    await lab.nft(host().ns, ['flush', 'chain', 'inet', TABLE, 'state']);
+    await expectCode(driver.status(target), 'PARSE_ERROR');
+    const st = await driver.isolate(target, { reason: 'again' });
+    assert.equal(st.reason, 'again');
+    assert.equal((await driver.status(target)).isolated, true);
+  });
+
   it('changes nothing on the host when input is invalid', async () => {
     await expectCode(driver.isolate(target, { exceptions: [{ direction: 'in', proto: 'tcp', port: '22; flush ruleset' }] }), 'VALIDATION');
     await expectCode(driver.isolate({ ...target, table: 'x y' }, {}), 'VALIDATION');
