@@ -7,6 +7,7 @@ import { strict as assert } from 'assert';
 import helper from 'node-red-node-test-helper';
 import * as sinon from 'sinon';
 import { HostKeyMismatchError, NotIsolatedError, type HostState } from '../../src/driver';
+import { notIsolated } from '../../src/driver/state';
 import { driver } from '../../src/nodes/shared';
 import targetNode from '../../src/nodes/isolation-target';
 import isolateNode from '../../src/nodes/isolate-host';
@@ -35,18 +36,8 @@ const TARGET = {
 const CREDS = { tgt: { privateKey: 'PRIVATE KEY', passphrase: 'pp' } };
 
 function state(host: string, isolated = true): HostState {
-  return {
-    host,
-    isolated,
-    mode: isolated ? 'enforce' : null,
-    since: isolated ? '2026-11-22T14:04:05.000Z' : null,
-    expiresAt: null,
-    reason: null,
-    exceptions: [],
-    management: [],
-    dropped: null,
-    observed: [],
-  };
+  const free = notIsolated(host);
+  return isolated ? { ...free, isolated, mode: 'enforce', since: '2026-11-22T14:04:05.000Z' } : free;
 }
 
 type AnyNode = { receive(msg: object): void; on(ev: string, fn: (m: Record<string, unknown>) => void): void; status: sinon.SinonSpy };
