@@ -11,6 +11,7 @@ import {
   TimeoutError,
   UnreachableError,
   ValidationError,
+  VerifyFailedError,
 } from './errors';
 import { parseAddr } from './net';
 import {
@@ -30,13 +31,15 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets } from './presets';
-import { renderElements, renderIsolate, renderList, renderRelease, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
-import { COMMANDS, ConnectionPool, nftError, type SshConnection } from './transport';
+import { COMMANDS, ConnectionPool, connect, nftError, type SshConnection } from './transport';
 
 export interface DriverOptions {
   /** how long an unused connection stays open (ms) */
   idleMs?: number;
+  /** verify-then-commit: seconds after which the host rolls an unconfirmed isolation back (default 30) */
+  verifyWindowS?: number;
   /** clock, for tests */
   now?: () => Date;
 }
@@ -56,9 +59,11 @@ export class IsolationDriver {
   private readonly pool: ConnectionPool;
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly now: () => Date;
+  private readonly verifyWindowS: number;
 
   constructor(opts: DriverOptions = {}) {
     this.pool = new ConnectionPool(opts.idleMs);
+    this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
   }
 
@@ -87,7 +92,12 @@ export class IsolationDriver {
         exceptions,
       };
       const gen = (current?.gen ?? 0) + 1;
-      await this.apply(op, conn, renderIsolate(target.table, doc, gen), { seconds: req.duration, release: renderRelease(target.table, doc) });
+      const release: Timer = { seconds: req.duration, release: renderRelease(target.table, doc) };
+      if (!req.verify) {
+        await this.apply(op, conn, renderIsolate(target.table, doc, gen), release);
+      } else {
+        await this.applyVerified(op, conn, doc, gen, current, release);
+      }
       const zero = { packets: 0, bytes: 0 };
       return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
     });
@@ -173,6 +183,40 @@ export class IsolationDriver {
 
   // ---------------------------------------------------------------------------------------------
 
+  /**
+   * Verify, then commit (like a router's "commit confirmed"): the isolation goes in with a
+   * rollback armed on the host, in the same exec; then a fresh SSH connection must reach the host
+   * and confirm, which disarms the rollback and arms the real release timer. If the fresh
+   * connection fails, the controller rolls back at once over the connection that still works;
+   * if even that fails, the host rolls back by itself when the window closes.
+   */
+  private async applyVerified(op: Op, conn: SshConnection, doc: StateDoc, gen: number, current: ParsedTable | null, release: Timer): Promise<void> {
+    const { target } = op;
+    const deadline = Math.floor(this.now().getTime() / 1000) + this.verifyWindowS;
+    const rollback = renderRollback(target.table, deadline, current ? { doc: current.doc, gen: current.gen } : null);
+    await this.apply(op, conn, renderIsolate(target.table, doc, gen, deadline), { seconds: this.verifyWindowS, release: rollback });
+    try {
+      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'));
+      try {
+        const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
+        const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));
+        if (res.code !== 0) throw nftError(target.host, res);
+      } finally {
+        fresh.close();
+      }
+    } catch (err) {
+      let rolledBack = false;
+      try {
+        const { cmd, stdin } = nftInput(target, rollback, { seconds: 0, release: null });
+        const res = await conn.exec(cmd, stdin, Math.max(5000, op.deadline - Date.now()));
+        rolledBack = res.code === 0;
+      } catch {
+        // the link is gone too: the host's own timer rolls back when the window closes
+      }
+      throw new VerifyFailedError(target.host, rolledBack, new Date(deadline * 1000).toISOString(), { cause: err });
+    }
+  }
+
   /** Runs `fn` after every earlier operation on the same host has finished. */
   private run<T>(target: Target, fn: (op: Op) => Promise<T>): Promise<T> {
     const key = `${target.host}:${target.port}`;
@@ -200,12 +244,7 @@ export class IsolationDriver {
   }
 
   private async nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer) {
-    let cmd: string = op.target.sudo ? COMMANDS.sudoNft : COMMANDS.nft;
-    let stdin = JSON.stringify(batch);
-    if (timer) {
-      cmd = op.target.sudo ? COMMANDS.sudoApply : COMMANDS.apply;
-      stdin = `${op.target.table}\n${timer.seconds}\n${JSON.stringify(timer.release ?? {})}\n${stdin}`;
-    }
+    const { cmd, stdin } = nftInput(op.target, batch, timer);
     try {
       return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
     } catch (err) {
@@ -233,6 +272,15 @@ export class IsolationDriver {
       throw err;
     }
   }
+}
+
+/** The constant command and its stdin: the batch alone, or with the release timer header. */
+function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; stdin: string } {
+  if (!timer) return { cmd: target.sudo ? COMMANDS.sudoNft : COMMANDS.nft, stdin: JSON.stringify(batch) };
+  return {
+    cmd: target.sudo ? COMMANDS.sudoApply : COMMANDS.apply,
+    stdin: `${target.table}\n${timer.seconds}\n${JSON.stringify(timer.release ?? {})}\n${JSON.stringify(batch)}`,
+  };
 }
 
 /** Exceptions whose overlaps would need too many set elements are refused before anything is sent. */

@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'NOT_ISOLATED'
   | 'PRIVILEGE'
   | 'CONCURRENT_CHANGE'
-  | 'MANAGEMENT_UNKNOWN';
+  | 'MANAGEMENT_UNKNOWN'
+  | 'VERIFY_FAILED';
 
 export interface ErrorDetails {
   host?: string;
@@ -130,5 +131,23 @@ export class ConcurrentChangeError extends IsolationError {
 export class ManagementUnknownError extends IsolationError {
   constructor(host: string) {
     super('MANAGEMENT_UNKNOWN', `cannot tell the management channel of ${host} (no SSH_CONNECTION); refusing to isolate`, { host });
+  }
+}
+
+/**
+ * After applying, a fresh SSH connection to the host failed. `rolledBack` says whether the
+ * controller undid the change; if it could not, the host undoes it by itself at `rollbackAt`.
+ */
+export class VerifyFailedError extends IsolationError {
+  constructor(host: string, rolledBack: boolean, rollbackAt: string, options?: { cause?: unknown }) {
+    const why = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
+    super(
+      'VERIFY_FAILED',
+      rolledBack
+        ? `host ${host} did not answer a fresh SSH connection after isolating${why}; the isolation was rolled back`
+        : `host ${host} did not answer a fresh SSH connection after isolating${why}; the host rolls the isolation back by itself at ${rollbackAt}`,
+      { host, rolledBack, rollbackAt },
+      options,
+    );
   }
 }

@@ -124,6 +124,8 @@ export const isolateRequestSchema = z.strictObject({
   duration: z.number().int().min(0).max(MAX_DURATION).default(0),
   /** isolate even when the management channel cannot be determined (lockout risk) */
   force: z.boolean().default(false),
+  /** verify-then-commit: prove a fresh SSH connection still works, else roll back */
+  verify: z.boolean().default(true),
 });
 export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
 export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;

@@ -221,7 +221,11 @@ export type Batch = { nftables: unknown[] };
  * The whole isolation as one transaction: `add table` + `delete table` first (so the batch works
  * whether or not the table exists, and never merges with an old one), then the full definition.
  */
-export function renderIsolate(table: string, doc: StateDoc, gen: number): Batch {
+/**
+ * `expElement` overrides the expiry element (unix seconds): verify-then-commit holds the rollback
+ * deadline there until the isolation is confirmed.
+ */
+export function renderIsolate(table: string, doc: StateDoc, gen: number, expElement: number | null = expirySeconds(doc)): Batch {
   const t = { family: 'inet', table };
   const cmds: unknown[] = [
     { add: { table: { family: 'inet', name: table } } },
@@ -238,8 +242,7 @@ export function renderIsolate(table: string, doc: StateDoc, gen: number): Batch 
   cmds.push({ add: { set: { ...t, name: 'gen', type: 'mark' } } });
   cmds.push({ add: { element: { ...t, name: 'gen', elem: [gen] } } });
   cmds.push({ add: { set: { ...t, name: 'exp', type: 'mark' } } });
-  const exp = expirySeconds(doc);
-  if (exp !== null) cmds.push({ add: { element: { ...t, name: 'exp', elem: [exp] } } });
+  if (expElement !== null) cmds.push({ add: { element: { ...t, name: 'exp', elem: [expElement] } } });
   for (const name of ['drop_in', 'drop_out', 'drop_fwd']) cmds.push({ add: { counter: { ...t, name } } });
   cmds.push(...elementCommands(table, doc.exceptions, false));
 
@@ -317,6 +320,26 @@ export function renderRelease(table: string, doc: StateDoc): Batch | null {
   return {
     nftables: [{ delete: { element: { family: 'inet', table, name: 'exp', elem: [exp] } } }, { delete: { table: { family: 'inet', name: table } } }],
   };
+}
+
+/**
+ * Verify-then-commit, host side. `rollback` is what the host runs by itself when the isolation is
+ * not confirmed in time (and what the controller runs at once when its check fails): it claims the
+ * rollback deadline element, then restores the previous state (no table, or the previous
+ * isolation). `confirm` claims the same element and puts the real expiry in its place, so a
+ * confirmed isolation can no longer be rolled back by a late timer.
+ */
+export function renderRollback(table: string, deadline: number, previous: { doc: StateDoc; gen: number } | null): Batch {
+  const claim = { delete: { element: { family: 'inet', table, name: 'exp', elem: [deadline] } } };
+  if (!previous) return { nftables: [claim, { delete: { table: { family: 'inet', name: table } } }] };
+  return { nftables: [claim, ...renderIsolate(table, previous.doc, previous.gen + 2).nftables] };
+}
+
+export function renderConfirm(table: string, deadline: number, doc: StateDoc): Batch {
+  const exp = expirySeconds(doc);
+  const cmds: unknown[] = [{ delete: { element: { family: 'inet', table, name: 'exp', elem: [deadline] } } }];
+  if (exp !== null) cmds.push({ add: { element: { family: 'inet', table, name: 'exp', elem: [exp] } } });
+  return { nftables: cmds };
 }
 
 /** Deletes the table in one transaction; `add` first makes it a no-op when there is none. */

@@ -30,6 +30,7 @@ export = function (RED: NodeAPI): void {
         mode: (msg.mode ?? config.mode ?? 'enforce') as 'enforce',
         reason: msg.reason === undefined || msg.reason === null ? undefined : (msg.reason as string),
         force: (msg.force ?? config.force ?? false) as boolean,
+        verify: config.verify !== false,
       });
     });
   }

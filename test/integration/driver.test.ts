@@ -247,6 +247,7 @@ describe('driver on the lab host', function () {
     const stale = renderRelease(TABLE, { v: 1, since: older.since!, reason: null, mode: 'enforce', expiresAt: older.expiresAt, management: [], exceptions: [] });
     const r = await lab.exec(host().ns, ['nft', '-j', '-f', '-'], JSON.stringify(stale));
     assert.notEqual(r.code, 0, 'stale release refused');
+    assert.match(r.stderr, /No such file or directory/, `refused for the missing expiry element: ${r.stderr}`);
     assert.equal((await driver.status(target)).isolated, true);
   });
 
@@ -291,9 +292,58 @@ describe('driver on the lab host', function () {
     }
   });
 
+  it('verify-then-commit: a confirmed isolation leaves no rollback armed', async () => {
+    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:`])).stdout.trim();
+    const st = await driver.isolate(target, { presets: ['ssh'], verify: true });
+    assert.equal(st.isolated, true);
+    assert.equal(await timers(), '', 'confirmed: the rollback timer is gone');
+    const exp = await lab.nft(host().ns, ['-j', 'list', 'set', 'inet', TABLE, 'exp']);
+    assert.ok(!/"elem"/.test(exp.stdout), 'no rollback deadline left in the table');
+  });
+
+  it('verify-then-commit: when a fresh connection fails, the isolation is rolled back', async () => {
+    const l = await lab.listen(host().ns, 7040);
+    const d = new IsolationDriver();
+    try {
+      assert.equal((await d.status(target)).isolated, false); // a warm connection to keep
+      await lab.stopSshd(0); // the listener goes away; the established session survives
+      const err = await expectCode(d.isolate(target, { presets: ['ssh'] }), 'VERIFY_FAILED');
+      assert.equal(err.details.rolledBack, true, err.message);
+      const tables = await lab.nft(host().ns, ['list', 'tables']);
+      assert.ok(!tables.stdout.includes(TABLE), 'rolled back: no table');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7040), true, 'traffic flows');
+    } finally {
+      l.close();
+      await d.close();
+      await lab.startSshd(0);
+    }
+  });
+
+  it('verify-then-commit: the host rolls back by itself what is not confirmed, and a confirm disarms that', async () => {
+    const { renderIsolate, renderRollback, renderConfirm } = await import('../../src/driver/ruleset');
+    const doc = { v: 1 as const, since: new Date().toISOString(), reason: null, mode: 'enforce' as const, expiresAt: null, management: [{ addr: lab.controller.v4, port: 22 }], exceptions: [] };
+    const deadline = Math.floor(Date.now() / 1000) + 30;
+    const apply = async (b: unknown) => {
+      const r = await lab.exec(host().ns, ['nft', '-j', '-f', '-'], JSON.stringify(b));
+      return { code: r.code, toString: () => r.stderr };
+    };
+    const first = await apply(renderIsolate(TABLE, doc, 1, deadline));
+    assert.equal(first.code, 0, String(first));
+    const rb = await apply(renderRollback(TABLE, deadline, null));
+    assert.equal(rb.code, 0, `unconfirmed: rollback applies: ${String(rb)}`);
+    assert.ok(!(await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE));
+    assert.equal((await apply(renderIsolate(TABLE, doc, 1, deadline))).code, 0);
+    const conf = await apply(renderConfirm(TABLE, deadline, doc));
+    assert.equal(conf.code, 0, String(conf));
+    const late = await apply(renderRollback(TABLE, deadline, null));
+    assert.notEqual(late.code, 0, 'confirmed: a late rollback fails as a whole');
+    assert.match(String(late), /No such file or directory/);
+    assert.ok((await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE));
+  });
+
   it('never touches another table', async () => {
     const foreign = 'table inet foreign_fw {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 12345 counter accept\n\t}\n}';
-    await lab.exec(host().ns, ['nft', '-f', '-'], foreign);
+    assert.equal((await lab.exec(host().ns, ['nft', '-f', '-'], foreign)).code, 0);
     const before = (await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', 'foreign_fw'])).stdout;
     await driver.isolate(target, { presets: ['ssh'] });
     await driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'udp', port: 53 }]);

@@ -353,22 +353,29 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const guardNs = (ns: string) => {
       if (!namespaces.includes(ns)) throw new Error(`refusing to act outside this lab's namespaces: ${ns}`);
     };
+    let stdinSeq = 0;
     const exec = (ns: string, argv: string[], stdin?: string, timeoutMs = 20_000): Promise<ExecResult> => {
       guardNs(ns);
+      // stdin from a regular file: `nft -j -f -` opens /dev/stdin by path, which fails (ENXIO)
+      // on the socket node would otherwise hand the child
+      const inFile = path.join(dir, `stdin-${process.pid}-${++stdinSeq}`);
+      fs.writeFileSync(inFile, stdin ?? '', { mode: 0o600 });
+      const fd = fs.openSync(inFile, 'r');
       return new Promise((resolve) => {
-        const p = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const p = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: [fd, 'pipe', 'pipe'] });
+        fs.closeSync(fd);
         procs.add(p);
         let stdout = '';
         let stderr = '';
         const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-        p.stdout.on('data', (d) => (stdout += d));
-        p.stderr.on('data', (d) => (stderr += d));
+        p.stdout!.on('data', (d) => (stdout += d));
+        p.stderr!.on('data', (d) => (stderr += d));
         p.on('close', (code) => {
           clearTimeout(timer);
           procs.delete(p);
+          fs.rmSync(inFile, { force: true });
           resolve({ code, stdout, stderr });
         });
-        p.stdin.end(stdin ?? '');
       });
     };
     const agent = agentPath();

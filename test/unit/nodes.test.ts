@@ -109,7 +109,7 @@ describe('nodes', function () {
       passphrase: 'pp',
       password: undefined,
     });
-    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false });
+    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true });
   });
 
   it('isolate-host: msg overrides add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
@@ -127,7 +127,7 @@ describe('nodes', function () {
     assert.equal(msg.host, '198.18.0.7');
     const [target, req] = iso.firstCall.args;
     assert.equal(target.host, '198.18.0.7');
-    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1', force: true });
+    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1', force: true, verify: true });
   });
 
   it('refuses a msg.host outside the allowlist before any driver call, to a Catch node with its code', async () => {

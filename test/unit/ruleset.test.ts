@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
 import { expandPresets } from '../../src/driver';
-import { ALL_SETS, encodeState, renderElements, renderIsolate, renderRelease, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
+import { ALL_SETS, encodeState, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 
 const doc: StateDoc = {
@@ -152,6 +152,22 @@ describe('ruleset', () => {
     const cmds = JSON.stringify(renderIsolate('t', timed, 1));
     assert.ok(cmds.includes(JSON.stringify({ add: { element: { family: 'inet', table: 't', name: 'exp', elem: [exp] } } })));
     assert.ok(!JSON.stringify(renderIsolate('t', doc, 1)).includes('"name":"exp","elem"'), 'no expiry element without duration');
+  });
+
+  it('verify-then-commit: rollback and confirm claim the same deadline element first', () => {
+    const none = renderRollback('t', 1000, null).nftables;
+    assert.deepEqual(none, [
+      { delete: { element: { family: 'inet', table: 't', name: 'exp', elem: [1000] } } },
+      { delete: { table: { family: 'inet', name: 't' } } },
+    ]);
+    const prev = renderRollback('t', 1000, { doc, gen: 4 }).nftables;
+    assert.deepEqual(prev[0], none[0]);
+    assert.deepEqual(prev.slice(1), renderIsolate('t', doc, 6).nftables, 'restores the previous isolation');
+    const timed = { ...doc, expiresAt: '2026-11-22T15:04:05.000Z' };
+    assert.deepEqual(renderConfirm('t', 1000, timed).nftables, [
+      { delete: { element: { family: 'inet', table: 't', name: 'exp', elem: [1000] } } },
+      { add: { element: { family: 'inet', table: 't', name: 'exp', elem: [Date.parse(timed.expiresAt) / 1000] } } },
+    ]);
   });
 
   it('unisolate is add+delete of the table only', () => {
