@@ -2,6 +2,7 @@
  * isolate / unisolate / status / setExceptions. Validates once at the edge, serialises the
  * operations of one host, and sends each change as one nft transaction over a pooled connection.
  */
+import { createHash } from 'crypto';
 import {
   ConcurrentChangeError,
   IsolationError,
@@ -47,6 +48,12 @@ export interface DriverOptions {
 interface Op {
   target: Target;
   deadline: number;
+  info?: ApplyInfo;
+}
+
+/** Filled in by a call that changes the host: the sha256 of the nft batch it applied (for audit records). */
+export interface ApplyInfo {
+  digest?: string;
 }
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
@@ -68,7 +75,7 @@ export class IsolationDriver {
   }
 
   /** Isolates the host: one transaction that replaces the pack's table and nothing else. */
-  async isolate(targetInput: TargetInput, requestInput: IsolateRequestInput = {}): Promise<HostState> {
+  async isolate(targetInput: TargetInput, requestInput: IsolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
     const exceptions = dedupeExceptions([...expandPresets(req.presets), ...req.exceptions]);
@@ -100,18 +107,18 @@ export class IsolationDriver {
       }
       const zero = { packets: 0, bytes: 0 };
       return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
-    });
+    }, info);
   }
 
   /** Deletes the pack's table in one transaction; a no-op when the host is not isolated. */
-  async unisolate(targetInput: TargetInput): Promise<HostState> {
+  async unisolate(targetInput: TargetInput, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       // the same script cancels any release timer of this table on the host
       await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null });
       return notIsolated(target.host);
-    });
+    }, info);
   }
 
   /** Reads the state kept on the host. */
@@ -128,7 +135,7 @@ export class IsolationDriver {
    * Changes the exceptions of a live isolation in one transaction (set elements and the record
    * only). `remove` ignores exceptions that are not there; the comment is not part of identity.
    */
-  async setExceptions(targetInput: TargetInput, opInput: ExceptionOp, exceptionsInput: unknown): Promise<HostState> {
+  async setExceptions(targetInput: TargetInput, opInput: ExceptionOp, exceptionsInput: unknown, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const opName = validate(exceptionOpSchema, opInput, 'op');
     const given = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
@@ -153,7 +160,7 @@ export class IsolationDriver {
         }
         return toHostState(target.host, { doc, gen: current.gen + 1, dropped: current.dropped, observed: current.observed });
       }
-    });
+    }, info);
   }
 
   /**
@@ -161,7 +168,7 @@ export class IsolationDriver {
    * exceptions, reason, since and expiry (the release timer stays armed). The table is rebuilt,
    * so flows recorded in audit mode are gone afterwards: read them with `status` first.
    */
-  async setMode(targetInput: TargetInput, modeInput: Mode): Promise<HostState> {
+  async setMode(targetInput: TargetInput, modeInput: Mode, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const mode = validate(modeSchema, modeInput, 'mode');
     return this.run(target, async (op) => {
@@ -173,7 +180,7 @@ export class IsolationDriver {
       await this.apply(op, conn, renderIsolate(target.table, doc, gen));
       const zero = { packets: 0, bytes: 0 };
       return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
-    });
+    }, info);
   }
 
   /** Closes every pooled connection. */
@@ -218,13 +225,11 @@ export class IsolationDriver {
   }
 
   /** Runs `fn` after every earlier operation on the same host has finished. */
-  private run<T>(target: Target, fn: (op: Op) => Promise<T>): Promise<T> {
+  private run<T>(target: Target, fn: (op: Op) => Promise<T>, info?: ApplyInfo): Promise<T> {
     const key = `${target.host}:${target.port}`;
     const prev = this.queues.get(key) ?? Promise.resolve();
-    const result = prev.then(
-      () => fn({ target, deadline: Date.now() + target.timeoutMs }),
-      () => fn({ target, deadline: Date.now() + target.timeoutMs }),
-    );
+    const start = () => fn({ target, deadline: Date.now() + target.timeoutMs, info });
+    const result = prev.then(start, start);
     const tail = result.catch(() => undefined);
     this.queues.set(key, tail);
     void tail.then(() => {
@@ -254,6 +259,7 @@ export class IsolationDriver {
   }
 
   private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
+    if (op.info) op.info.digest = createHash('sha256').update(JSON.stringify(batch)).digest('hex');
     const res = await this.nft(op, conn, batch, timer);
     if (res.code !== 0) throw nftError(op.target.host, res);
   }

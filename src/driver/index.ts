@@ -1,5 +1,5 @@
 export * from './errors';
-export { IsolationDriver, nextExceptions, type DriverOptions } from './driver';
+export { IsolationDriver, nextExceptions, type ApplyInfo, type DriverOptions } from './driver';
 export {
   DEFAULT_TABLE,
   ICMP_TYPES,

@@ -12,8 +12,12 @@ export = function (RED: NodeAPI): void {
   function ExceptionSetNode(this: Node, config: ExceptionSetConfig) {
     RED.nodes.createNode(this, config);
     const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];
-    handleInput(RED, this, config.target, (target, msg) =>
-      driver.setExceptions(target, (msg.op ?? config.op ?? 'add') as ExceptionOp, [...exceptions, ...arrayField(msg, 'exceptions')]),
+    handleInput(
+      RED,
+      this,
+      config.target,
+      (target, msg, info) => driver.setExceptions(target, (msg.op ?? config.op ?? 'add') as ExceptionOp, [...exceptions, ...arrayField(msg, 'exceptions')], info),
+      'exception-set',
     );
   }
   RED.nodes.registerType('exception-set', ExceptionSetNode);

@@ -17,7 +17,7 @@ export = function (RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const presets = Array.isArray(config.presets) ? config.presets : ['ssh'];
     const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];
-    handleInput(RED, this, config.target, (target, msg) => {
+    handleInput(RED, this, config.target, (target, msg, info) => {
       const raw = msg.duration ?? config.duration ?? 0;
       const duration = raw === '' ? 0 : Number(raw);
       if (typeof raw === 'object' || typeof raw === 'boolean' || !Number.isInteger(duration) || duration < 0) {
@@ -31,8 +31,8 @@ export = function (RED: NodeAPI): void {
         reason: msg.reason === undefined || msg.reason === null ? undefined : (msg.reason as string),
         force: (msg.force ?? config.force ?? false) as boolean,
         verify: config.verify !== false,
-      });
-    });
+      }, info);
+    }, 'isolate');
   }
   RED.nodes.registerType('isolate-host', IsolateHostNode);
 };

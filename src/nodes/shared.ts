@@ -4,7 +4,7 @@
  * exactly one send or one error, also when the node is closed while an operation runs.
  */
 import type { Node, NodeAPI, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { IsolationDriver, IsolationError, targetForHost, ValidationError, type HostState, type TargetInput } from '../driver';
+import { IsolationDriver, IsolationError, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../driver';
 
 export const CATEGORY = 'host isolation';
 
@@ -79,7 +79,43 @@ export function arrayField(msg: Msg, name: string): unknown[] {
   return v;
 }
 
-export type Action = (target: TargetInput, msg: Msg) => Promise<HostState>;
+export type Action = (target: TargetInput, msg: Msg, info: ApplyInfo) => Promise<HostState>;
+
+/** The structured record each action yields on the node's second output, for a log or a ticket. */
+export interface AuditRecord {
+  when: string;
+  node: { id: string; type: string; name: string };
+  host: string | null;
+  action: string;
+  reason: string | null;
+  result: 'ok' | 'error';
+  error?: { code: string; message: string };
+  isolated?: boolean;
+  mode?: string | null;
+  since?: string | null;
+  expiresAt?: string | null;
+  exceptions?: number;
+  /** sha256 of the nft batch this action applied (null for reads) */
+  digest: string | null;
+}
+
+function auditMessage(node: Node, action: string, msg: Msg, host: string | null, result: HostState | Error, info: ApplyInfo): { topic: string; payload: AuditRecord } {
+  const record: AuditRecord = {
+    when: new Date().toISOString(),
+    node: { id: node.id, type: node.type, name: node.name ?? '' },
+    host,
+    action,
+    reason: typeof msg.reason === 'string' ? msg.reason : result instanceof Error ? null : result.reason,
+    result: result instanceof Error ? 'error' : 'ok',
+    digest: info.digest ?? null,
+  };
+  if (result instanceof Error) {
+    record.error = { code: result instanceof IsolationError ? result.code : 'ERROR', message: result.message };
+  } else {
+    Object.assign(record, { isolated: result.isolated, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
+  }
+  return { topic: 'host-isolation/audit', payload: record };
+}
 
 /**
  * Wires `input` and `close` for an action node. Each message: resolve the target (allowlist
@@ -87,7 +123,7 @@ export type Action = (target: TargetInput, msg: Msg) => Promise<HostState>;
  * payload, or `done(err)` with the driver's coded error. `close` waits for running operations,
  * which the driver bounds in time, so none is dropped on a redeploy.
  */
-export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefined, action: Action): void {
+export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefined, action: Action, actionName: string = node.type): void {
   const inflight = new Set<Promise<void>>();
   let running = 0;
 
@@ -95,19 +131,25 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
     const msg = msgIn as Msg;
     running++;
     node.status({ fill: 'blue', shape: 'dot', text: running > 1 ? `working (${running})` : 'working' });
+    const info: ApplyInfo = {};
+    let host: string | null = typeof msg.host === 'string' ? msg.host : null;
     const job = (async () => {
       try {
         const cfg = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
         if (!cfg) throw new ValidationError('no isolation-target is configured for this node', [{ path: 'target', message: 'missing' }]);
         const target = targetForHost(targetOf(cfg), msg.host, allowedHostsOf(cfg.config.allowedHosts));
-        const state = await action(target, msg);
+        host = target.host;
+        const state = await action(target, msg, info);
+        const audit = auditMessage(node, actionName, msg, state.host, state, info);
         msg.payload = state;
         node.status(stateStatus(state));
-        send(msg);
+        send([msg, audit]);
         done();
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
         node.status({ fill: 'red', shape: 'ring', text: e instanceof IsolationError ? e.code : 'error' });
+        // the record of a failed action still goes out; the message itself ends in the error
+        send([null, auditMessage(node, actionName, msg, host, e, info)]);
         done(e);
       } finally {
         running--;

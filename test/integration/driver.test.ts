@@ -361,7 +361,9 @@ describe('driver on the lab host', function () {
       { direction: 'out' as const, proto: 'any' as const, addr: '2001:db8::/32' },
       { direction: 'out' as const, proto: 'icmp' as const, icmpType: 'echo-request' },
     ];
-    const st = await driver.isolate(target, { presets: ['dns', 'dhcp', 'ntp', 'ldap', 'ldaps', 'cloud-metadata'], exceptions, reason });
+    const info: { digest?: string } = {};
+    const st = await driver.isolate(target, { presets: ['dns', 'dhcp', 'ntp', 'ldap', 'ldaps', 'cloud-metadata'], exceptions, reason }, info);
+    assert.match(info.digest ?? '', /^[0-9a-f]{64}$/, 'digest of the applied batch');
     const other = new IsolationDriver();
     try {
       const read = await other.status(target);

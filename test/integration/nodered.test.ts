@@ -11,7 +11,7 @@ import { startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
-function flows(lab: Lab) {
+function flows(lab: Lab, auditFile: string) {
   const h = lab.hosts[0];
   const toMsg = (id: string, fields: string[], next: string) => ({
     id,
@@ -40,14 +40,16 @@ function flows(lab: Lab) {
     },
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
     toMsg('m-iso', ['host', 'reason', 'exceptions', 'duration'], 'iso'),
-    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp']] },
+    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp'], ['audit']] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
     httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
     toMsg('m-exc', ['op', 'exceptions'], 'exc'),
-    { id: 'exc', type: 'exception-set', z: 'tab', target: 'tgt', op: 'add', exceptions: [], wires: [['resp']] },
+    { id: 'exc', type: 'exception-set', z: 'tab', target: 'tgt', op: 'add', exceptions: [], wires: [['resp'], ['audit']] },
     httpIn('in-un', 'post', '/unisolate', 'un'),
-    { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp']] },
+    { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], ['audit']] },
+    // the audit trail as a user would keep it: one JSON line per action in a file
+    { id: 'audit', type: 'file', z: 'tab', filename: auditFile, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
     { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
     {
@@ -67,12 +69,13 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
+  const auditFile = () => path.join(red.userDir, 'audit.jsonl');
 
   before(async function () {
     requireLab(this);
     lab = await createLab({ hosts: 1 });
     red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
-    await red.deploy(flows(lab));
+    await red.deploy(flows(lab, auditFile()));
   });
 
   after(async () => {
@@ -120,6 +123,23 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
       assert.equal(un.status, 200);
       assert.equal((un.body as HostState).isolated, false);
       assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), true, 'traffic restored');
+
+      // the second outputs wrote one audit record per action, failures included
+      const records = fs.readFileSync(auditFile(), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(
+        records.map((r) => [r.action, r.result, r.host]),
+        [
+          ['isolate', 'ok', h.v4],
+          ['exception-set', 'ok', h.v4],
+          ['isolate', 'error', lab.peer.v4], // the host that was asked for, and refused
+          ['exception-set', 'error', h.v4],
+          ['unisolate', 'ok', h.v4],
+        ],
+      );
+      assert.equal(records[0].reason, 'generic alert ALRT-20261122-0042');
+      assert.match(String(records[0].digest), /^[0-9a-f]{64}$/);
+      assert.deepEqual(records[2].error, { code: 'HOST_NOT_ALLOWED', message: `host ${lab.peer.v4} is not allowed by this target` });
+      assert.equal((records[3].error as { code: string }).code, 'VALIDATION');
     } finally {
       listener.close();
     }
@@ -142,7 +162,7 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
       assert.notEqual((state.body as { state?: string }).state, 'stop', `${f} runs`);
     }
     // back to the test flow for the next test
-    await red.deploy(flows(lab));
+    await red.deploy(flows(lab, auditFile()));
   });
 
   it('every example fails with a readable error, not a crash, when its target is unreachable', async () => {
@@ -163,7 +183,7 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
     await new Promise((res) => setTimeout(res, 3000));
     assert.equal(red.process.exitCode, null, 'Node-RED still running');
     assert.equal((await red.request('GET', '/settings')).status, 200);
-    await red.deploy(flows(lab));
+    await red.deploy(flows(lab, auditFile()));
   });
 
   it('a timed isolation releases itself even when Node-RED is killed', async () => {

@@ -47,8 +47,9 @@ type FlowNode = { id: string; type: string } & Record<string, unknown>;
 function flow(node: Record<string, unknown>): FlowNode[] {
   return [
     TARGET,
-    { id: 'n1', type: String(node.type), wires: [['out']], target: 'tgt', ...node },
+    { id: 'n1', type: String(node.type), wires: [['out'], ['audit']], target: 'tgt', ...node },
     { id: 'out', type: 'helper' },
+    { id: 'audit', type: 'helper' },
     { id: 'c1', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper' },
   ];
@@ -204,12 +205,12 @@ describe('nodes', function () {
     let got = next('out');
     n.receive({});
     await got;
-    assert.deepEqual(set.firstCall.args.slice(1), ['add', [configured]]);
+    assert.deepEqual(set.firstCall.args.slice(1, 3), ['add', [configured]]);
     got = next('out');
     const extra = { direction: 'out', proto: 'any', addr: '198.18.0.4' };
     n.receive({ op: 'remove', exceptions: [extra] });
     await got;
-    assert.deepEqual(set.secondCall.args.slice(1), ['remove', [configured, extra]]);
+    assert.deepEqual(set.secondCall.args.slice(1, 3), ['remove', [configured, extra]]);
   });
 
   it('exception-set on a host that is not isolated errors with NOT_ISOLATED', async () => {
@@ -240,6 +241,50 @@ describe('nodes', function () {
     assert.deepEqual(seen.sort(), hosts);
     assert.equal(st.callCount, hosts.length);
     assert.equal(await nothing('out', 200), true, 'no duplicate outputs');
+  });
+
+  it('yields an audit record on the second output, for success and for failure', async () => {
+    const iso = sb.stub(driver, 'isolate').callsFake(async (_t, _r, info) => {
+      if (info) info.digest = 'a'.repeat(64);
+      return { ...state('198.18.0.2'), reason: 'from alert' };
+    });
+    await helper.load(ALL, flow({ type: 'isolate-host', name: 'contain' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    let rec = next('audit');
+    const out = next('out');
+    n.receive({ reason: 'from alert', ticket: 'INC-1' });
+    const ok = (await rec).payload as Record<string, unknown>;
+    assert.equal(((await out).payload as HostState).isolated, true);
+    assert.equal((await rec).topic, 'host-isolation/audit');
+    assert.ok(!('ticket' in (await rec)), 'the record is a message of its own');
+    assert.deepEqual(
+      { ...ok, when: typeof ok.when },
+      {
+        when: 'string',
+        node: { id: 'n1', type: 'isolate-host', name: 'contain' },
+        host: '198.18.0.2',
+        action: 'isolate',
+        reason: 'from alert',
+        result: 'ok',
+        isolated: true,
+        mode: 'enforce',
+        since: '2026-11-22T14:04:05.000Z',
+        expiresAt: null,
+        exceptions: 0,
+        digest: 'a'.repeat(64),
+      },
+    );
+    iso.rejects(new HostKeyMismatchError('198.18.0.2', 'mismatch', 'SHA256:x'));
+    rec = next('audit');
+    const caught = next('caught');
+    const quiet = nothing('out', 300);
+    n.receive({});
+    const bad = (await rec).payload as Record<string, unknown>;
+    assert.equal(bad.result, 'error');
+    assert.deepEqual((bad.error as { code: string }).code, 'HOST_KEY_MISMATCH');
+    assert.equal(bad.host, '198.18.0.2');
+    assert.equal(((await caught).error as { code: string }).code, 'HOST_KEY_MISMATCH');
+    assert.equal(await quiet, true, 'no state output for a failed action');
   });
 
   it('close during an operation waits for it, and the message still ends in its output path', async () => {
