@@ -7,10 +7,12 @@ import {
   ConcurrentChangeError,
   IsolationError,
   ManagementUnknownError,
+  NftFailedError,
   NotIsolatedError,
   ParseError,
   TimeoutError,
   UnreachableError,
+  UnsupportedError,
   ValidationError,
   VerifyFailedError,
 } from './errors';
@@ -261,7 +263,7 @@ export class IsolationDriver {
   private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
     if (op.info) op.info.digest = createHash('sha256').update(JSON.stringify(batch)).digest('hex');
     const res = await this.nft(op, conn, batch, timer);
-    if (res.code !== 0) throw nftError(op.target.host, res);
+    if (res.code !== 0) throw unsupportedOr(nftError(op.target.host, res), op.target.host, batch);
   }
 
   /** The parsed table, or null when the host is not isolated. */
@@ -331,4 +333,22 @@ export function nextExceptions(current: readonly Exception[], op: ExceptionOp, g
     case 'replace':
       return dedupeExceptions(given);
   }
+}
+
+/**
+ * Says so clearly when the host's nft or kernel lacks what a service exception needs: nft
+ * refuses `socket cgroupv2` in JSON up to 1.0.6 ("Invalid socket key value"), kernels before
+ * 5.13 refuse the expression ("Operation not supported").
+ */
+function unsupportedOr(err: IsolationError, host: string, batch: Batch): IsolationError {
+  if (!(err instanceof NftFailedError) || !JSON.stringify(batch).includes('"cgroupv2"')) return err;
+  if (/Invalid socket key|socket.*cgroupv2|Operation not supported/i.test(err.stderr)) {
+    return new UnsupportedError(
+      host,
+      'match a systemd unit or cgroup (nft "socket cgroupv2")',
+      'it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (newer than 1.0.6); a uid exception works everywhere',
+      err.stderr,
+    );
+  }
+  return err;
 }

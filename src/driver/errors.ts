@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'PRIVILEGE'
   | 'CONCURRENT_CHANGE'
   | 'MANAGEMENT_UNKNOWN'
-  | 'VERIFY_FAILED';
+  | 'VERIFY_FAILED'
+  | 'UNSUPPORTED';
 
 export interface ErrorDetails {
   host?: string;
@@ -149,5 +150,15 @@ export class VerifyFailedError extends IsolationError {
       { host, rolledBack, rollbackAt },
       options,
     );
+  }
+}
+
+/**
+ * The host's nft or kernel cannot do what the request needs (say, match a systemd unit by its
+ * cgroup). Nothing was applied: the transaction failed as a whole.
+ */
+export class UnsupportedError extends IsolationError {
+  constructor(host: string, feature: string, hint: string, stderr: string) {
+    super('UNSUPPORTED', `host ${host} cannot ${feature}: ${hint}. nft said: ${stderr.trim()}`, { host, feature, stderr });
   }
 }

@@ -59,6 +59,21 @@ const portSchema = z.union([portNumber, z.string()]).transform((v, ctx): number 
   return lo === hi ? lo : `${lo}-${hi}`;
 });
 
+/** a uid, or a user name (POSIX portable, as useradd takes it) that nft resolves on the host */
+const uidSchema = z.union([
+  z.number().int().min(0).max(4294967294),
+  z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'uid must be a number or a user name (lower case letters, digits, _ and -)'),
+]);
+const unitSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9:_.\\@-]{1,240}\.(service|scope|slice)$/, 'unit must be a systemd unit name such as "backup-agent.service"')
+  .refine((s) => !s.startsWith('.') && !s.includes('..'), 'unit must be a systemd unit name');
+const cgroupSchema = z
+  .string()
+  .max(1024)
+  .regex(/^[A-Za-z0-9:_.\\@-]+(\/[A-Za-z0-9:_.\\@-]+){0,15}$/, 'cgroup must be a relative cgroup v2 path such as "system.slice/backup.service"')
+  .refine((s) => s.split('/').every((seg) => seg !== '.' && seg !== '..'), 'cgroup must not contain "." or ".." segments');
+
 export const exceptionSchema = z
   .strictObject({
     direction: z.enum(['in', 'out']),
@@ -66,9 +81,18 @@ export const exceptionSchema = z
     addr: addrSchema.optional(),
     port: portSchema.optional(),
     icmpType: z.enum(Object.keys(ICMP_TYPES) as [string, ...string[]]).optional(),
+    uid: uidSchema.optional(),
+    unit: unitSchema.optional(),
+    cgroup: cgroupSchema.optional(),
     comment: printable(128).optional(),
   })
   .superRefine((e, ctx) => {
+    const owners = (['uid', 'unit', 'cgroup'] as const).filter((k) => e[k] !== undefined);
+    if (owners.length > 1) ctx.addIssue({ code: 'custom', path: [owners[1]], message: 'name at most one of uid, unit and cgroup' });
+    if (owners.length > 0) {
+      if (e.direction !== 'out') ctx.addIssue({ code: 'custom', path: [owners[0]], message: `${owners[0]} exceptions are outbound only (direction "out")` });
+      if (e.proto === 'icmp') ctx.addIssue({ code: 'custom', path: ['proto'], message: `${owners[0]} exceptions take proto tcp, udp or any` });
+    }
     if (e.port !== undefined && e.proto !== 'tcp' && e.proto !== 'udp') {
       ctx.addIssue({ code: 'custom', path: ['port'], message: 'port is only allowed with proto tcp or udp' });
     }
@@ -89,6 +113,9 @@ export const exceptionSchema = z
     if (e.addr !== undefined) out.addr = e.addr;
     if (e.port !== undefined) out.port = e.port;
     if (e.icmpType !== undefined) out.icmpType = e.icmpType;
+    if (e.uid !== undefined) out.uid = e.uid;
+    if (e.unit !== undefined) out.unit = e.unit;
+    if (e.cgroup !== undefined) out.cgroup = e.cgroup;
     if (e.comment !== undefined && e.comment !== '') out.comment = e.comment;
     return out;
   });
@@ -99,7 +126,18 @@ export interface Exception {
   addr?: string;
   port?: number | string;
   icmpType?: string;
+  /** outbound traffic of this local user: a uid, or a user name the host resolves */
+  uid?: number | string;
+  /** outbound traffic of this systemd unit (its cgroup `system.slice/<unit>`) */
+  unit?: string;
+  /** outbound traffic of the processes in this cgroup v2 path (relative to the cgroup2 root) */
+  cgroup?: string;
   comment?: string;
+}
+
+/** True for exceptions matched by the owner of the local socket rather than by set elements. */
+export function isOwnerException(e: Exception): boolean {
+  return e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined;
 }
 
 export const exceptionListSchema = z.array(exceptionSchema).max(MAX_EXCEPTIONS);
@@ -185,7 +223,8 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
 
 /** Identity used to compare exceptions (the comment is a label, not part of what is allowed). */
 export function exceptionKey(e: Exception): string {
-  return [e.direction, e.proto, e.addr ?? '*', e.port ?? '*', e.icmpType ?? '*'].join('|');
+  const owner = e.uid !== undefined ? `uid=${e.uid}` : e.unit !== undefined ? `unit=${e.unit}` : e.cgroup !== undefined ? `cgroup=${e.cgroup}` : '*';
+  return [e.direction, e.proto, e.addr ?? '*', e.port ?? '*', e.icmpType ?? '*', owner].join('|');
 }
 
 /** Keeps the first of each distinct exception, in order. */

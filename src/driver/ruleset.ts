@@ -14,6 +14,9 @@
  *           exp                 with auto-release, one element: the expiry (unix seconds). The
  *                               release batch deletes exactly that element before the table, so
  *                               a timer armed for an older isolation can never release a newer one.
+ *   owner_out  a regular chain the output chain jumps to: one rule per service/user exception
+ *           (`meta skuid`, `socket cgroupv2`), which marks the flow's conntrack entry with
+ *           OWNER_MARK so that the input chain lets its replies in (`ct direction reply` + mark).
  *   counters drop_in / drop_out / drop_fwd count what reached the drop policy.
  *
  * Replies: there is no blanket `ct state established accept`. A packet passes if it is the
@@ -24,12 +27,15 @@
  * flush. ICMP exceptions are stateless by type; IPv6 neighbour discovery always passes.
  */
 import type { Exception } from './policy';
-import { ICMP_TYPES } from './policy';
+import { ICMP_TYPES, isOwnerException } from './policy';
 import { addrToNft, disjointUnion, fullRange, intToNft, parseAddr, type Box, type Family, type Interval } from './net';
 
 export const CHAIN_PRIORITY = -190;
 export const STATE_CHAIN = 'state';
 export const STATE_PREFIX = 'nrhi1:';
+export const OWNER_CHAIN = 'owner_out';
+/** The conntrack mark bit that flags flows opened by an excepted unit or user (documented in the README). */
+export const OWNER_MARK = 0x00100000;
 const CHUNK = 96;
 
 export interface ManagementEndpoint {
@@ -80,6 +86,7 @@ function portInterval(port: number | string | undefined): Interval {
 export function exceptionBoxes(exceptions: readonly Exception[]): Map<string, Box[]> {
   const out = new Map<string, Box[]>(ALL_SETS.map((n) => [n, []]));
   for (const e of exceptions) {
+    if (isOwnerException(e)) continue; // rules of the owner_out chain, not set elements
     const parsed = e.addr !== undefined ? parseAddr(e.addr) : null;
     for (const fam of FAMS) {
       if (parsed && parsed.family !== fam) continue;
@@ -187,6 +194,12 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
       ACCEPT,
     ]);
   }
+  if (hook === 'input') {
+    // replies of flows that an excepted unit or user opened (marked in owner_out)
+    rules.push([ctDir('reply'), match({ '&': [{ ct: { key: 'mark' } }, OWNER_MARK] }, OWNER_MARK), ACCEPT]);
+  } else {
+    rules.push([ctDir('original'), { jump: { target: OWNER_CHAIN } }]);
+  }
   if (audit) {
     // what enforce would drop, recorded per flow (original direction only) with counters
     for (const fam of FAMS) {
@@ -212,6 +225,56 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
 export function observedSet(dir: Dir, fam: Family, other: boolean): string {
   return `obs_${dir}${fam}${other ? '_other' : ''}`;
 }
+/**
+ * One rule per service/user exception in the owner_out chain: who owns the socket, then the
+ * optional protocol, address and port, then mark the conntrack entry and accept.
+ */
+export function ownerRules(exceptions: readonly Exception[]): unknown[][] {
+  const rules: unknown[][] = [];
+  for (const e of exceptions) {
+    if (!isOwnerException(e)) continue;
+    let owner: unknown;
+    if (e.uid !== undefined) owner = match(meta('skuid'), e.uid);
+    else {
+      const { path, level } = cgroupOf(e);
+      owner = match({ socket: { key: 'cgroupv2', level } }, path);
+    }
+    const parsed = e.addr !== undefined ? parseAddr(e.addr) : null;
+    const families: (Family | null)[] = parsed ? [parsed.family] : [null];
+    for (const fam of families) {
+      const expr: unknown[] = [owner];
+      if (fam !== null && parsed) expr.push(match(payload(ipProto(fam), 'daddr'), addrToNft(parsed.interval, fam)));
+      if (e.proto === 'tcp' || e.proto === 'udp') {
+        expr.push(match(meta('l4proto'), e.proto));
+        if (e.port !== undefined) expr.push(match(payload('th', 'dport'), intToNft(portInterval(e.port))));
+      }
+      expr.push({ mangle: { key: { ct: { key: 'mark' } }, value: { '|': [{ ct: { key: 'mark' } }, OWNER_MARK] } } }, ACCEPT);
+      rules.push(expr);
+    }
+  }
+  return rules;
+}
+
+/**
+ * The cgroup v2 path nft resolves (relative to /sys/fs/cgroup) and its depth below the cgroup2
+ * root. A unit lives at `system.slice/<unit>`; on a hybrid host, where the cgroup2 root is
+ * mounted at /sys/fs/cgroup/unified, give `cgroup: "unified/..."`: that first segment is the
+ * mount point, not a level.
+ */
+export function cgroupOf(e: Exception): { path: string; level: number } {
+  const path = e.unit !== undefined ? `system.slice/${e.unit}` : e.cgroup!;
+  const segs = path.split('/');
+  return { path, level: segs[0] === 'unified' ? segs.length - 1 : segs.length };
+}
+
+function ownerCommands(table: string, exceptions: readonly Exception[], flush: boolean): unknown[] {
+  const t = { family: 'inet', table };
+  const cmds: unknown[] = [{ add: { chain: { ...t, name: OWNER_CHAIN } } }];
+  if (flush) cmds.push({ flush: { chain: { ...t, name: OWNER_CHAIN } } });
+  for (const expr of ownerRules(exceptions)) cmds.push({ add: { rule: { ...t, chain: OWNER_CHAIN, expr } } });
+  return cmds;
+}
+
 const OBSERVED_SIZE = 65535;
 const OBSERVED_TIMEOUT = 7 * 86400;
 
@@ -259,6 +322,7 @@ export function renderIsolate(table: string, doc: StateDoc, gen: number, expElem
       }
     }
   }
+  cmds.push(...ownerCommands(table, doc.exceptions, false));
   for (const hook of ['input', 'output', 'forward'] as const) {
     cmds.push({ add: { chain: { ...t, name: hook, type: 'filter', hook, prio: CHAIN_PRIORITY, policy: audit ? 'accept' : 'drop' } } });
   }
@@ -289,8 +353,8 @@ function stateCommands(table: string, doc: StateDoc): unknown[] {
 
 /**
  * A live change of the exceptions as one transaction: claim generation `gen` (fails if someone
- * changed the isolation since we read it), then replace set contents and the state record.
- * Only set elements and the record change; chains, rules and counters stay as they are.
+ * changed the isolation since we read it), then replace set contents, the owner_out rules and
+ * the state record. The hooked chains, their rules and the counters stay as they are.
  */
 export function renderUpdate(table: string, doc: StateDoc, gen: number): Batch {
   const t = { family: 'inet', table };
@@ -299,6 +363,7 @@ export function renderUpdate(table: string, doc: StateDoc, gen: number): Batch {
       { delete: { element: { ...t, name: 'gen', elem: [gen] } } },
       { add: { element: { ...t, name: 'gen', elem: [gen + 1] } } },
       ...elementCommands(table, doc.exceptions, true),
+      ...ownerCommands(table, doc.exceptions, true),
       { flush: { chain: { ...t, name: STATE_CHAIN } } },
       ...stateCommands(table, doc),
     ],

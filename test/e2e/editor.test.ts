@@ -127,10 +127,21 @@ describe('the editor in headless Chromium', function () {
     await row.locator('.nrhi-exc-port').fill('8443');
     assert.ok(!(await row.locator('.nrhi-exc-port').evaluate((el) => el.classList.contains('input-error'))), 'good port accepted');
     await row.locator('.nrhi-exc-comment').fill('collector');
+    // a service exception row: outbound only, so "in" flags it until the direction is "out"
+    await page.click('.node-input-exceptions-container-row .red-ui-editableList-addButton');
+    const svc = page.locator('#node-input-exceptions-container li').last();
+    await svc.locator('.nrhi-exc-proto').selectOption('any');
+    await svc.locator('.nrhi-exc-owner').fill('edr-agent.service');
+    assert.ok(await svc.locator('.nrhi-exc-owner').evaluate((el) => el.classList.contains('input-error')), 'inbound service exception flagged');
+    await svc.locator('.nrhi-exc-dir').selectOption('out');
+    assert.ok(!(await svc.locator('.nrhi-exc-owner').evaluate((el) => el.classList.contains('input-error'))), 'outbound service exception accepted');
     await page.click('#node-dialog-ok');
     const node = await page.evaluate((nid) => RED.nodes.node(nid), id);
     assert.ok((node.presets as string[]).includes('icmp'));
-    assert.deepEqual((node.exceptions as unknown[]).at(-1), { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 8443, comment: 'collector' });
+    assert.deepEqual((node.exceptions as unknown[]).slice(-2), [
+      { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 8443, comment: 'collector' },
+      { direction: 'out', proto: 'any', unit: 'edr-agent.service' },
+    ]);
   });
 
   it('imports an example and deploys it', async () => {

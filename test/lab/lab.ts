@@ -61,7 +61,8 @@ export interface Lab {
   exec(ns: string, argv: string[], stdin?: string, timeoutMs?: number): Promise<ExecResult>;
   nft(ns: string, args: string[]): Promise<ExecResult>;
   listen(ns: string, port: number, opts?: { udp?: boolean }): Promise<Closable>;
-  tryConnect(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
+  /** TCP connect and one round trip; `uid` runs the client as that user (service/user exceptions) */
+  tryConnect(ns: string, addr: string, port: number, timeoutMs?: number, opts?: { uid?: number }): Promise<boolean>;
   /** a bare TCP connect (for services that do not echo, such as sshd) */
   tcpOpen(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
   udpRoundTrip(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
@@ -431,8 +432,9 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       async listen(ns, port, o = {}) {
         return killer(await startAgent(ns, ['listen', o.udp ? 'udp' : 'tcp', String(port)]));
       },
-      async tryConnect(ns, addr, port, timeoutMs = 1500) {
-        return (await exec(ns, [process.execPath, agent, 'try', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
+      async tryConnect(ns, addr, port, timeoutMs = 1500, o = {}) {
+        const as = o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups'];
+        return (await exec(ns, [...as, process.execPath, agent, 'try', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
       },
       async tcpOpen(ns, addr, port, timeoutMs = 1500) {
         return (await exec(ns, [process.execPath, agent, 'open', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;

@@ -74,6 +74,34 @@ describe('policy: exceptions', () => {
     for (const [value, path] of bad) rejects(exceptionSchema, value, path);
   });
 
+  it('takes service and user exceptions outbound only, one owner each, with safe names', () => {
+    const ok = (e: unknown) => validate(exceptionSchema, e, 'exception');
+    assert.deepEqual(ok({ direction: 'out', proto: 'any', unit: 'edr-agent.service' }), { direction: 'out', proto: 'any', unit: 'edr-agent.service' });
+    assert.deepEqual(ok({ direction: 'out', proto: 'tcp', uid: 0, port: 443 }), { direction: 'out', proto: 'tcp', port: 443, uid: 0 });
+    assert.equal(ok({ direction: 'out', proto: 'any', uid: 'backup' }).uid, 'backup');
+    assert.equal(ok({ direction: 'out', proto: 'any', cgroup: 'system.slice/system-getty.slice/getty@tty1.service' }).cgroup, 'system.slice/system-getty.slice/getty@tty1.service');
+    for (const bad of [
+      { direction: 'in', proto: 'any', uid: 1000 },
+      { direction: 'out', proto: 'icmp', uid: 1000 },
+      { direction: 'out', proto: 'any', uid: 1000, unit: 'a.service' },
+      { direction: 'out', proto: 'any', uid: -1 },
+      { direction: 'out', proto: 'any', uid: 2 ** 32 },
+      { direction: 'out', proto: 'any', uid: 'Root; reboot' },
+      { direction: 'out', proto: 'any', uid: '$(id)' },
+      { direction: 'out', proto: 'any', unit: 'edr agent.service' },
+      { direction: 'out', proto: 'any', unit: '../../etc.service' },
+      { direction: 'out', proto: 'any', unit: 'sshd' },
+      { direction: 'out', proto: 'any', unit: 'x.service\n' },
+      { direction: 'out', proto: 'any', cgroup: '/system.slice/x.service' },
+      { direction: 'out', proto: 'any', cgroup: 'system.slice/../../etc' },
+      { direction: 'out', proto: 'any', cgroup: 'a//b' },
+      { direction: 'out', proto: 'any', cgroup: '"quoted"' },
+    ]) {
+      assert.throws(() => ok(bad), ValidationError, JSON.stringify(bad));
+    }
+    assert.equal(dedupeExceptions([ok({ direction: 'out', proto: 'any', uid: 1 }), ok({ direction: 'out', proto: 'any', uid: 2 }), ok({ direction: 'out', proto: 'any' })]).length, 3);
+  });
+
   it('caps the number of exceptions', () => {
     const many = Array.from({ length: 257 }, (_, i) => ({ direction: 'in', proto: 'tcp', port: i + 1 }));
     assert.throws(() => validate(exceptionListSchema, many, 'exceptions'), ValidationError);

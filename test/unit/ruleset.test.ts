@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
 import { expandPresets } from '../../src/driver';
-import { ALL_SETS, encodeState, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
+import { ALL_SETS, cgroupOf, encodeState, OWNER_MARK, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 
 const doc: StateDoc = {
@@ -132,6 +132,41 @@ describe('ruleset', () => {
     assert.deepEqual(els.get('in4_icmp'), [], 'packet-too-big has no IPv4 twin');
     assert.deepEqual(els.get('in6_icmp'), [{ concat: [{ prefix: { addr: '::', len: 0 } }, 2] }]);
     assert.equal(els.size, ALL_SETS.length);
+  });
+
+  it('service and user exceptions become owner_out rules that mark the flow, not set elements', () => {
+    const owners = [
+      { direction: 'out' as const, proto: 'tcp' as const, uid: 'backup', addr: '2001:db8::/32', port: '443-444' },
+      { direction: 'out' as const, proto: 'any' as const, unit: 'edr-agent.service' },
+      { direction: 'out' as const, proto: 'udp' as const, cgroup: 'unified/system.slice/x.service', port: 53 },
+    ];
+    for (const set of renderElements(owners).values()) assert.deepEqual(set, [], 'no set elements');
+    const mark = { mangle: { key: { ct: { key: 'mark' } }, value: { '|': [{ ct: { key: 'mark' } }, OWNER_MARK] } } };
+    assert.deepEqual(ownerRules(owners), [
+      [
+        { match: { op: '==', left: { meta: { key: 'skuid' } }, right: 'backup' } },
+        { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: { prefix: { addr: '2001:db8::', len: 32 } } } },
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: { range: [443, 444] } } },
+        mark,
+        { accept: null },
+      ],
+      [{ match: { op: '==', left: { socket: { key: 'cgroupv2', level: 2 } }, right: 'system.slice/edr-agent.service' } }, mark, { accept: null }],
+      [
+        { match: { op: '==', left: { socket: { key: 'cgroupv2', level: 2 } }, right: 'unified/system.slice/x.service' } },
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'udp' } },
+        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 53 } },
+        mark,
+        { accept: null },
+      ],
+    ]);
+    assert.deepEqual(cgroupOf({ direction: 'out', proto: 'any', cgroup: 'user.slice/user-1000.slice' }), { path: 'user.slice/user-1000.slice', level: 2 });
+    // the input chain lets the replies of marked flows in; a live update rebuilds only owner_out
+    const iso = JSON.stringify(renderIsolate('t', { ...doc, exceptions: owners }, 1));
+    assert.ok(iso.includes(`{"match":{"op":"==","left":{"&":[{"ct":{"key":"mark"}},${OWNER_MARK}]},"right":${OWNER_MARK}}}`));
+    assert.ok(iso.includes('{"jump":{"target":"owner_out"}}'));
+    const upd = JSON.stringify(renderUpdate('t', { ...doc, exceptions: owners }, 1));
+    assert.ok(upd.includes('{"flush":{"chain":{"family":"inet","table":"t","name":"owner_out"}}}'));
   });
 
   it('updates claim the generation they read', () => {
