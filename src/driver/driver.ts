@@ -23,12 +23,14 @@ import {
   exceptionListSchema,
   exceptionOpSchema,
   isolateRequestSchema,
+  unisolateRequestSchema,
   modeSchema,
   targetSchema,
   validate,
   type Exception,
   type ExceptionOp,
   type IsolateRequestInput,
+  type UnisolateRequestInput,
   type Mode,
   type Target,
   type TargetInput,
@@ -62,7 +64,13 @@ export interface ApplyInfo {
 interface Timer {
   seconds: number;
   release: Batch | null;
+  /** told to logged-in users (wall) once the change is in, and when the timer releases */
+  notice?: string;
+  releaseNotice?: string;
 }
+
+/** What the host's users are told when a timed isolation they were told about ends by itself. */
+export const RELEASE_NOTICE = 'The network isolation of this host has ended (timed release).';
 
 export class IsolationDriver {
   private readonly pool: ConnectionPool;
@@ -101,7 +109,12 @@ export class IsolationDriver {
         exceptions,
       };
       const gen = (current?.gen ?? 0) + 1;
-      const release: Timer = { seconds: req.duration, release: renderRelease(target.table, doc) };
+      const release: Timer = {
+        seconds: req.duration,
+        release: renderRelease(target.table, doc),
+        notice: req.wall,
+        releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
+      };
       if (!req.verify) {
         await this.apply(op, conn, renderIsolate(target.table, doc, gen), release);
       } else {
@@ -113,12 +126,13 @@ export class IsolationDriver {
   }
 
   /** Deletes the pack's table in one transaction; a no-op when the host is not isolated. */
-  async unisolate(targetInput: TargetInput, info?: ApplyInfo): Promise<HostState> {
+  async unisolate(targetInput: TargetInput, requestInput: UnisolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
+    const req = validate(unisolateRequestSchema, requestInput, 'request');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       // the same script cancels any release timer of this table on the host
-      await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null });
+      await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null, notice: req.wall });
       return notIsolated(target.host);
     }, info);
   }
@@ -287,7 +301,14 @@ function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; s
   if (!timer) return { cmd: target.sudo ? COMMANDS.sudoNft : COMMANDS.nft, stdin: JSON.stringify(batch) };
   return {
     cmd: target.sudo ? COMMANDS.sudoApply : COMMANDS.apply,
-    stdin: `${target.table}\n${timer.seconds}\n${JSON.stringify(timer.release ?? {})}\n${JSON.stringify(batch)}`,
+    stdin: [
+      target.table,
+      timer.seconds,
+      JSON.stringify(timer.release ?? {}),
+      Buffer.from(timer.notice ?? '', 'utf8').toString('base64'),
+      Buffer.from(timer.releaseNotice ?? '', 'utf8').toString('base64'),
+      JSON.stringify(batch),
+    ].join('\n'),
   };
 }
 

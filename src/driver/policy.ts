@@ -152,6 +152,20 @@ export const presetListSchema = z.array(z.enum(PRESET_NAMES)).max(PRESET_NAMES.l
 export const modeSchema = z.enum(['enforce', 'audit'], { message: 'mode must be "enforce" or "audit"' });
 export type Mode = z.infer<typeof modeSchema>;
 
+/** a notice for the host's logged-in users (wall): text, newlines and tabs allowed, no other control characters */
+export const wallSchema = z
+  .string()
+  .min(1, 'wall message must not be empty')
+  .max(1024, 'wall message is at most 1024 characters')
+  // eslint-disable-next-line no-control-regex
+  .refine((s) => !/[\u0000-\u0008\u000b-\u001f\u007f]/.test(s), 'wall message must not contain control characters');
+
+export const unisolateRequestSchema = z.strictObject({
+  /** told to logged-in users once the isolation is lifted */
+  wall: wallSchema.optional(),
+});
+export type UnisolateRequestInput = z.input<typeof unisolateRequestSchema>;
+
 export const isolateRequestSchema = z.strictObject({
   presets: presetListSchema.default([]),
   exceptions: exceptionListSchema.default([]),
@@ -164,6 +178,8 @@ export const isolateRequestSchema = z.strictObject({
   force: z.boolean().default(false),
   /** verify-then-commit: prove a fresh SSH connection still works, else roll back */
   verify: z.boolean().default(true),
+  /** told to logged-in users once the isolation is in (and, with a duration, when it ends by itself) */
+  wall: wallSchema.optional(),
 });
 export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
 export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;

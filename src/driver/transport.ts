@@ -24,20 +24,24 @@ const SUDO_NFT = 'sudo -n nft -j -f -';
 
 /**
  * Applies an isolation change and (re)arms its auto-release, in one exec. Stdin: the table name,
- * the seconds until release (0: none), the release batch on one line, then the batch to apply.
+ * the seconds until release (0: none), the release batch on one line, the notice for logged-in
+ * users now and the one at release (base64, empty: none), then the batch to apply.
  * After a successful apply, release timers of this table are cancelled, then a new one is armed as
  * a detached process on the host, so it fires even if the controller is gone. A stale timer is
  * harmless anyway: its batch first deletes the expiry element it was armed for, which a newer
- * isolation no longer holds, so the whole transaction fails and nothing is released.
+ * isolation no longer holds, so the whole transaction fails and nothing is released (nor told).
+ * Notices go through `wall` as the SSH user; a host without wall just gets none.
  */
 function applyScript(nft: string): string {
   return [
-    'IFS= read -r t && IFS= read -r secs && IFS= read -r rel || exit 90',
+    'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw || exit 90',
     "case \"$t\" in ''|*[!A-Za-z0-9_]*) exit 91;; esac",
     "case \"$secs\" in ''|*[!0-9]*) exit 91;; esac",
+    'case "$w$rw" in *[!A-Za-z0-9+/=]*) exit 91;; esac',
     `${nft} || exit $?`,
     'pkill -f "nrhi-release:$t:" 2>/dev/null',
-    `if [ "$secs" -gt 0 ]; then setsid sh -c 'sleep "$1"; printf "%s\\n" "$2" | ${nft}' "nrhi-release:$t:" "$secs" "$rel" </dev/null >/dev/null 2>&1 & fi`,
+    'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
+    `if [ "$secs" -gt 0 ]; then setsid sh -c 'sleep "$1"; printf "%s\\n" "$2" | ${nft} && if [ -n "$3" ]; then printf %s "$3" | base64 -d | wall; fi' "nrhi-release:$t:" "$secs" "$rel" "$rw" </dev/null >/dev/null 2>&1 & fi`,
     'exit 0',
   ].join('\n');
 }

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ValidationError, type Exception, type PresetName } from '../driver';
-import { arrayField, driver, handleInput } from './shared';
+import { arrayField, driver, handleInput, wallOf } from './shared';
 
 interface IsolateHostConfig extends NodeDef {
   target: string;
@@ -10,6 +10,7 @@ interface IsolateHostConfig extends NodeDef {
   duration?: number | string;
   verify?: boolean;
   force?: boolean;
+  wall?: string;
 }
 
 export = function (RED: NodeAPI): void {
@@ -31,6 +32,7 @@ export = function (RED: NodeAPI): void {
         reason: msg.reason === undefined || msg.reason === null ? undefined : (msg.reason as string),
         force: (msg.force ?? config.force ?? false) as boolean,
         verify: config.verify !== false,
+        wall: wallOf(msg, config.wall),
       }, info);
     }, 'isolate');
   }

@@ -79,6 +79,12 @@ export function arrayField(msg: Msg, name: string): unknown[] {
   return v;
 }
 
+/** The wall notice: `msg.wall` over the node's own; empty means none. Validated by the driver. */
+export function wallOf(msg: Msg, configured: string | undefined): string | undefined {
+  const v = msg.wall ?? configured;
+  return v === '' || v === null || v === undefined ? undefined : (v as string);
+}
+
 export type Action = (target: TargetInput, msg: Msg, info: ApplyInfo) => Promise<HostState>;
 
 /** The structured record each action yields on the node's second output, for a log or a ticket. */

@@ -3,7 +3,10 @@
  * traffic from a peer namespace. Every claim the isolation makes is checked with packets.
  */
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import { Client } from 'ssh2';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
+import { RELEASE_NOTICE } from '../../src/driver/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_test';
@@ -245,6 +248,46 @@ describe('driver on the lab host', function () {
     const strip = (s: string) => s.replace(/elements = \{ 0x[0-9a-f]+ \}/, ''); // the generation moves on
     assert.equal(strip(listB.stdout), strip(listA.stdout));
     assert.deepEqual(await driver.status(target), { ...a, dropped: (await driver.status(target)).dropped });
+  });
+
+  it('tells logged-in users with wall on isolate, on a timed release and on unisolate', async () => {
+    // a user logged in on the host with a terminal: sshd records the session in utmp, wall writes to it
+    const UTMP = '/var/run/utmp';
+    const madeUtmp = !fs.existsSync(UTMP);
+    if (madeUtmp) fs.writeFileSync(UTMP, '', { mode: 0o664 });
+    const client = new Client();
+    try {
+      let screen = '';
+      await new Promise<void>((resolve, reject) => {
+        client.on('ready', () =>
+          client.shell({ term: 'vt100', rows: 24, cols: 200 }, (err, stream) => {
+            if (err) return reject(err);
+            stream.on('data', (d: Buffer) => (screen += d.toString()));
+            resolve();
+          }),
+        );
+        client.on('error', reject);
+        client.connect({ host: host().v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, readyTimeout: 10_000, hostVerifier: () => true });
+      });
+      const seen = async (text: string, ms = 8000) => {
+        const end = Date.now() + ms;
+        while (Date.now() < end && !screen.includes(text)) await new Promise((r) => setTimeout(r, 100));
+        return screen.includes(text);
+      };
+      await driver.isolate(target, { duration: 3, wall: 'Isolated by the SOC: INC-42. Do not power off.' });
+      assert.ok(await seen('Isolated by the SOC: INC-42'), `isolate notice on the terminal; got ${JSON.stringify(screen.slice(-300))}`);
+      assert.ok(await seen(RELEASE_NOTICE, 10_000), 'timed release notice');
+      assert.equal((await driver.status(target)).isolated, false);
+
+      await driver.isolate(target, {});
+      await expectCode(driver.unisolate(target, { wall: 'bad \u0007 bell' }), 'VALIDATION');
+      assert.equal((await driver.status(target)).isolated, true, 'a refused notice changes nothing');
+      await driver.unisolate(target, { wall: 'Released: back on the network.' });
+      assert.ok(await seen('Released: back on the network.'), 'unisolate notice');
+    } finally {
+      client.end();
+      if (madeUtmp) fs.rmSync(UTMP, { force: true });
+    }
   });
 
   it('releases itself on the host when the duration is up, restoring traffic', async () => {
