@@ -10,6 +10,7 @@ import {
   NftFailedError,
   NotIsolatedError,
   ParseError,
+  PrivilegeError,
   TimeoutError,
   UnreachableError,
   UnsupportedError,
@@ -36,9 +37,9 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets } from './presets';
-import { renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
-import { COMMANDS, ConnectionPool, connect, nftError, type SshConnection } from './transport';
+import { BOOT_UNIT_DIR, COMMANDS, ConnectionPool, connect, nftError, type ExecResult, type SshConnection } from './transport';
 
 export interface DriverOptions {
   /** how long an unused connection stays open (ms) */
@@ -62,8 +63,11 @@ export interface ApplyInfo {
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
 interface Timer {
-  seconds: number;
+  /** seconds until release (0: none), or `keep`: leave the host's timers as they are */
+  seconds: number | 'keep';
   release: Batch | null;
+  /** persist: the boot unit's text to install, `-` to remove it, absent to leave it as it is */
+  boot?: string;
   /** told to logged-in users (wall) once the change is in, and when the timer releases */
   notice?: string;
   releaseNotice?: string;
@@ -107,6 +111,7 @@ export class IsolationDriver {
         expiresAt: req.duration > 0 ? new Date(now.getTime() + req.duration * 1000).toISOString() : null,
         management,
         exceptions,
+        ...(req.persist ? { persist: true } : {}),
       };
       const gen = (current?.gen ?? 0) + 1;
       const release: Timer = {
@@ -114,6 +119,8 @@ export class IsolationDriver {
         release: renderRelease(target.table, doc),
         notice: req.wall,
         releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
+        // a new isolation replaces the old one's boot unit too: installed, or removed
+        boot: bootOf(target.table, doc, gen),
       };
       if (!req.verify) {
         await this.apply(op, conn, renderIsolate(target.table, doc, gen), release);
@@ -132,7 +139,7 @@ export class IsolationDriver {
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       // the same script cancels any release timer of this table on the host
-      await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null, notice: req.wall });
+      await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null, notice: req.wall, boot: '-' });
       return notIsolated(target.host);
     }, info);
   }
@@ -165,7 +172,9 @@ export class IsolationDriver {
         assertRenderable(exceptions);
         const doc: StateDoc = { ...current.doc, exceptions };
         try {
-          await this.apply(op, conn, renderUpdate(target.table, doc, current.gen));
+          // a persisted isolation's boot unit follows the change, in the same exec
+          const timer: Timer | undefined = doc.persist ? { seconds: 'keep', release: null, boot: bootOf(target.table, doc, current.gen + 1) } : undefined;
+          await this.apply(op, conn, renderUpdate(target.table, doc, current.gen), timer);
         } catch (err) {
           // our generation was gone: someone changed the isolation after we read it
           if (err instanceof IsolationError && err.code === 'NFT_FAILED' && /No such file or directory/.test(String(err.details.stderr))) {
@@ -193,7 +202,8 @@ export class IsolationDriver {
       if (!current) throw new NotIsolatedError(target.host);
       const doc: StateDoc = { ...current.doc, mode };
       const gen = current.gen + 1;
-      await this.apply(op, conn, renderIsolate(target.table, doc, gen));
+      const timer: Timer | undefined = doc.persist ? { seconds: 'keep', release: null, boot: bootOf(target.table, doc, gen) } : undefined;
+      await this.apply(op, conn, renderIsolate(target.table, doc, gen), timer);
       const zero = { packets: 0, bytes: 0 };
       return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
     }, info);
@@ -223,7 +233,7 @@ export class IsolationDriver {
       try {
         const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
         const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));
-        if (res.code !== 0) throw nftError(target.host, res);
+        if (res.code !== 0) throw applyError(target.host, res, renderConfirm(target.table, deadline, doc), release);
       } finally {
         fresh.close();
       }
@@ -236,6 +246,8 @@ export class IsolationDriver {
       } catch {
         // the link is gone too: the host's own timer rolls back when the window closes
       }
+      // the host answered but could not keep the isolation as asked (persist): say that, not "unreachable"
+      if (rolledBack && (err instanceof PrivilegeError || err instanceof UnsupportedError)) throw err;
       throw new VerifyFailedError(target.host, rolledBack, new Date(deadline * 1000).toISOString(), { cause: err });
     }
   }
@@ -277,7 +289,7 @@ export class IsolationDriver {
   private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
     if (op.info) op.info.digest = createHash('sha256').update(JSON.stringify(batch)).digest('hex');
     const res = await this.nft(op, conn, batch, timer);
-    if (res.code !== 0) throw unsupportedOr(nftError(op.target.host, res), op.target.host, batch);
+    if (res.code !== 0) throw applyError(op.target.host, res, batch, timer);
   }
 
   /** The parsed table, or null when the host is not isolated. */
@@ -307,6 +319,7 @@ function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; s
       JSON.stringify(timer.release ?? {}),
       Buffer.from(timer.notice ?? '', 'utf8').toString('base64'),
       Buffer.from(timer.releaseNotice ?? '', 'utf8').toString('base64'),
+      timer.boot === undefined || timer.boot === '-' ? (timer.boot ?? '') : Buffer.from(timer.boot, 'utf8').toString('base64'),
       JSON.stringify(batch),
     ].join('\n'),
   };
@@ -372,4 +385,23 @@ function unsupportedOr(err: IsolationError, host: string, batch: Batch): Isolati
     );
   }
   return err;
+}
+
+/** The boot unit for a persisted isolation (its full isolate batch), or `-` to remove any. */
+function bootOf(table: string, doc: StateDoc, gen: number): string {
+  return doc.persist ? renderBootUnit(table, renderIsolate(table, doc, gen, null)) : '-';
+}
+
+/** The typed error for a failed apply exec: the script's own exit codes first, then nft's. */
+function applyError(host: string, res: ExecResult, batch: Batch, timer?: Timer): IsolationError {
+  if (timer && res.code === 93) {
+    return new UnsupportedError(host, 'keep an isolation across reboots', 'persist needs systemd (/etc/systemd/system) on the host', res.stderr);
+  }
+  if (timer && res.code === 94) {
+    return new PrivilegeError(
+      host,
+      `cannot write the boot unit in ${BOOT_UNIT_DIR} (root, or sudo rights for tee, mv, ln and rm on it, see the README)${res.stderr ? `: ${res.stderr}` : ''}`,
+    );
+  }
+  return unsupportedOr(nftError(host, res), host, batch);
 }

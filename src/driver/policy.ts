@@ -180,6 +180,11 @@ export const isolateRequestSchema = z.strictObject({
   verify: z.boolean().default(true),
   /** told to logged-in users once the isolation is in (and, with a duration, when it ends by itself) */
   wall: wallSchema.optional(),
+  /** re-apply the isolation at every boot until unisolated (a systemd unit on the host) */
+  persist: z.boolean().default(false),
+}).refine((r) => !(r.persist && r.duration > 0), {
+  path: ['persist'],
+  message: 'persist is for isolations that last until unisolated: it cannot be combined with a duration',
 });
 export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
 export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;

@@ -52,6 +52,8 @@ export interface StateDoc {
   expiresAt: string | null;
   management: ManagementEndpoint[];
   exceptions: Exception[];
+  /** re-applied at boot by a systemd unit on the host (absent: not persisted) */
+  persist?: boolean;
 }
 
 type Dir = 'in' | 'out';
@@ -416,4 +418,32 @@ export function renderUnisolate(table: string): Batch {
 
 export function renderList(table: string): Batch {
   return { nftables: [{ list: { table: { family: 'inet', name: table } } }] };
+}
+
+/**
+ * The systemd unit that re-applies an isolation at boot, before the network comes up: the whole
+ * isolate batch travels inside it (StandardInputData, base64) and is piped to `nft -j -f -`, the
+ * same single transaction the driver sends. Pure text; the host writes it to a constant path.
+ */
+export function renderBootUnit(table: string, batch: Batch): string {
+  return [
+    '# Written by node-red-host-isolation: re-applies the network isolation (nftables table',
+    `# inet ${table}) at boot, before the network comes up. unisolate removes it. Do not edit.`,
+    '[Unit]',
+    `Description=Keep this host network-isolated across reboots (node-red-host-isolation, ${table})`,
+    'DefaultDependencies=no',
+    'Wants=network-pre.target',
+    'Before=network-pre.target shutdown.target',
+    'Conflicts=shutdown.target',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    `StandardInputData=${Buffer.from(JSON.stringify(batch), 'utf8').toString('base64')}`,
+    'ExecStart=nft -j -f -',
+    '',
+    '[Install]',
+    'WantedBy=sysinit.target',
+    '',
+  ].join('\n');
 }

@@ -34,6 +34,8 @@ export interface HostState {
   dropped: { in: Counter; out: Counter; forward: Counter } | null;
   /** audit mode: flows enforce would drop, most packets first; empty otherwise */
   observed: ObservedFlow[];
+  /** re-applied at boot by a systemd unit on the host until unisolated */
+  persist: boolean;
 }
 
 export interface ParsedTable {
@@ -68,6 +70,7 @@ const docSchema = z.object({
   expiresAt: isoDate.nullable(),
   management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })).max(128),
   exceptions: exceptionListSchema,
+  persist: z.boolean().optional(),
 });
 
 /** Decodes the record spread over the `state` chain's rule comments. */
@@ -172,6 +175,7 @@ export function notIsolated(host: string): HostState {
     management: [],
     dropped: null,
     observed: [],
+    persist: false,
   };
 }
 
@@ -188,5 +192,6 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     management: doc.management,
     dropped: parsed.dropped,
     observed: parsed.observed,
+    persist: doc.persist === true,
   };
 }

@@ -11,6 +11,7 @@ interface IsolateHostConfig extends NodeDef {
   verify?: boolean;
   force?: boolean;
   wall?: string;
+  persist?: boolean;
 }
 
 export = function (RED: NodeAPI): void {
@@ -33,6 +34,7 @@ export = function (RED: NodeAPI): void {
         force: (msg.force ?? config.force ?? false) as boolean,
         verify: config.verify !== false,
         wall: wallOf(msg, config.wall),
+        persist: (msg.persist ?? config.persist ?? false) as boolean,
       }, info);
     }, 'isolate');
   }

@@ -290,6 +290,74 @@ describe('driver on the lab host', function () {
     }
   });
 
+  it('persist: a reboot does not end the isolation; changes follow it; unisolate removes it', async () => {
+    const unit = `/etc/systemd/system/node-red-isolation-${TABLE}.service`;
+    const wants = `/etc/systemd/system/sysinit.target.wants/node-red-isolation-${TABLE}.service`;
+    const onHost = async (argv: string[], stdin?: string) => lab.hostExec(0, argv, stdin);
+    const unitText = async () => {
+      const r = await onHost(['cat', unit]);
+      return r.code === 0 ? r.stdout : null;
+    };
+    // a reboot as far as the firewall goes: the kernel's ruleset is gone, then the boot runs the
+    // unit's command with its standard input, as systemd does for StandardInputData + ExecStart
+    const reboot = async () => {
+      await lab.nft(host().ns, ['flush', 'ruleset']);
+      const text = await unitText();
+      if (text === null || (await onHost(['test', '-L', wants])).code !== 0) return false;
+      const data = /^StandardInputData=(.+)$/m.exec(text)![1];
+      const exec = /^ExecStart=(.+)$/m.exec(text)![1].split(' ');
+      const r = await onHost(exec, Buffer.from(data, 'base64').toString('utf8'));
+      assert.equal(r.code, 0, r.stderr);
+      return true;
+    };
+    const listener = await lab.listen(host().ns, 7300);
+    try {
+      const st = await driver.isolate(target, { persist: true, reason: 'persist: ransomware beacon' });
+      assert.equal(st.persist, true);
+      assert.match((await unitText()) ?? '', /WantedBy=sysinit\.target/);
+      assert.ok(!fs.existsSync(unit), "never this machine's own /etc");
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7300), false);
+
+      assert.equal(await reboot(), true, 'boot unit installed and enabled');
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7300), false, 'still isolated after the reboot');
+      const after = await driver.status(target);
+      assert.deepEqual([after.isolated, after.since, after.reason, after.persist], [true, st.since, st.reason, true]);
+
+      // a live change is carried into the boot unit in the same exec
+      await driver.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: 7300, comment: 'collector' }]);
+      assert.equal(await reboot(), true);
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7300), true, 'the exception survives the reboot');
+      assert.ok((await driver.status(target)).exceptions.some((e) => e.comment === 'collector'));
+
+      await expectCode(driver.isolate(target, { persist: true, duration: 60 }), 'VALIDATION');
+      // a new isolation without persist takes the boot unit away; unisolate does too
+      await driver.isolate(target, {});
+      assert.equal(await unitText(), null);
+      await driver.isolate(target, { persist: true });
+      assert.notEqual(await unitText(), null);
+      await driver.unisolate(target);
+      assert.equal(await unitText(), null);
+      assert.equal((await onHost(['test', '-L', wants])).code, 1, 'and its enablement');
+      assert.equal(await reboot(), false);
+      assert.equal(await lab.tryConnect(lab.peer.ns, host().v4, 7300), true, 'free after unisolate and a reboot');
+
+      // a user allowed only nft cannot install the unit: refused, and nothing stays changed
+      const sudo = lab.users.sudo;
+      const viaSudo = { ...target, username: sudo.username, privateKey: sudo.privateKey, passphrase: sudo.passphrase, sudo: true };
+      const d = new IsolationDriver();
+      try {
+        await expectCode(d.isolate(viaSudo, { persist: true }), 'PRIVILEGE');
+        await expectCode(d.isolate(viaSudo, { persist: true, verify: false }), 'PRIVILEGE');
+        assert.equal((await d.status(viaSudo)).isolated, false, 'rolled back / never applied');
+        assert.equal(await unitText(), null);
+      } finally {
+        await d.close();
+      }
+    } finally {
+      listener.close();
+    }
+  });
+
   it('releases itself on the host when the duration is up, restoring traffic', async () => {
     const l = await lab.listen(host().ns, 7010);
     try {

@@ -68,6 +68,8 @@ export interface Lab {
   udpRoundTrip(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
   openConnection(ns: string, addr: string, port: number): Promise<Connection>;
   ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
+  /** runs argv in host `index`'s own view (sshd's network and mount namespaces: its /etc/systemd/system) */
+  hostExec(index: number, argv: string[], stdin?: string): Promise<ExecResult>;
   stopSshd(index: number): Promise<void>;
   startSshd(index: number): Promise<void>;
   close(): Promise<void>;
@@ -332,7 +334,16 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const startSshd = async (i: number) => {
       const h = hosts[i];
       const log = fs.openSync(path.join(dir, `sshd_${i}.log`), 'a');
-      const p = spawn('ip', ['netns', 'exec', h.ns, '/usr/sbin/sshd', '-D', '-e', '-f', path.join(dir, `sshd_${i}.conf`)], {
+      // The host's /etc/systemd/system is a tmpfs of its own (in the mount namespace that `ip netns
+      // exec` made for sshd, not propagated back), so persist-across-reboot writes its boot unit
+      // there and never into this machine's real /etc. If that mount fails, sshd does not start.
+      const boot = [
+        'if [ -d /etc/systemd/system ]; then',
+        '  mount -t tmpfs -o mode=755,size=4m nrhi-lab-systemd /etc/systemd/system && mkdir /etc/systemd/system/sysinit.target.wants || exit 97',
+        'fi',
+        'exec /usr/sbin/sshd -D -e -f "$1"',
+      ].join('\n');
+      const p = spawn('ip', ['netns', 'exec', h.ns, 'sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`)], {
         stdio: ['ignore', log, log],
       });
       fs.closeSync(log);
@@ -471,6 +482,12 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         const secs = String(Math.max(1, Math.round(timeoutMs / 1000)));
         const argv = ['ping', ...(addr.includes(':') ? ['-6'] : []), '-n', '-q', '-c', '1', '-W', secs, addr];
         return (await exec(ns, argv, '', timeoutMs + 5000)).code === 0;
+      },
+      async hostExec(index, argv, stdin) {
+        const p = sshd.get(index);
+        if (!p || p.exitCode !== null || !p.pid) throw new Error(`sshd of lab host ${index} is not running`);
+        const r = await exec(hosts[index].ns, ['nsenter', '-t', String(p.pid), '-m', '--', ...argv], stdin);
+        return r;
       },
       stopSshd,
       startSshd,

@@ -110,7 +110,7 @@ describe('nodes', function () {
       passphrase: 'pp',
       password: undefined,
     });
-    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined });
+    assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: false });
   });
 
   it('isolate-host: msg overrides add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
@@ -120,7 +120,7 @@ describe('nodes', function () {
     const got = next('out');
     const alert = { id: 'ALRT-1', host: { ip: '198.18.0.7' } };
     const extra = { direction: 'out', proto: 'udp', port: 53 };
-    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', duration: 600, force: true, wall: 'SOC: isolated', alert, topic: 't' });
+    (helper.getNode('n1') as unknown as AnyNode).receive({ host: '198.18.0.7', reason: 'r1', presets: ['icmp'], exceptions: [extra], mode: 'enforce', duration: 600, force: true, wall: 'SOC: isolated', persist: true, alert, topic: 't' });
     const msg = await got;
     assert.deepEqual(msg.payload, state('198.18.0.7'));
     assert.deepEqual(msg.alert, alert);
@@ -128,7 +128,7 @@ describe('nodes', function () {
     assert.equal(msg.host, '198.18.0.7');
     const [target, req] = iso.firstCall.args;
     assert.equal(target.host, '198.18.0.7');
-    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1', force: true, verify: true, wall: 'SOC: isolated' });
+    assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1', force: true, verify: true, wall: 'SOC: isolated', persist: true });
   });
 
   it('unisolate-host: the wall notice from the node, overridden by msg.wall', async () => {

@@ -129,7 +129,7 @@ describe('policy: target and request', () => {
     assert.equal(t.table, 'node_red_isolation');
     assert.ok(t.timeoutMs <= 30_000, 'default time limit is at most 30 s');
     const r = validate(isolateRequestSchema, {}, 'request');
-    assert.deepEqual(r, { presets: [], exceptions: [], mode: 'enforce', duration: 0, force: false, verify: true });
+    assert.deepEqual(r, { presets: [], exceptions: [], mode: 'enforce', duration: 0, force: false, verify: true, persist: false });
     assert.deepEqual(t.managementCidrs, []);
   });
 
