@@ -79,6 +79,7 @@ export const RELEASE_NOTICE = 'The network isolation of this host has ended (tim
 export class IsolationDriver {
   private readonly pool: ConnectionPool;
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly known = new Map<string, Known | null>();
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
 
@@ -88,7 +89,13 @@ export class IsolationDriver {
     this.now = opts.now ?? (() => new Date());
   }
 
-  /** Isolates the host: one transaction that replaces the pack's table and nothing else. */
+  /**
+   * Isolates the host: one transaction that replaces the pack's table and nothing else. On a warm
+   * connection this is ONE exec: the state the driver last saw on the host (or, first time, "not
+   * isolated") is claimed by a guard at the head of the same transaction (`create table` fails if
+   * the table exists; deleting the generation we saw fails if it moved on). Only when that guess
+   * was wrong does the driver read the host and apply again.
+   */
   async isolate(targetInput: TargetInput, requestInput: IsolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
@@ -97,38 +104,52 @@ export class IsolationDriver {
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
+      const attempt = async (current: Known | null, guarded: boolean): Promise<HostState> => {
+        const now = this.now();
+        const doc: StateDoc = {
+          v: 1,
+          since: current?.doc.since ?? now.toISOString(),
+          reason: req.reason ?? current?.doc.reason ?? null,
+          mode: req.mode,
+          expiresAt: req.duration > 0 ? new Date(now.getTime() + req.duration * 1000).toISOString() : null,
+          management,
+          exceptions,
+          ...(req.persist ? { persist: true } : {}),
+        };
+        const gen = (current?.gen ?? 0) + 1;
+        const release: Timer = {
+          // no timer to arm and none known to cancel: leave the host's timers alone (no pkill)
+          seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
+          release: renderRelease(target.table, doc),
+          notice: req.wall,
+          releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
+          // a new isolation replaces the old one's boot unit too: installed, or removed
+          boot: bootOf(target.table, doc, gen),
+        };
+        const guard = guarded ? guardFor(target.table, current) : [];
+        if (!req.verify) {
+          await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen)), release);
+        } else {
+          await this.applyVerified(op, conn, doc, gen, current, release, guard);
+        }
+        this.remember(target, { doc, gen });
+        const zero = { packets: 0, bytes: 0 };
+        return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
+      };
+      const guess = this.known.get(knownKey(target));
+      try {
+        return await attempt(guess ?? null, true);
+      } catch (err) {
+        // the guess was stale (the guard failed, so nothing changed): read the host, then apply
+        if (!(err instanceof NftFailedError)) throw err;
+        this.forget(target);
+      }
       // a damaged or tampered table of ours is replaced, not an obstacle to isolating
       const current = await this.read(op, conn).catch((err: unknown) => {
         if (err instanceof ParseError) return null;
         throw err;
       });
-      const now = this.now();
-      const doc: StateDoc = {
-        v: 1,
-        since: current?.doc.since ?? now.toISOString(),
-        reason: req.reason ?? current?.doc.reason ?? null,
-        mode: req.mode,
-        expiresAt: req.duration > 0 ? new Date(now.getTime() + req.duration * 1000).toISOString() : null,
-        management,
-        exceptions,
-        ...(req.persist ? { persist: true } : {}),
-      };
-      const gen = (current?.gen ?? 0) + 1;
-      const release: Timer = {
-        seconds: req.duration,
-        release: renderRelease(target.table, doc),
-        notice: req.wall,
-        releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
-        // a new isolation replaces the old one's boot unit too: installed, or removed
-        boot: bootOf(target.table, doc, gen),
-      };
-      if (!req.verify) {
-        await this.apply(op, conn, renderIsolate(target.table, doc, gen), release);
-      } else {
-        await this.applyVerified(op, conn, doc, gen, current, release);
-      }
-      const zero = { packets: 0, bytes: 0 };
-      return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
+      return attempt(current, false);
     }, info);
   }
 
@@ -138,8 +159,12 @@ export class IsolationDriver {
     const req = validate(unisolateRequestSchema, requestInput, 'request');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
-      // the same script cancels any release timer of this table on the host
-      await this.apply(op, conn, renderUnisolate(target.table), { seconds: 0, release: null, notice: req.wall, boot: '-' });
+      // the same script cancels any release timer of this table on the host (unless it is known
+      // that there is none), and removes a boot unit
+      const known = this.known.get(knownKey(target));
+      const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
+      await this.apply(op, conn, renderUnisolate(target.table), { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-' });
+      this.remember(target, null);
       return notIsolated(target.host);
     }, info);
   }
@@ -164,8 +189,11 @@ export class IsolationDriver {
     const given = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
+      // first from what the driver last saw (one exec when it is right: the update claims that
+      // generation), then from a fresh read
+      let cached = this.known.get(knownKey(target)) ?? undefined;
       for (let attempt = 1; ; attempt++) {
-        const current = await this.read(op, conn);
+        const current = cached ?? (await this.read(op, conn));
         if (!current) throw new NotIsolatedError(target.host);
         const exceptions = nextExceptions(current.doc.exceptions, opName, given);
         validate(exceptionListSchema, exceptions, 'exceptions');
@@ -178,12 +206,22 @@ export class IsolationDriver {
         } catch (err) {
           // our generation was gone: someone changed the isolation after we read it
           if (err instanceof IsolationError && err.code === 'NFT_FAILED' && /No such file or directory/.test(String(err.details.stderr))) {
+            this.forget(target);
+            if (cached) {
+              cached = undefined; // it was our cache that was stale, not a race
+              continue;
+            }
             if (attempt < 3) continue;
             throw new ConcurrentChangeError(target.host);
           }
           throw err;
         }
-        return toHostState(target.host, { doc, gen: current.gen + 1, dropped: current.dropped, observed: current.observed });
+        this.remember(target, { doc, gen: current.gen + 1 });
+        const read = 'dropped' in current ? (current as ParsedTable) : null;
+        const zero = { packets: 0, bytes: 0 };
+        const state = toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [] });
+        // from the cache, counters and observed flows were not read this time: status reads them
+        return read ? state : { ...state, dropped: null };
       }
     }, info);
   }
@@ -204,6 +242,7 @@ export class IsolationDriver {
       const gen = current.gen + 1;
       const timer: Timer | undefined = doc.persist ? { seconds: 'keep', release: null, boot: bootOf(target.table, doc, gen) } : undefined;
       await this.apply(op, conn, renderIsolate(target.table, doc, gen), timer);
+      this.remember(target, { doc, gen });
       const zero = { packets: 0, bytes: 0 };
       return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
     }, info);
@@ -223,11 +262,11 @@ export class IsolationDriver {
    * connection fails, the controller rolls back at once over the connection that still works;
    * if even that fails, the host rolls back by itself when the window closes.
    */
-  private async applyVerified(op: Op, conn: SshConnection, doc: StateDoc, gen: number, current: ParsedTable | null, release: Timer): Promise<void> {
+  private async applyVerified(op: Op, conn: SshConnection, doc: StateDoc, gen: number, current: Known | null, release: Timer, guard: unknown[]): Promise<void> {
     const { target } = op;
     const deadline = Math.floor(this.now().getTime() / 1000) + this.verifyWindowS;
     const rollback = renderRollback(target.table, deadline, current ? { doc: current.doc, gen: current.gen } : null);
-    await this.apply(op, conn, renderIsolate(target.table, doc, gen, deadline), { seconds: this.verifyWindowS, release: rollback });
+    await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen, deadline)), { seconds: this.verifyWindowS, release: rollback });
     try {
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'));
       try {
@@ -246,6 +285,7 @@ export class IsolationDriver {
       } catch {
         // the link is gone too: the host's own timer rolls back when the window closes
       }
+      this.forget(target);
       // the host answered but could not keep the isolation as asked (persist): say that, not "unreachable"
       if (rolledBack && (err instanceof PrivilegeError || err instanceof UnsupportedError)) throw err;
       throw new VerifyFailedError(target.host, rolledBack, new Date(deadline * 1000).toISOString(), { cause: err });
@@ -289,22 +329,43 @@ export class IsolationDriver {
   private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
     if (op.info) op.info.digest = createHash('sha256').update(JSON.stringify(batch)).digest('hex');
     const res = await this.nft(op, conn, batch, timer);
-    if (res.code !== 0) throw applyError(op.target.host, res, batch, timer);
+    if (res.code !== 0) {
+      this.forget(op.target);
+      throw applyError(op.target.host, res, batch, timer);
+    }
   }
 
-  /** The parsed table, or null when the host is not isolated. */
+  /** The parsed table, or null when the host is not isolated. Remembered for the next change. */
   private async read(op: Op, conn: SshConnection): Promise<ParsedTable | null> {
     const res = await this.nft(op, conn, renderList(op.target.table));
     if (res.code !== 0) {
-      if (/No such file or directory/.test(res.stderr) && !/not found/.test(res.stderr)) return null;
+      if (/No such file or directory/.test(res.stderr) && !/not found/.test(res.stderr)) {
+        this.remember(op.target, null);
+        return null;
+      }
       throw nftError(op.target.host, res);
     }
     try {
-      return parseTable(res.stdout, op.target.table);
+      const parsed = parseTable(res.stdout, op.target.table);
+      this.remember(op.target, { doc: parsed.doc, gen: parsed.gen });
+      return parsed;
     } catch (err) {
+      this.forget(op.target);
       if (err instanceof StateParseError) throw new ParseError(op.target.host, err.message);
       throw err;
     }
+  }
+
+  /** What the driver last saw on a host (null: not isolated). A guess, always claimed by a guard. */
+  private remember(target: Target, known: Known | null): void {
+    const key = knownKey(target);
+    this.known.delete(key); // re-insert: the map's order is least recently used first
+    this.known.set(key, known);
+    if (this.known.size > MAX_KNOWN) this.known.delete(this.known.keys().next().value!);
+  }
+
+  private forget(target: Target): void {
+    this.known.delete(knownKey(target));
   }
 }
 
@@ -404,4 +465,22 @@ function applyError(host: string, res: ExecResult, batch: Batch, timer?: Timer):
     );
   }
   return unsupportedOr(nftError(host, res), host, batch);
+}
+
+/** The isolation as the driver last saw it on a host. */
+type Known = { doc: StateDoc; gen: number };
+const MAX_KNOWN = 10_000;
+
+function knownKey(t: Target): string {
+  return `${t.host}:${t.port}:${t.table}`;
+}
+
+/** The head of an isolate transaction that claims the state we believe the host is in. */
+function guardFor(table: string, current: Known | null): unknown[] {
+  if (current === null) return [{ create: { table: { family: 'inet', name: table } } }];
+  return [{ delete: { element: { family: 'inet', table, name: 'gen', elem: [current.gen] } } }];
+}
+
+function withGuard(guard: unknown[], batch: Batch): Batch {
+  return guard.length === 0 ? batch : { nftables: [...guard, ...batch.nftables] };
 }

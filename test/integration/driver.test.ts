@@ -7,6 +7,8 @@ import * as fs from 'fs';
 import { Client } from 'ssh2';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
 import { RELEASE_NOTICE } from '../../src/driver/driver';
+import { SshConnection } from '../../src/driver/transport';
+import * as sinon from 'sinon';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_test';
@@ -235,6 +237,63 @@ describe('driver on the lab host', function () {
     } finally {
       for (const l of listeners) l.close();
       await driver.unisolate(target);
+    }
+  });
+
+  it('takes one exec per action on a warm connection, and recovers when its picture of the host is stale', async () => {
+    const d = new IsolationDriver();
+    const execs = sinon.spy(SshConnection.prototype, 'exec'); // counts real execs, changes nothing
+    try {
+      await d.status(target); // warm: connect, then one read
+      const count = async (what: string, fn: () => Promise<unknown>) => {
+        execs.resetHistory();
+        await fn();
+        return [what, execs.callCount];
+      };
+      const exc = [{ direction: 'in' as const, proto: 'tcp' as const, port: 9443 }];
+      assert.deepEqual(
+        [
+          await count('isolate', () => d.isolate(target, { presets: ['ssh'], verify: false })),
+          await count('re-isolate', () => d.isolate(target, { presets: ['ssh', 'dns'], verify: false })),
+          await count('status', () => d.status(target)),
+          await count('exception-set', () => d.setExceptions(target, 'add', exc)),
+          await count('unisolate', () => d.unisolate(target)),
+          await count('isolate again', () => d.isolate(target, { verify: false })),
+        ],
+        [['isolate', 1], ['re-isolate', 1], ['status', 1], ['exception-set', 1], ['unisolate', 1], ['isolate again', 1]],
+      );
+      // verify-then-commit adds its own check: a fresh connection (whoami) and the confirm
+      assert.deepEqual(await count('verified', () => d.isolate(target, {})), ['verified', 3]);
+      const since = (await d.status(target)).since;
+
+      // behind the driver's back: the table is gone. The guard fails, nothing changes, it reads and applies
+      await lab.nft(host().ns, ['delete', 'table', 'inet', TABLE]);
+      assert.deepEqual(await count('stale isolate', () => d.isolate(target, { verify: false })), ['stale isolate', 3]);
+      const fresh = await d.status(target);
+      assert.equal(fresh.isolated, true);
+      assert.notEqual(fresh.since, since, 'a new isolation, not the old one resumed');
+      // and the other way: isolated behind its back while it believes the host is free
+      await d.unisolate(target);
+      const other = new IsolationDriver();
+      try {
+        await other.isolate(target, { reason: 'someone else', verify: false });
+      } finally {
+        await other.close();
+      }
+      const st = await d.isolate(target, { verify: false });
+      assert.equal(st.reason, 'someone else', 'the re-isolation kept what the host had (since, reason)');
+      // a change by someone else between two of ours is kept, not overwritten from a stale picture
+      const third = new IsolationDriver();
+      try {
+        await third.setExceptions(target, 'add', [{ direction: 'in', proto: 'tcp', port: 7777, comment: 'theirs' }]);
+      } finally {
+        await third.close();
+      }
+      const both = await d.setExceptions(target, 'add', exc);
+      assert.deepEqual(both.exceptions.map((e) => e.port).sort(), [7777, 9443]);
+    } finally {
+      execs.restore();
+      await d.close();
     }
   });
 
