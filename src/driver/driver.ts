@@ -42,8 +42,12 @@ import { notIsolated, parseTable, StateParseError, toHostState, type HostState, 
 import { BOOT_UNIT_DIR, COMMANDS, ConnectionPool, connect, nftError, type ExecResult, type SshConnection } from './transport';
 
 export interface DriverOptions {
-  /** how long an unused connection stays open (ms) */
+  /** how long an unused connection stays open (ms, default 60 s) */
   idleMs?: number;
+  /** most connections kept open at once; beyond it the least recently used idle one closes (default 256) */
+  maxConnections?: number;
+  /** most operations running at once across all hosts; the rest wait their turn (default 64) */
+  maxConcurrent?: number;
   /** verify-then-commit: seconds after which the host rolls an unconfirmed isolation back (default 30) */
   verifyWindowS?: number;
   /** clock, for tests */
@@ -54,6 +58,28 @@ interface Op {
   target: Target;
   deadline: number;
   info?: ApplyInfo;
+  /** holds a pooled connection, released when the operation ends */
+  pooled?: boolean;
+}
+
+/** A counting semaphore: at most `max` functions run at once, the others wait in order. */
+class Slots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
 }
 
 /** Filled in by a call that changes the host: the sha256 of the nft batch it applied (for audit records). */
@@ -80,11 +106,13 @@ export class IsolationDriver {
   private readonly pool: ConnectionPool;
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly known = new Map<string, Known | null>();
+  private readonly slots: Slots;
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
 
   constructor(opts: DriverOptions = {}) {
-    this.pool = new ConnectionPool(opts.idleMs);
+    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections);
+    this.slots = new Slots(opts.maxConcurrent ?? 64);
     this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
   }
@@ -296,7 +324,16 @@ export class IsolationDriver {
   private run<T>(target: Target, fn: (op: Op) => Promise<T>, info?: ApplyInfo): Promise<T> {
     const key = `${target.host}:${target.port}`;
     const prev = this.queues.get(key) ?? Promise.resolve();
-    const start = () => fn({ target, deadline: Date.now() + target.timeoutMs, info });
+    // the time limit starts when the operation gets its slot, not while it waits for one
+    const start = () =>
+      this.slots.run(async () => {
+        const op: Op = { target, deadline: Date.now() + target.timeoutMs, info };
+        try {
+          return await fn(op);
+        } finally {
+          if (op.pooled) this.pool.release(target);
+        }
+      });
     const result = prev.then(start, start);
     const tail = result.catch(() => undefined);
     this.queues.set(key, tail);
@@ -313,7 +350,9 @@ export class IsolationDriver {
   }
 
   private async connection(op: Op): Promise<SshConnection> {
-    return this.pool.get(op.target, this.remaining(op, 'SSH connect'));
+    const conn = await this.pool.get(op.target, this.remaining(op, 'SSH connect'));
+    op.pooled = true;
+    return conn;
   }
 
   private async nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer) {

@@ -290,16 +290,24 @@ export function nftError(host: string, res: ExecResult): IsolationError {
 interface PoolEntry {
   conn: Promise<SshConnection>;
   idleTimer?: NodeJS.Timeout;
+  /** operations holding this connection right now: never evicted while > 0 */
+  busy: number;
 }
 
 /**
- * Warm connections, one per (host, port, user, credentials). A connection that fails, closes or
- * times out leaves the pool, and the next call opens a new one.
+ * Warm connections, one per (host, port, user, credentials), shared by every caller of one
+ * driver. Bounded: beyond `maxConnections`, the least recently used idle connection is closed;
+ * one unused for `idleMs` closes by itself. A connection that fails, closes or times out leaves
+ * the pool, and the next call opens a new one.
  */
 export class ConnectionPool {
+  /** insertion order = least recently used first */
   private readonly entries = new Map<string, PoolEntry>();
 
-  constructor(private readonly idleMs = 60_000) {}
+  constructor(
+    private readonly idleMs = 60_000,
+    private readonly maxConnections = 256,
+  ) {}
 
   static key(t: Target): string {
     // credentials are part of the key so that two targets with other keys never share a session
@@ -310,19 +318,23 @@ export class ConnectionPool {
     return `${t.username}@${t.host}:${t.port}#${cred}`;
   }
 
+  /** A warm connection for this target, held until `release`. */
   async get(target: Target, timeoutMs: number): Promise<SshConnection> {
     const key = ConnectionPool.key(target);
     const entry = this.entries.get(key);
     if (entry) {
+      entry.busy++;
       const conn = await entry.conn.catch(() => null);
       if (conn?.alive) {
         this.touch(key);
         return conn;
       }
+      entry.busy--;
       if (this.entries.get(key) === entry) this.drop(key);
     }
-    const fresh: PoolEntry = { conn: connect(target, timeoutMs) };
+    const fresh: PoolEntry = { conn: connect(target, timeoutMs), busy: 1 };
     this.entries.set(key, fresh);
+    this.evict();
     try {
       await fresh.conn;
     } catch (err) {
@@ -333,12 +345,32 @@ export class ConnectionPool {
     return fresh.conn;
   }
 
+  /** The caller is done with this target's connection for now (it stays warm). */
+  release(target: Target): void {
+    const entry = this.entries.get(ConnectionPool.key(target));
+    if (entry && entry.busy > 0) entry.busy--;
+  }
+
   private touch(key: string): void {
     const entry = this.entries.get(key);
     if (!entry) return;
+    // move to the most recently used end
+    this.entries.delete(key);
+    this.entries.set(key, entry);
     clearTimeout(entry.idleTimer);
-    entry.idleTimer = setTimeout(() => this.drop(key), this.idleMs);
+    entry.idleTimer = setTimeout(() => {
+      if (entry.busy === 0) this.drop(key);
+      else this.touch(key);
+    }, this.idleMs);
     entry.idleTimer.unref();
+  }
+
+  /** Closes least recently used idle connections while the pool is over its bound. */
+  private evict(): void {
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.maxConnections) return;
+      if (entry.busy === 0) this.drop(key);
+    }
   }
 
   private drop(key: string): void {

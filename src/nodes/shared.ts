@@ -3,7 +3,7 @@
  * from the config node and its credentials, and the wrapper that ends every input message in
  * exactly one send or one error, also when the node is closed while an operation runs.
  */
-import type { Node, NodeAPI, NodeMessageInFlow, NodeStatus } from 'node-red';
+import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { IsolationDriver, IsolationError, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../driver';
 
 export const CATEGORY = 'host isolation';
@@ -123,6 +123,61 @@ function auditMessage(node: Node, action: string, msg: Msg, host: string | null,
   return { topic: 'host-isolation/audit', payload: record };
 }
 
+/** Most hosts one message may name in `msg.hosts`. */
+export const MAX_FANOUT = 1000;
+
+/** One host's answer in a fan-out: its state, or its error. */
+export interface HostResult {
+  host: string;
+  ok: boolean;
+  state?: HostState;
+  error?: { code: string; message: string };
+}
+
+function hostsOf(msg: Msg): string[] {
+  const v = msg.hosts;
+  const bad = (why: string) => new ValidationError(`msg.hosts ${why}`, [{ path: 'msg.hosts', message: why }]);
+  if (msg.host !== undefined && msg.host !== null) throw bad('and msg.host cannot be used together');
+  if (!Array.isArray(v) || v.length === 0) throw bad('must be a non-empty array of host names or addresses');
+  if (v.length > MAX_FANOUT) throw bad(`names more than ${MAX_FANOUT} hosts`);
+  if (!v.every((h) => typeof h === 'string')) throw bad('must contain strings only');
+  return [...new Set(v as string[])];
+}
+
+/**
+ * `msg.hosts`: the action on every host at once (the driver bounds how many run together and
+ * keeps each host's operations in order). The message goes on once, with `msg.payload` the
+ * answer of each host in the order given, `{ host, ok, state }` or `{ host, ok: false, error }`;
+ * each host also yields its audit record. A host the allowlist refuses fails alone, unconnected.
+ */
+async function fanOut(node: Node, cfg: TargetNode, msg: Msg, action: Action, actionName: string, send: (m: (NodeMessage | null)[]) => void): Promise<void> {
+  const hosts = hostsOf(msg);
+  const base = targetOf(cfg);
+  const allowed = allowedHostsOf(cfg.config.allowedHosts);
+  let finished = 0;
+  const results = await Promise.all(
+    hosts.map(async (h): Promise<HostResult> => {
+      const info: ApplyInfo = {};
+      try {
+        const state = await action(targetForHost(base, h, allowed), msg, info);
+        send([null, auditMessage(node, actionName, msg, state.host, state, info)]);
+        return { host: state.host, ok: true, state };
+      } catch (err) {
+        const e = err instanceof Error ? err : new Error(String(err));
+        send([null, auditMessage(node, actionName, msg, h, e, info)]);
+        return { host: h, ok: false, error: { code: e instanceof IsolationError ? e.code : 'ERROR', message: e.message } };
+      } finally {
+        finished++;
+        if (finished < hosts.length) node.status({ fill: 'blue', shape: 'dot', text: `${finished}/${hosts.length} hosts` });
+      }
+    }),
+  );
+  const ok = results.filter((r) => r.ok).length;
+  msg.payload = results;
+  node.status({ fill: ok === results.length ? 'green' : ok === 0 ? 'red' : 'yellow', shape: 'dot', text: `${ok}/${results.length} hosts ok` });
+  send([msg, null]);
+}
+
 /**
  * Wires `input` and `close` for an action node. Each message: resolve the target (allowlist
  * first, before any connection), run the action, then `send` the message with the state as
@@ -143,6 +198,11 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
       try {
         const cfg = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
         if (!cfg) throw new ValidationError('no isolation-target is configured for this node', [{ path: 'target', message: 'missing' }]);
+        if (msg.hosts !== undefined && msg.hosts !== null) {
+          await fanOut(node, cfg, msg, action, actionName, send);
+          done();
+          return;
+        }
         const target = targetForHost(targetOf(cfg), msg.host, allowedHostsOf(cfg.config.allowedHosts));
         host = target.host;
         const state = await action(target, msg, info);

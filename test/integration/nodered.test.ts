@@ -32,21 +32,22 @@ function flows(lab: Lab, auditFile: string) {
       host: h.v4,
       port: 22,
       username: lab.users.sudo.username,
-      allowedHosts: [],
-      knownHosts: h.knownHosts,
+      allowedHosts: lab.hosts.map((x) => x.v4),
+      knownHosts: lab.hosts.map((x) => x.knownHosts).join(''),
       sudo: true,
       timeout: 15,
       credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
     },
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
-    toMsg('m-iso', ['host', 'reason', 'exceptions', 'duration'], 'iso'),
+    toMsg('m-iso', ['host', 'hosts', 'reason', 'exceptions', 'duration'], 'iso'),
     { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp'], ['audit']] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
     httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
     toMsg('m-exc', ['op', 'exceptions'], 'exc'),
     { id: 'exc', type: 'exception-set', z: 'tab', target: 'tgt', op: 'add', exceptions: [], wires: [['resp'], ['audit']] },
-    httpIn('in-un', 'post', '/unisolate', 'un'),
+    httpIn('in-un', 'post', '/unisolate', 'm-un'),
+    toMsg('m-un', ['host', 'hosts'], 'un'),
     { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], ['audit']] },
     // the audit trail as a user would keep it: one JSON line per action in a file
     { id: 'audit', type: 'file', z: 'tab', filename: auditFile, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
@@ -73,14 +74,14 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
 
   before(async function () {
     requireLab(this);
-    lab = await createLab({ hosts: 1 });
+    lab = await createLab({ hosts: 3 });
     red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
     await red.deploy(flows(lab, auditFile()));
   });
 
   after(async () => {
     await red?.stop();
-    if (lab) await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
     await lab?.close();
     if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
   });
@@ -142,6 +143,34 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
       assert.equal((records[3].error as { code: string }).code, 'VALIDATION');
     } finally {
       listener.close();
+    }
+  });
+
+  it('msg.hosts isolates several hosts at once and answers per host, with real traffic', async () => {
+    const [, h1, h2] = lab.hosts;
+    const listeners = [await lab.listen(h1.ns, 8444), await lab.listen(h2.ns, 8444)];
+    try {
+      const iso = await red.request('POST', '/isolate', { hosts: [h1.v4, h2.v4, lab.peer.v4], reason: 'worm outbreak INC-9' });
+      assert.equal(iso.status, 200, JSON.stringify(iso.body));
+      const results = iso.body as { host: string; ok: boolean; state?: HostState; error?: { code: string } }[];
+      assert.deepEqual(
+        results.map((r) => [r.host, r.ok, r.state?.isolated ?? null, r.error?.code ?? null]),
+        [
+          [h1.v4, true, true, null],
+          [h2.v4, true, true, null],
+          [lab.peer.v4, false, null, 'HOST_NOT_ALLOWED'],
+        ],
+      );
+      assert.equal(await lab.tryConnect(lab.peer.ns, h1.v4, 8444), false, 'h1 isolated');
+      assert.equal(await lab.tryConnect(lab.peer.ns, h2.v4, 8444), false, 'h2 isolated');
+      const un = await red.request('POST', '/unisolate', { hosts: [h1.v4, h2.v4] });
+      assert.deepEqual((un.body as { ok: boolean }[]).map((r) => r.ok), [true, true]);
+      assert.equal(await lab.tryConnect(lab.peer.ns, h1.v4, 8444), true, 'h1 free');
+      assert.equal(await lab.tryConnect(lab.peer.ns, h2.v4, 8444), true, 'h2 free');
+      const bad = await red.request('POST', '/isolate', { hosts: 'not-a-list' });
+      assert.equal((bad.body as { code: string }).code, 'VALIDATION');
+    } finally {
+      for (const l of listeners) l.close();
     }
   });
 

@@ -145,6 +145,47 @@ describe('nodes', function () {
     assert.deepEqual(un.secondCall.args[1], { wall: 'Back online after INC-42' });
   });
 
+  it('msg.hosts fans out: one message on, an answer per host in order, an audit record per host', async () => {
+    const st = sb.stub(driver, 'status').callsFake(async (t) => {
+      const host = String((t as { host: string }).host);
+      if (host === '198.18.0.12') throw new HostKeyMismatchError(host, 'mismatch', 'SHA256:x');
+      return state(host);
+    });
+    await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const audits: Record<string, unknown>[] = [];
+    (helper.getNode('audit') as unknown as AnyNode).on('input', (m) => audits.push(m.payload as Record<string, unknown>));
+    const out = next('out');
+    const quiet = nothing('caught', 500);
+    n.receive({ hosts: ['198.18.0.11', '203.0.113.9', '198.18.0.12', 'web-01', '198.18.0.11'], ticket: 'INC-7' });
+    const msg = await out;
+    assert.equal(msg.ticket, 'INC-7');
+    assert.deepEqual(
+      (msg.payload as { host: string; ok: boolean; error?: { code: string } }[]).map((r) => [r.host, r.ok, r.error?.code ?? null]),
+      [
+        ['198.18.0.11', true, null],
+        ['203.0.113.9', false, 'HOST_NOT_ALLOWED'],
+        ['198.18.0.12', false, 'HOST_KEY_MISMATCH'],
+        ['web-01', true, null],
+      ],
+    );
+    assert.equal(st.callCount, 3, 'the refused host was never asked');
+    assert.equal(await quiet, true, 'per-host failures are answers, not a Catch');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(audits.map((a) => [a.host, a.result]).sort(), [
+      ['198.18.0.11', 'ok'],
+      ['198.18.0.12', 'error'],
+      ['203.0.113.9', 'error'],
+      ['web-01', 'ok'],
+    ]);
+    assert.deepEqual(n.status.lastCall.args[0], { fill: 'yellow', shape: 'dot', text: '2/4 hosts ok' });
+    for (const bad of [{ hosts: [] }, { hosts: '198.18.0.11' }, { hosts: [1] }, { hosts: ['198.18.0.11'], host: '198.18.0.11' }]) {
+      const caught = next('caught');
+      n.receive(bad);
+      assert.equal(((await caught).error as { code: string }).code, 'VALIDATION', JSON.stringify(bad));
+    }
+  });
+
   it('refuses a msg.host outside the allowlist before any driver call, to a Catch node with its code', async () => {
     const iso = sb.stub(driver, 'isolate').resolves(state('x'));
     await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
