@@ -82,9 +82,11 @@ class Slots {
   }
 }
 
-/** Filled in by a call that changes the host: the sha256 of the nft batch it applied (for audit records). */
+/** Filled in by a call that changes the host: the nft batch it applied and its sha256 (for audit records). */
 export interface ApplyInfo {
   digest?: string;
+  /** the JSON text of that batch, as piped to `nft -j -f -` */
+  batch?: string;
 }
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
@@ -276,6 +278,19 @@ export class IsolationDriver {
     }, info);
   }
 
+  /** The pooled, warm connection to a target (opened if need be), for diagnostics and the benchmark. */
+  async pooledConnection(targetInput: TargetInput): Promise<SshConnection> {
+    const target = validate(targetSchema, targetInput, 'target');
+    const conn = await this.pool.get(target, target.timeoutMs);
+    this.pool.release(target);
+    return conn;
+  }
+
+  /** How many connections the pool holds open now. */
+  get connections(): number {
+    return this.pool.size;
+  }
+
   /** Closes every pooled connection. */
   async close(): Promise<void> {
     await this.pool.closeAll();
@@ -366,7 +381,10 @@ export class IsolationDriver {
   }
 
   private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
-    if (op.info) op.info.digest = createHash('sha256').update(JSON.stringify(batch)).digest('hex');
+    if (op.info) {
+      op.info.batch = JSON.stringify(batch);
+      op.info.digest = createHash('sha256').update(op.info.batch).digest('hex');
+    }
     const res = await this.nft(op, conn, batch, timer);
     if (res.code !== 0) {
       this.forget(op.target);

@@ -134,6 +134,11 @@ export class SshConnection {
     return !this.closed;
   }
 
+  /** The underlying ssh2 client, for diagnostics (the benchmark's floor execs on it bare). */
+  get sshClient(): Client {
+    return this.client;
+  }
+
   private markClosed(): void {
     this.closed = true;
   }
