@@ -90,7 +90,7 @@ export interface ApplyInfo {
 }
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
-interface Timer {
+export interface Timer {
   /** seconds until release (0: none), or `keep`: leave the host's timers as they are */
   seconds: number | 'keep';
   release: Batch | null;
@@ -427,7 +427,7 @@ export class IsolationDriver {
 }
 
 /** The constant command and its stdin: the batch alone, or with the release timer header. */
-function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; stdin: string } {
+export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; stdin: string } {
   if (!timer) return { cmd: target.sudo ? COMMANDS.sudoNft : COMMANDS.nft, stdin: JSON.stringify(batch) };
   return {
     cmd: target.sudo ? COMMANDS.sudoApply : COMMANDS.apply,
