@@ -38,6 +38,7 @@ import {
 } from './policy';
 import { expandPresets } from './presets';
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { tamperFindings } from './tamper';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { BOOT_UNIT_DIR, COMMANDS, ConnectionPool, connect, nftError, type ExecResult, type SshConnection } from './transport';
 
@@ -204,8 +205,20 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
+      const before = this.known.get(knownKey(target));
       const current = await this.read(op, conn);
-      return current ? toHostState(target.host, current) : notIsolated(target.host);
+      if (!current) {
+        const free = notIsolated(target.host);
+        // gone, though this controller left it isolated and no release time had come
+        const expiry = before?.doc.expiresAt ? Date.parse(before.doc.expiresAt) : Infinity;
+        if (before && this.now().getTime() < expiry - 2000) {
+          free.tampered = [`the isolation since ${before.doc.since} was removed by something other than this controller`];
+        }
+        return free;
+      }
+      const state = toHostState(target.host, current);
+      state.tampered = tamperFindings(current.listing ?? [], target.table, renderIsolate(target.table, current.doc, current.gen));
+      return state;
     });
   }
 

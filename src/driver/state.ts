@@ -36,6 +36,11 @@ export interface HostState {
   observed: ObservedFlow[];
   /** re-applied at boot by a systemd unit on the host until unisolated */
   persist: boolean;
+  /**
+   * status only: what was changed behind the pack's back (a rule, a policy, set elements, or the
+   * whole table removed while this controller had it isolated); empty when nothing was
+   */
+  tampered: string[];
 }
 
 export interface ParsedTable {
@@ -43,6 +48,8 @@ export interface ParsedTable {
   gen: number;
   dropped: NonNullable<HostState['dropped']>;
   observed: ObservedFlow[];
+  /** the raw listing items, for tamper detection (absent when built from a write) */
+  listing?: Record<string, unknown>[];
 }
 
 export class StateParseError extends Error {}
@@ -160,6 +167,7 @@ export function parseTable(json: string, table: string): ParsedTable {
     gen,
     dropped: { in: counters.drop_in ?? zero, out: counters.drop_out ?? zero, forward: counters.drop_fwd ?? zero },
     observed: observed.sort((a, b) => b.packets - a.packets || b.bytes - a.bytes),
+    listing: listing.data.nftables,
   };
 }
 
@@ -176,6 +184,7 @@ export function notIsolated(host: string): HostState {
     dropped: null,
     observed: [],
     persist: false,
+    tampered: [],
   };
 }
 
@@ -193,5 +202,6 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     dropped: parsed.dropped,
     observed: parsed.observed,
     persist: doc.persist === true,
+    tampered: [],
   };
 }

@@ -297,6 +297,56 @@ describe('driver on the lab host', function () {
     }
   });
 
+  it('status reports tampering: nothing on a table as the pack wrote it, each change made behind its back', async () => {
+    const variants = [
+      { presets: ['ssh' as const, 'dns' as const, 'dhcp' as const, 'icmp' as const, 'cloud-metadata' as const, 'ldaps' as const] },
+      {
+        mode: 'audit' as const,
+        exceptions: [
+          { direction: 'in' as const, proto: 'tcp' as const, addr: '198.18.0.0/16', port: '1000-2000' },
+          { direction: 'out' as const, proto: 'any' as const, addr: '2001:db8::/48' },
+          { direction: 'in' as const, proto: 'icmp' as const, addr: '198.18.5.5', icmpType: 'echo-request' },
+          { direction: 'out' as const, proto: 'tcp' as const, uid: 'nobody', port: 443 },
+          { direction: 'out' as const, proto: 'udp' as const, uid: 0, addr: '198.18.9.0/24' },
+          { direction: 'in' as const, proto: 'udp' as const, port: 53 },
+          { direction: 'in' as const, proto: 'udp' as const, addr: '198.18.0.7', port: 53 },
+        ],
+      },
+      { duration: 600, exceptions: [{ direction: 'out' as const, proto: 'icmp' as const }] },
+    ];
+    for (const v of variants) {
+      await driver.isolate(target, { ...v, verify: true });
+      const st = await driver.status(target);
+      assert.deepEqual(st.tampered, [], `fresh isolation ${JSON.stringify(v).slice(0, 80)}: ${st.tampered.join('; ')}`);
+    }
+    await driver.unisolate(target);
+    await driver.isolate(target, { presets: ['ssh'], verify: false });
+    const ns = host().ns;
+    const tamper = async (args: string[], expect: RegExp) => {
+      await lab.nft(ns, args);
+      const st = await driver.status(target);
+      assert.ok(st.isolated);
+      assert.ok(st.tampered.some((f) => expect.test(f)), `${args.join(' ')} -> ${JSON.stringify(st.tampered)}`);
+      await driver.isolate(target, { presets: ['ssh'], verify: false }); // the pack's isolate repairs it
+      assert.deepEqual((await driver.status(target)).tampered, [], 're-isolating restores the table');
+    };
+    await tamper(['insert', 'rule', 'inet', TABLE, 'input', 'ip', 'saddr', lab.peer.v4, 'accept'], /chain input has \d+ rules/);
+    await tamper(['chain', 'inet', TABLE, 'output', '{', 'policy', 'accept', ';', '}'], /chain output was changed: .*policy accept/);
+    await tamper(['add', 'element', 'inet', TABLE, 'in4_any', '{', lab.peer.v4, '}'], new RegExp(`set in4_any: elements added .*${lab.peer.v4.replaceAll('.', '\\.')}`));
+    await tamper(['add', 'element', 'inet', TABLE, 'out4', '{', '0.0.0.0/0', '.', 'tcp', '.', '4444', '}'], /set out4: elements added/);
+    await tamper(['flush', 'chain', 'inet', TABLE, 'forward'], /chain forward has 0 rules/);
+    await tamper(['add', 'chain', 'inet', TABLE, 'backdoor'], /chain backdoor was added/);
+    const handles = JSON.parse((await lab.nft(ns, ['-j', '-a', 'list', 'chain', 'inet', TABLE, 'input'])).stdout) as { nftables: { rule?: { handle: number } }[] };
+    const second = handles.nftables.filter((i) => i.rule).map((i) => i.rule!.handle)[1];
+    await tamper(['replace', 'rule', 'inet', TABLE, 'input', 'handle', String(second), 'ip', 'saddr', '0.0.0.0/0', 'tcp', 'dport', '22', 'accept'], /chain input: rule 2 was changed/);
+    // removed outright, while this controller had it isolated
+    await lab.nft(ns, ['delete', 'table', 'inet', TABLE]);
+    const gone = await driver.status(target);
+    assert.equal(gone.isolated, false);
+    assert.match(gone.tampered.join(' '), /removed by something other than this controller/);
+    assert.deepEqual((await driver.status(target)).tampered, [], 'said once; afterwards the host is simply not isolated');
+  });
+
   it('is idempotent: the same request twice gives the same ruleset and the same answer', async () => {
     const req = { presets: ['ssh', 'dns'] as ('ssh' | 'dns')[], exceptions: [{ direction: 'in' as const, proto: 'tcp' as const, port: 443 }], reason: 'twice' };
     const a = await driver.isolate(target, req);
