@@ -174,6 +174,32 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
     }
   });
 
+  it('a redeploy while an isolate runs: the message still ends once, the host is whole, the runtime carries on', async () => {
+    const h = lab.hosts[0];
+    const listener = await lab.listen(h.ns, 8446);
+    await lab.wrapNft(0, 'sleep 1.5; exec "$REAL_NFT" "$@"'); // a slow host: the redeploy lands mid-operation
+    try {
+      const pending = red.request('POST', '/isolate', { reason: 'redeploy race' });
+      await new Promise((r) => setTimeout(r, 500));
+      // the isolate node itself is changed and redeployed ("Modified Nodes"), so it is closed mid-operation
+      const changed = flows(lab, auditFile()).map((n) => (n.id === 'iso' ? { ...n, name: 'contain (edited)' } : n));
+      await red.deploy(changed, 'nodes');
+      const res = await pending;
+      // the node waited for its operation on close and sent the message on: the request is answered
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal((res.body as HostState).isolated, true);
+      assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8446), false, 'isolated');
+    } finally {
+      await lab.wrapNft(0, null);
+    }
+    const st = await red.request('GET', '/status');
+    assert.equal((st.body as HostState).isolated, true);
+    assert.deepEqual((st.body as HostState).tampered, [], 'a whole table');
+    assert.equal((await red.request('POST', '/unisolate', {})).status, 200);
+    assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8446), true, 'released');
+    listener.close();
+  });
+
   it('deploys every example with only core nodes and this pack', async () => {
     const dir = path.join(__dirname, '../../../examples');
     const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));

@@ -70,6 +70,14 @@ export interface Lab {
   ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
   /** runs argv in host `index`'s own view (sshd's network and mount namespaces: its /etc/systemd/system) */
   hostExec(index: number, argv: string[], stdin?: string): Promise<ExecResult>;
+  /** fault injection: `nft` on host `index` becomes this sh script (the real one is at $REAL_NFT); null restores it */
+  wrapNft(index: number, script: string | null): Promise<void>;
+  /** fault injection: the host's link goes silent (down) or comes back */
+  silence(index: number, on: boolean): Promise<void>;
+  /** fault injection: SIGKILL every sshd process of the host (listener and sessions) */
+  killSshd(index: number): Promise<void>;
+  /** the host gets a new host key (sshd restarted with it); returns its known_hosts line */
+  newHostKey(index: number): Promise<string>;
   stopSshd(index: number): Promise<void>;
   startSshd(index: number): Promise<void>;
   close(): Promise<void>;
@@ -488,6 +496,45 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         if (!p || p.exitCode !== null || !p.pid) throw new Error(`sshd of lab host ${index} is not running`);
         const r = await exec(hosts[index].ns, ['nsenter', '-t', String(p.pid), '-m', '--', ...argv], stdin);
         return r;
+      },
+      async wrapNft(index, script) {
+        const real = path.join(dir, `nft.real.${index}`);
+        const wrap = path.join(dir, `nft.wrap.${index}`);
+        if (script === null) {
+          await lab.hostExec(index, ['sh', '-c', `umount /usr/sbin/nft; umount ${real}; true`]);
+          return;
+        }
+        fs.writeFileSync(real, '');
+        fs.writeFileSync(wrap, `#!/bin/sh\nREAL_NFT=${real}\n${script}\n`, { mode: 0o755 });
+        // only in this host's sshd mount namespace: the machine's own nft is never touched
+        const r = await lab.hostExec(index, ['sh', '-c', `mount --bind /usr/sbin/nft ${real} && mount --bind ${wrap} /usr/sbin/nft`]);
+        if (r.code !== 0) throw new Error(`wrapNft: ${r.stderr}`);
+      },
+      async silence(index, on) {
+        run(['ip', '-n', hosts[index].ns, 'link', 'set', 'eth0', on ? 'down' : 'up']);
+        if (!on) await waitPort(hosts[index].v4, 22, 15_000);
+      },
+      async killSshd(index) {
+        const ns = hosts[index].ns;
+        for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) {
+          let comm = '';
+          try {
+            comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+          } catch {
+            continue;
+          }
+          if (comm.startsWith('sshd')) tryRun(['kill', '-9', pid]);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      },
+      async newHostKey(index) {
+        const file = path.join(dir, `host_key_${index}`);
+        fs.rmSync(file, { force: true });
+        fs.rmSync(`${file}.pub`, { force: true });
+        const hk = keygen(file);
+        await lab.killSshd(index);
+        await startSshd(index);
+        return `${hosts[index].v4} ${hk.pub.split(' ').slice(0, 2).join(' ')}\n`;
       },
       stopSshd,
       startSshd,

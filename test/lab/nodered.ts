@@ -14,7 +14,8 @@ export interface NodeRed {
   userDir: string;
   process: ChildProcess;
   /** Deploys a full flow set through the admin API, as the editor does. */
-  deploy(flows: object[]): Promise<void>;
+  /** `nodes`: only the changed nodes restart, as the editor's "Modified Nodes" deploy does */
+  deploy(flows: object[], type?: 'full' | 'nodes'): Promise<void>;
   request(method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: unknown }>;
   stop(): Promise<void>;
 }
@@ -71,10 +72,10 @@ export async function startNodeRed(opts: { port?: number; userDir?: string; cred
   child.stderr?.on('data', (d) => (log += d));
   const url = `http://127.0.0.1:${port}`;
 
-  const request = async (method: string, urlPath: string, body?: unknown) => {
+  const request = async (method: string, urlPath: string, body?: unknown, deployType: 'full' | 'nodes' = 'full') => {
     const res = await fetch(url + urlPath, {
       method,
-      headers: { accept: 'application/json', 'content-type': 'application/json', 'Node-RED-API-Version': 'v2', 'Node-RED-Deployment-Type': 'full' },
+      headers: { accept: 'application/json', 'content-type': 'application/json', 'Node-RED-API-Version': 'v2', 'Node-RED-Deployment-Type': deployType },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(60_000),
     });
@@ -109,8 +110,8 @@ export async function startNodeRed(opts: { port?: number; userDir?: string; cred
     userDir,
     process: child,
     request,
-    async deploy(flows) {
-      const r = await request('POST', '/flows', { flows });
+    async deploy(flows, type = 'full') {
+      const r = await request('POST', '/flows', { flows }, type);
       if (r.status !== 200) throw new Error(`deploy failed ${r.status}: ${JSON.stringify(r.body)}\n${log}`);
       // let the nodes start
       await new Promise((res) => setTimeout(res, 300));
