@@ -9,7 +9,7 @@
  * Options: --runs N (default 30, at least 30 for the report), --hosts N (fan-out, default 50),
  * --json. Every loop is bounded by its count and by a deadline.
  */
-import { spawn } from 'child_process';
+import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -89,7 +89,7 @@ function machine(): string {
   const cpu = os.cpus();
   let nft = '?';
   try {
-    nft = require('child_process').execFileSync('nft', ['--version'], { encoding: 'utf8' }).trim();
+    nft = execFileSync('nft', ['--version'], { encoding: 'utf8' }).trim();
   } catch {
     /* reported as ? */
   }

@@ -149,7 +149,7 @@ export class IsolationDriver {
         };
         const gen = (current?.gen ?? 0) + 1;
         const release: Timer = {
-          // no timer to arm and none known to cancel: leave the host's timers alone (no pkill)
+          // no timer to arm and none known to cancel: leave the host's timers alone
           seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
           release: renderRelease(target.table, doc),
           notice: req.wall,

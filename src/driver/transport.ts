@@ -66,7 +66,8 @@ function applyScript(nft: string, priv: string): string {
     `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit 94`,
     'fi',
     'if [ "$secs" != keep ]; then',
-    '  pkill -f "nrhi-release:$t:" 2>/dev/null',
+    // each timer is a session of its own (setsid): kill its whole process group, its sleep too
+    '  for p in $(pgrep -f "nrhi-release:$t:"); do kill -- "-$p" 2>/dev/null; done',
     `  if [ "$secs" -gt 0 ]; then setsid sh -c 'sleep "$1"; printf "%s\\n" "$2" | ${nft} && if [ -n "$3" ]; then printf %s "$3" | base64 -d | wall; fi' "nrhi-release:$t:" "$secs" "$rel" "$rw" </dev/null >/dev/null 2>&1 & fi`,
     'fi',
     'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',

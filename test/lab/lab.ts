@@ -517,7 +517,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       async killSshd(index) {
         const ns = hosts[index].ns;
         for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) {
-          let comm = '';
+          let comm: string;
           try {
             comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
           } catch {
