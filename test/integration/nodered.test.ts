@@ -5,7 +5,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { HostState } from '../../src/driver';
+import { IsolationDriver, type HostState } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 import { startNodeRed, type NodeRed } from '../lab/nodered';
 
@@ -198,6 +198,44 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
     assert.equal((await red.request('POST', '/unisolate', {})).status, 200);
     assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8446), true, 'released');
     listener.close();
+  });
+
+  it('the fleet sweep example asks every host in one message and summarises who is isolated', async () => {
+    const { wiredExamples } = await import('../../scripts/demo');
+    const [h0, h1, h2] = lab.hosts;
+    const out = path.join(red.userDir, 'sweep.json');
+    const nodes = (wiredExamples(lab) as Record<string, unknown>[])
+      .filter((n) => n.z === 'f5' || n.id === 'f5' || n.id === 't5')
+      .map((n) => {
+        // the lab's own hosts (and one the allowlist refuses) instead of the demo's inventory
+        if (n.id === 'i5') return { ...n, payload: JSON.stringify([h0.v4, h1.v4, h2.v4, lab.peer.v4]) };
+        if (n.id === 't5') return { ...n, allowedHosts: lab.hosts.map((h) => h.v4) };
+        // the summary goes to a file instead of the debug sidebar, to be read here
+        if (n.id === 'd5') return { id: 'd5', type: 'file', z: 'f5', filename: out, filenameType: 'str', appendNewline: false, createDir: false, overwriteFile: 'true', encoding: 'none', x: 900, y: 100, wires: [] };
+        return n;
+      });
+    await red.deploy(nodes);
+    try {
+      await lab.nft(h1.ns, ['add', 'table', 'inet', 'nrhi_unrelated']); // a foreign table does not make a host isolated
+      const iso = new IsolationDriver();
+      try {
+        await iso.isolate({ host: h2.v4, username: lab.users.sudo.username, privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase, sudo: true, knownHosts: h2.knownHosts }, { reason: 'sweep test', verify: false });
+      } finally {
+        await iso.close();
+      }
+      assert.equal((await red.request('POST', '/inject/i5')).status, 200);
+      const deadline = Date.now() + 20_000;
+      while (!fs.existsSync(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      const summary = JSON.parse(fs.readFileSync(out, 'utf8')) as { checked: number; isolated: string[]; notIsolated: string[]; failed: { host: string; error: string }[] };
+      assert.equal(summary.checked, 4);
+      assert.deepEqual(summary.isolated, [h2.v4]);
+      assert.deepEqual(summary.notIsolated, [h0.v4, h1.v4]);
+      assert.deepEqual(summary.failed.map((f) => [f.host, f.error]), [[lab.peer.v4, 'HOST_NOT_ALLOWED']]);
+    } finally {
+      await lab.nft(h1.ns, ['delete', 'table', 'inet', 'nrhi_unrelated']).catch(() => undefined);
+      await lab.nft(h2.ns, ['delete', 'table', 'inet', 'node_red_isolation']).catch(() => undefined);
+      await red.deploy(flows(lab, auditFile()));
+    }
   });
 
   it('deploys every example with only core nodes and this pack', async () => {
