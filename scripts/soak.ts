@@ -5,7 +5,6 @@
  * end (after the pool is idle again), and exits 1 if sockets or processes did not come back to
  * where they started or the heap grew by more than 10 MiB. Bounded by its count and a deadline.
  */
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { IsolationDriver, type TargetInput } from '../src/driver';
 import { createLab } from '../test/lab/lab';
@@ -37,18 +36,7 @@ async function main(): Promise<void> {
   const snapshot = async () => {
     gc?.();
     // the processes in the lab host's network namespace: its sshd, sessions, timers
-    const names = execFileSync('ip', ['netns', 'pids', h.ns], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .map((pid) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-        } catch {
-          return null;
-        }
-      })
-      .filter((n): n is string => n !== null)
-      .sort();
+    const names = lab.processes(h.ns);
     const m = process.memoryUsage();
     return { rss_mb: +(m.rss / 2 ** 20).toFixed(1), heap_mb: +(m.heapUsed / 2 ** 20).toFixed(1), sockets: sockets(), host_processes: names.length, host_process_names: names.join(' '), pool: driver.connections };
   };

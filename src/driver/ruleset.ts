@@ -241,18 +241,16 @@ export function ownerRules(exceptions: readonly Exception[]): unknown[][] {
       const { path, level } = cgroupOf(e);
       owner = match({ socket: { key: 'cgroupv2', level } }, path);
     }
+    // an address names its family; without one the rule is family-agnostic (inet)
     const parsed = e.addr !== undefined ? parseAddr(e.addr) : null;
-    const families: (Family | null)[] = parsed ? [parsed.family] : [null];
-    for (const fam of families) {
-      const expr: unknown[] = [owner];
-      if (fam !== null && parsed) expr.push(match(payload(ipProto(fam), 'daddr'), addrToNft(parsed.interval, fam)));
-      if (e.proto === 'tcp' || e.proto === 'udp') {
-        expr.push(match(meta('l4proto'), e.proto));
-        if (e.port !== undefined) expr.push(match(payload('th', 'dport'), intToNft(portInterval(e.port))));
-      }
-      expr.push({ mangle: { key: { ct: { key: 'mark' } }, value: { '|': [{ ct: { key: 'mark' } }, OWNER_MARK] } } }, ACCEPT);
-      rules.push(expr);
+    const expr: unknown[] = [owner];
+    if (parsed) expr.push(match(payload(ipProto(parsed.family), 'daddr'), addrToNft(parsed.interval, parsed.family)));
+    if (e.proto === 'tcp' || e.proto === 'udp') {
+      expr.push(match(meta('l4proto'), e.proto));
+      if (e.port !== undefined) expr.push(match(payload('th', 'dport'), intToNft(portInterval(e.port))));
     }
+    expr.push({ mangle: { key: { ct: { key: 'mark' } }, value: { '|': [{ ct: { key: 'mark' } }, OWNER_MARK] } } }, ACCEPT);
+    rules.push(expr);
   }
   return rules;
 }

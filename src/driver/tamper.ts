@@ -171,11 +171,8 @@ function modelOf(items: { kind: string; obj: Record<string, Json> }[]): Model {
       const list = m.rules.get(String(obj.chain)) ?? [];
       list.push(normRule(Array.isArray(obj.expr) ? obj.expr : []));
       m.rules.set(String(obj.chain), list);
-    } else if (kind === 'set' && !IGNORED_SETS.test(String(obj.name))) {
-      const name = String(obj.name);
-      const elems = (Array.isArray(obj.elem) ? obj.elem : []).map((e) => normElement(e, setFamily(name)));
-      m.sets.set(name, [...(m.sets.get(name) ?? []), ...elems]);
-    } else if (kind === 'element' && !IGNORED_SETS.test(String(obj.name))) {
+    } else if ((kind === 'set' || kind === 'element') && !IGNORED_SETS.test(String(obj.name))) {
+      // a listed set carries its elements; a batch adds them with `add element` after `add set`
       const name = String(obj.name);
       const elems = (Array.isArray(obj.elem) ? obj.elem : []).map((e) => normElement(e, setFamily(name)));
       m.sets.set(name, [...(m.sets.get(name) ?? []), ...elems]);

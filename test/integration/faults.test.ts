@@ -6,8 +6,6 @@
  * a wrong password; and 100 concurrent operations over 10 hosts.
  */
 import { strict as assert } from 'assert';
-import { execFileSync } from 'child_process';
-import * as fs from 'fs';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
@@ -52,17 +50,7 @@ describe('faults on the lab', function () {
     }
   };
   /** the sshd processes (listener and sessions) inside host i's network namespace */
-  const sessions = (i: number): number =>
-    execFileSync('ip', ['netns', 'pids', lab.hosts[i].ns], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .filter((pid) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('sshd');
-        } catch {
-          return false;
-        }
-      }).length;
+  const sessions = (i: number): number => lab.processes(lab.hosts[i].ns).filter((c) => c.startsWith('sshd')).length;
 
   before(async function () {
     requireLab(this);

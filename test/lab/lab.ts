@@ -70,6 +70,8 @@ export interface Lab {
   ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
   /** runs argv in host `index`'s own view (sshd's network and mount namespaces: its /etc/systemd/system) */
   hostExec(index: number, argv: string[], stdin?: string): Promise<ExecResult>;
+  /** the command names of the processes in one of this lab's namespaces, sorted (sshd, sessions, timers) */
+  processes(ns: string): string[];
   /** fault injection: `nft` on host `index` becomes this sh script (the real one is at $REAL_NFT); null restores it */
   wrapNft(index: number, script: string | null): Promise<void>;
   /** fault injection: the host's link goes silent (down) or comes back */
@@ -126,6 +128,19 @@ function agentPath(): string {
   const found = candidates.find((p) => fs.existsSync(p));
   if (!found) throw new Error(`lab agent.js not found near ${__dirname}`);
   return found;
+}
+
+/** The processes in a network namespace, with their command names (gone ones left out). */
+function nsProcesses(ns: string): { pid: string; comm: string }[] {
+  const out: { pid: string; comm: string }[] = [];
+  for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) {
+    try {
+      out.push({ pid, comm: fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
 }
 
 /** Removes what a crashed run left behind: nrhi-* namespaces and links, nrh* users, sudoers drop-ins. */
@@ -497,6 +512,12 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         const r = await exec(hosts[index].ns, ['nsenter', '-t', String(p.pid), '-m', '--', ...argv], stdin);
         return r;
       },
+      processes(ns) {
+        guardNs(ns);
+        return nsProcesses(ns)
+          .map((p) => p.comm)
+          .sort();
+      },
       async wrapNft(index, script) {
         const real = path.join(dir, `nft.real.${index}`);
         const wrap = path.join(dir, `nft.wrap.${index}`);
@@ -515,16 +536,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         if (!on) await waitPort(hosts[index].v4, 22, 15_000);
       },
       async killSshd(index) {
-        const ns = hosts[index].ns;
-        for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) {
-          let comm: string;
-          try {
-            comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-          } catch {
-            continue;
-          }
-          if (comm.startsWith('sshd')) tryRun(['kill', '-9', pid]);
-        }
+        for (const p of nsProcesses(hosts[index].ns)) if (p.comm.startsWith('sshd')) tryRun(['kill', '-9', p.pid]);
         await new Promise((r) => setTimeout(r, 100));
       },
       async newHostKey(index) {
