@@ -244,12 +244,14 @@ describe('driver on the lab host', function () {
     const d = new IsolationDriver();
     const execs = sinon.spy(SshConnection.prototype, 'exec'); // counts real execs, changes nothing
     try {
-      await d.status(target); // warm: connect, then one read
       const count = async (what: string, fn: () => Promise<unknown>) => {
         execs.resetHistory();
         await fn();
         return [what, execs.callCount];
       };
+      // cold adds only the connect (and its one read of SSH_CONNECTION): the action is still one exec
+      assert.deepEqual(await count('cold isolate', () => d.isolate(target, { verify: false })), ['cold isolate', 2]);
+      await d.unisolate(target);
       const exc = [{ direction: 'in' as const, proto: 'tcp' as const, port: 9443 }];
       assert.deepEqual(
         [

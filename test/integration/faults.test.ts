@@ -7,6 +7,7 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
+import { SshConnection } from '../../src/driver/transport';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_fault';
@@ -145,6 +146,59 @@ describe('faults on the lab', function () {
     const pinnedNew = target(4);
     assert.equal((await driver.unisolate(pinnedNew)).isolated, false);
     assert.equal((await driver.status(pinnedNew)).isolated, false);
+  });
+
+  it('the pool is bounded and expires idle connections; a concurrency limit spans all hosts', async () => {
+    const all = lab.hosts.map((_, i) => target(i, { timeoutMs: 30_000 }));
+    const bounded = new IsolationDriver({ maxConnections: 3 });
+    try {
+      for (const t of all) {
+        await bounded.status(t);
+        assert.ok(bounded.connections <= 3, `pool holds ${bounded.connections}`);
+      }
+      assert.equal((await bounded.status(all[0])).isolated, false, 'an evicted host simply reconnects');
+    } finally {
+      await bounded.close();
+    }
+    const idle = new IsolationDriver({ idleMs: 300 });
+    try {
+      await Promise.all(all.slice(0, 2).map((t) => idle.status(t)));
+      assert.equal(idle.connections, 2);
+      await new Promise((r) => setTimeout(r, 800));
+      assert.equal(idle.connections, 0, 'idle connections closed by themselves');
+    } finally {
+      await idle.close();
+    }
+    // how many operations run at once, across hosts: counted at the exec, with every host's nft slowed
+    const peakWith = async (maxConcurrent: number) => {
+      const d = new IsolationDriver({ maxConcurrent });
+      let running = 0;
+      let peak = 0;
+      const exec = SshConnection.prototype.exec;
+      SshConnection.prototype.exec = async function (this: SshConnection, ...args: Parameters<typeof exec>) {
+        peak = Math.max(peak, ++running);
+        try {
+          return await exec.apply(this, args);
+        } finally {
+          running--;
+        }
+      };
+      try {
+        await Promise.all(all.map((t) => d.isolate(t, { verify: false })));
+        await Promise.all(all.map((t) => d.unisolate(t)));
+      } finally {
+        SshConnection.prototype.exec = exec;
+        await d.close();
+      }
+      return peak;
+    };
+    for (let i = 0; i < all.length; i++) await lab.wrapNft(i, 'sleep 0.3; exec "$REAL_NFT" "$@"');
+    try {
+      assert.ok((await peakWith(2)) <= 2, 'never more than the limit');
+      assert.ok((await peakWith(64)) > 2, 'the same work overlaps more without it');
+    } finally {
+      for (let i = 0; i < all.length; i++) await lab.wrapNft(i, null);
+    }
   });
 
   it('100 concurrent operations over 10 hosts: each ends in a result or a typed error, hosts end consistent, nothing leaks', async () => {
