@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'CONCURRENT_CHANGE'
   | 'MANAGEMENT_UNKNOWN'
   | 'VERIFY_FAILED'
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  | 'SERVERS_UNKNOWN';
 
 export interface ErrorDetails {
   host?: string;
@@ -160,5 +161,20 @@ export class VerifyFailedError extends IsolationError {
 export class UnsupportedError extends IsolationError {
   constructor(host: string, feature: string, hint: string, stderr: string) {
     super('UNSUPPORTED', `host ${host} cannot ${feature}: ${hint}. nft said: ${stderr.trim()}`, { host, feature, stderr });
+  }
+}
+
+/**
+ * A preset opens its port to this host's own servers only (never to any address), and they could
+ * not be found: not named by the operator, not in the host's configuration, or a name that does
+ * not resolve there. Nothing was applied.
+ */
+export class ServersUnknownError extends IsolationError {
+  constructor(host: string, kind: string, why: string) {
+    super(
+      'SERVERS_UNKNOWN',
+      `cannot tell the ${kind.toUpperCase()} servers of ${host} (${why}); name them in the target's or the request's servers.${kind}, or leave the preset out`,
+      { host, kind },
+    );
   }
 }

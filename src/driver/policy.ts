@@ -71,7 +71,8 @@ const unitSchema = z
 const cgroupSchema = z
   .string()
   .max(1024)
-  .regex(/^[A-Za-z0-9:_.\\@-]+(\/[A-Za-z0-9:_.\\@-]+){0,15}$/, 'cgroup must be a relative cgroup v2 path such as "system.slice/backup.service"')
+  // never a leading @ or $: nft's JSON parser reads those as a set or variable reference
+  .regex(/^[A-Za-z0-9_.][A-Za-z0-9:_.\\@-]*(\/[A-Za-z0-9:_.\\@-]+){0,15}$/, 'cgroup must be a relative cgroup v2 path such as "system.slice/backup.service"')
   .refine((s) => s.split('/').every((seg) => seg !== '.' && seg !== '..'), 'cgroup must not contain "." or ".." segments');
 
 export const exceptionSchema = z
@@ -160,6 +161,29 @@ export const wallSchema = z
   // eslint-disable-next-line no-control-regex
   .refine((s) => !/[\u0000-\u0008\u000b-\u001f\u007f]/.test(s), 'wall message must not contain control characters');
 
+/**
+ * The servers a preset opens its port to, where the operator names them: addresses or networks no
+ * wider than /16 (IPv4) or /48 (IPv6). Unnamed kinds are read from the host's own configuration.
+ */
+const serverListSchema = z
+  .array(addrSchema)
+  .min(1, 'name at least one server, or leave the list out to read them from the host')
+  .max(32)
+  .superRefine((list, ctx) => {
+    for (const a of list) {
+      const [base, len] = a.split('/');
+      if (len !== undefined && Number(len) < (base.includes(':') ? 48 : 16)) {
+        ctx.addIssue({ code: 'custom', message: `${a} is too wide for a server: at most /16 (IPv4) or /48 (IPv6)` });
+      }
+    }
+  });
+export const serversSchema = z.strictObject({
+  dns: serverListSchema.optional(),
+  ntp: serverListSchema.optional(),
+  ldap: serverListSchema.optional(),
+});
+export type Servers = z.infer<typeof serversSchema>;
+
 export const unisolateRequestSchema = z.strictObject({
   /** told to logged-in users once the isolation is lifted */
   wall: wallSchema.optional(),
@@ -182,6 +206,8 @@ export const isolateRequestSchema = z.strictObject({
   wall: wallSchema.optional(),
   /** re-apply the isolation at every boot until unisolated (a systemd unit on the host) */
   persist: z.boolean().default(false),
+  /** the servers the dns, ntp and ldap/ldaps presets open to (over the target's, over the host's own) */
+  servers: serversSchema.optional(),
 }).refine((r) => !(r.persist && r.duration > 0), {
   path: ['persist'],
   message: 'persist is for isolations that last until unisolated: it cannot be combined with a duration',
@@ -192,7 +218,7 @@ export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;
 export const exceptionOpSchema = z.enum(['add', 'remove', 'replace']);
 export type ExceptionOp = z.infer<typeof exceptionOpSchema>;
 
-const hostnameSchema = z
+export const hostnameSchema = z
   .string()
   .max(253)
   .regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/)
@@ -223,6 +249,8 @@ export const targetSchema = z
     table: tableNameSchema.default(DEFAULT_TABLE),
     /** extra networks (CIDRs) that always keep SSH to the host, beside the detected channel */
     managementCidrs: z.array(addrSchema).max(64).default([]),
+    /** the servers the dns, ntp and ldap/ldaps presets open to; kinds left out are read from the host */
+    servers: serversSchema.optional(),
   })
   .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
     message: 'a privateKey or a password is required',

@@ -41,6 +41,14 @@ export interface HostState {
    * whole table removed while this controller had it isolated); empty when nothing was
    */
   tampered: string[];
+  /**
+   * isolate (and a change that narrows the exceptions): how many open connections the host cut
+   * once the rules were in; null when nothing was asked to be cut or the host could not (see
+   * `warnings`)
+   */
+  severed: number | null;
+  /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
+  warnings: string[];
 }
 
 export interface ParsedTable {
@@ -185,6 +193,8 @@ export function notIsolated(host: string): HostState {
     observed: [],
     persist: false,
     tampered: [],
+    severed: null,
+    warnings: [],
   };
 }
 
@@ -203,5 +213,7 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     observed: parsed.observed,
     persist: doc.persist === true,
     tampered: [],
+    severed: null,
+    warnings: [],
   };
 }

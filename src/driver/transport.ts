@@ -19,70 +19,9 @@ import {
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
 import type { Target } from './policy';
 
-const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
-const SUDO_NFT = 'sudo -n nft -j -f -';
+import { COMMANDS } from './hostscript';
 
-/** Where the boot unit of persist lives on the host: a constant path, the table name validated. */
-export const BOOT_UNIT_DIR = '/etc/systemd/system';
-
-/**
- * Applies an isolation change, (re)arms its auto-release and keeps its boot unit, in one exec.
- * Stdin, a line each: the table name; the seconds until release (0: none; `keep`: leave timers
- * alone); the release batch; the notice for logged-in users now and the one at release (base64,
- * empty: none); the boot unit (base64 of its text; empty: leave it; `-`: remove it); then the
- * batch to apply.
- * - Release: after a successful apply, release timers of this table are cancelled, then a new one
- *   is armed as a detached process on the host, so it fires even if the controller is gone. A
- *   stale timer is harmless: its batch first deletes the expiry element it was armed for, which a
- *   newer isolation no longer holds, so the whole transaction fails and nothing is released.
- * - Boot unit (persist): written BEFORE the batch is applied (to `.new`, so a failure to write
- *   changes nothing), moved into place and enabled after it; removed after a successful apply
- *   that does not persist. Exit 93: the host has no systemd; 94: it could not be written.
- * - Notices go through `wall` as the SSH user; a host without wall just gets none.
- */
-function applyScript(nft: string, priv: string): string {
-  const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
-  const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
-  return [
-    'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p || exit 90',
-    "case \"$t\" in ''|*[!A-Za-z0-9_]*) exit 91;; esac",
-    "case \"$secs\" in keep) ;; ''|*[!0-9]*) exit 91;; esac",
-    'case "$w$rw" in *[!A-Za-z0-9+/=]*) exit 91;; esac',
-    "case \"$p\" in -) ;; *[!A-Za-z0-9+/=]*) exit 91;; esac",
-    `u="${unit}"`,
-    'if [ -n "$p" ] && [ "$p" != - ]; then',
-    `  [ -d ${BOOT_UNIT_DIR} ] || exit 93`,
-    `  printf %s "$p" | base64 -d | ${priv}tee "$u.new" >/dev/null || exit 94`,
-    'fi',
-    `${nft}`,
-    'rc=$?',
-    'if [ $rc -ne 0 ]; then',
-    `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}rm -f "$u.new"; fi`,
-    '  exit $rc',
-    'fi',
-    'if [ "$p" = - ]; then',
-    `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit 94; fi`,
-    'elif [ -n "$p" ]; then',
-    `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit 94`,
-    'fi',
-    'if [ "$secs" != keep ]; then',
-    // each timer is a session of its own (setsid): kill its whole process group, its sleep too
-    '  for p in $(pgrep -f "nrhi-release:$t:"); do kill -- "-$p" 2>/dev/null; done',
-    `  if [ "$secs" -gt 0 ]; then setsid sh -c 'sleep "$1"; printf "%s\\n" "$2" | ${nft} && if [ -n "$3" ]; then printf %s "$3" | base64 -d | wall; fi' "nrhi-release:$t:" "$secs" "$rel" "$rw" </dev/null >/dev/null 2>&1 & fi`,
-    'fi',
-    'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
-    'exit 0',
-  ].join('\n');
-}
-
-/** The only commands ever run on a host. None contains anything from a request: data goes on stdin. */
-export const COMMANDS = {
-  nft: `${NFT.replace(' nft', ' exec nft')}`,
-  sudoNft: `exec ${SUDO_NFT}`,
-  apply: applyScript(NFT, ''),
-  sudoApply: applyScript(SUDO_NFT, 'sudo -n '),
-  whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
-} as const;
+export { BOOT_UNIT_DIR, COMMANDS } from './hostscript';
 
 export interface ExecResult {
   code: number | null;
