@@ -151,7 +151,7 @@ interface Model {
   sets: Map<string, string[]>;
 }
 
-const IGNORED_SETS = /^(gen|exp|obs_.*)$/;
+const IGNORED_SETS = /^(gen|exp|obs_.*|owner[46](_other)?)$/;
 const STATE_CHAIN = 'state';
 
 function chainDef(c: Record<string, Json>): string {
