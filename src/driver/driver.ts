@@ -9,6 +9,7 @@ import {
   ManagementUnknownError,
   NftFailedError,
   NotIsolatedError,
+  OutputLimitError,
   ParseError,
   PrivilegeError,
   ServersUnknownError,
@@ -422,7 +423,8 @@ export class IsolationDriver {
     try {
       return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
     } catch (err) {
-      if (err instanceof TimeoutError || err instanceof UnreachableError) this.pool.discard(op.target);
+      // the connection is dead, or the host flooded it: the next call opens a fresh one
+      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
       throw err;
     }
   }

@@ -9,9 +9,11 @@ import type { Client, ClientChannel } from 'ssh2';
 import {
   AuthFailedError,
   HostKeyMismatchError,
+  hostText,
   IsolationError,
   NftFailedError,
   NftMissingError,
+  OutputLimitError,
   PrivilegeError,
   TimeoutError,
   UnreachableError,
@@ -51,6 +53,13 @@ export function parseSshConnection(text: string): SshEndpoints | null {
 const KEEPALIVE_MS = 5000;
 const CHANNEL_RETRIES = 3;
 
+/**
+ * Most bytes read from a host for one command, stdout and stderr together (4 MiB). A listing of
+ * the pack's table is a few kB; a host that sends more is broken or hostile, and unbounded it
+ * would take the whole runtime's memory: past this the command fails with OUTPUT_LIMIT.
+ */
+export const MAX_EXEC_OUTPUT = 4 * 1024 * 1024;
+
 /** One authenticated SSH connection. */
 export class SshConnection {
   private closed = false;
@@ -88,11 +97,21 @@ export class SshConnection {
     this.ssh.dispose();
   }
 
-  /** Runs a constant command, writes `stdin` and ends it; bounded by `timeoutMs`. */
-  async exec(command: string, stdin: string, timeoutMs: number): Promise<ExecResult> {
+  /** Closes at once, without the polite goodbye: for a host that floods or stalls. */
+  private abandon(): void {
+    this.close();
+    this.client.destroy();
+  }
+
+  /**
+   * Runs a constant command, writes `stdin` and ends it; bounded by `timeoutMs`, and by
+   * `maxOutput` bytes read back (stdout and stderr together): beyond that the connection is
+   * dropped and the call fails with OUTPUT_LIMIT.
+   */
+  async exec(command: string, stdin: string, timeoutMs: number, maxOutput = MAX_EXEC_OUTPUT): Promise<ExecResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.execOnce(command, stdin, timeoutMs);
+        return await this.execOnce(command, stdin, timeoutMs, maxOutput);
       } catch (err) {
         // OpenSSH caps channels per connection (MaxSessions); a refused open is safe to retry
         const refused = err instanceof Error && /open failed|Channel open failure/i.test(err.message) && !(err instanceof IsolationError);
@@ -102,7 +121,7 @@ export class SshConnection {
     }
   }
 
-  private execOnce(command: string, stdin: string, timeoutMs: number): Promise<ExecResult> {
+  private execOnce(command: string, stdin: string, timeoutMs: number, maxOutput: number): Promise<ExecResult> {
     if (this.closed) return Promise.reject(new UnreachableError(this.label, 'connection closed'));
     return new Promise<ExecResult>((resolve, reject) => {
       let channel: ClientChannel | undefined;
@@ -133,8 +152,26 @@ export class SshConnection {
           channel = ch;
           const out: Buffer[] = [];
           const errOut: Buffer[] = [];
-          ch.on('data', (d: Buffer) => out.push(d));
-          ch.stderr.on('data', (d: Buffer) => errOut.push(d));
+          let read = 0;
+          const take = (into: Buffer[]) => (d: Buffer) => {
+            if (settled) return;
+            read += d.length;
+            if (read <= maxOutput) {
+              into.push(d);
+              return;
+            }
+            // a host that floods is not to be trusted with this connection again: drop it all,
+            // so nothing more is read, and the pool opens a fresh one next time
+            try {
+              ch.close();
+            } catch {
+              /* already gone */
+            }
+            this.abandon();
+            finish(new OutputLimitError(this.label, maxOutput));
+          };
+          ch.on('data', take(out));
+          ch.stderr.on('data', take(errOut));
           ch.on('error', (e: Error) => finish(e));
           ch.on('close', (code: number | null, signal?: string) =>
             finish(null, {
@@ -217,9 +254,12 @@ export async function connect(target: Target, timeoutMs: number): Promise<SshCon
   return conn;
 }
 
-/** Maps a failed `nft` exec to the typed error that says why. */
+/**
+ * Maps a failed `nft` exec to the typed error that says why. The host's stderr is cleaned and
+ * bounded (`hostText`) before it is read or copied into the error.
+ */
 export function nftError(host: string, res: ExecResult): IsolationError {
-  const err = res.stderr;
+  const err = hostText(res.stderr);
   if (
     /^sudo: .*(password is required|not allowed|not in the sudoers|may not run|a terminal is required)/im.test(err) ||
     /^Sorry, user .* is not allowed to execute/m.test(err)

@@ -4,7 +4,7 @@
  * exactly one send or one error, also when the node is closed while an operation runs.
  */
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { IsolationDriver, IsolationError, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../driver';
+import { hostText, IsolationDriver, IsolationError, MAX_ERROR_MESSAGE, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../driver';
 
 export const CATEGORY = 'host isolation';
 
@@ -65,10 +65,23 @@ export function targetOf(node: TargetNode): TargetInput {
   };
 }
 
+/** Most characters of a node's status text (the editor shows one short line under the node). */
+export const MAX_STATUS_TEXT = 64;
+
+/** A node status whose text is clean and at most MAX_STATUS_TEXT characters. */
+export function nodeStatus(fill: NodeStatus['fill'], shape: NodeStatus['shape'], text: string): NodeStatus {
+  return { fill, shape, text: hostText(text, MAX_STATUS_TEXT) };
+}
+
+/** An error as a flow sees it in an audit record or a fan-out row: its code and a clean, bounded message. */
+export function errorSummary(e: Error): { code: string; message: string } {
+  return { code: e instanceof IsolationError ? e.code : 'ERROR', message: hostText(e.message, MAX_ERROR_MESSAGE) };
+}
+
 export function stateStatus(state: HostState): NodeStatus {
-  if (!state.isolated) return { fill: 'grey', shape: 'ring', text: `${state.host} not isolated` };
+  if (!state.isolated) return nodeStatus('grey', 'ring', `${state.host} not isolated`);
   const since = state.since ? new Date(state.since).toISOString().slice(11, 16) : '?';
-  return { fill: 'green', shape: 'dot', text: `${state.host} isolated since ${since}` };
+  return nodeStatus('green', 'dot', `${state.host} isolated since ${since}`);
 }
 
 /** A message field that must be an array when present. */
@@ -105,18 +118,24 @@ export interface AuditRecord {
   digest: string | null;
 }
 
+function boundedReason(reason: string | null): string | null {
+  return reason === null ? null : hostText(reason, 1024);
+}
+
 function auditMessage(node: Node, action: string, msg: Msg, host: string | null, result: HostState | Error, info: ApplyInfo): { topic: string; payload: AuditRecord } {
   const record: AuditRecord = {
     when: new Date().toISOString(),
     node: { id: node.id, type: node.type, name: node.name ?? '' },
-    host,
+    // as asked for: when the allowlist or the schema refused it, it is the alert's own text
+    host: host === null ? null : hostText(host, 256),
     action,
-    reason: typeof msg.reason === 'string' ? msg.reason : result instanceof Error ? null : result.reason,
+    // the reason may come back from the host's own record: bounded and clean like any host text
+    reason: boundedReason(typeof msg.reason === 'string' ? msg.reason : result instanceof Error ? null : result.reason),
     result: result instanceof Error ? 'error' : 'ok',
     digest: info.digest ?? null,
   };
   if (result instanceof Error) {
-    record.error = { code: result instanceof IsolationError ? result.code : 'ERROR', message: result.message };
+    record.error = errorSummary(result);
   } else {
     Object.assign(record, { isolated: result.isolated, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
   }
@@ -165,16 +184,16 @@ async function fanOut(node: Node, cfg: TargetNode, msg: Msg, action: Action, act
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
         send([null, auditMessage(node, actionName, msg, h, e, info)]);
-        return { host: h, ok: false, error: { code: e instanceof IsolationError ? e.code : 'ERROR', message: e.message } };
+        return { host: h, ok: false, error: errorSummary(e) };
       } finally {
         finished++;
-        if (finished < hosts.length) node.status({ fill: 'blue', shape: 'dot', text: `${finished}/${hosts.length} hosts` });
+        if (finished < hosts.length) node.status(nodeStatus('blue', 'dot', `${finished}/${hosts.length} hosts`));
       }
     }),
   );
   const ok = results.filter((r) => r.ok).length;
   msg.payload = results;
-  node.status({ fill: ok === results.length ? 'green' : ok === 0 ? 'red' : 'yellow', shape: 'dot', text: `${ok}/${results.length} hosts ok` });
+  node.status(nodeStatus(ok === results.length ? 'green' : ok === 0 ? 'red' : 'yellow', 'dot', `${ok}/${results.length} hosts ok`));
   send([msg, null]);
 }
 
@@ -191,7 +210,7 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
   node.on('input', (msgIn, send, done) => {
     const msg = msgIn as Msg;
     running++;
-    node.status({ fill: 'blue', shape: 'dot', text: running > 1 ? `working (${running})` : 'working' });
+    node.status(nodeStatus('blue', 'dot', running > 1 ? `working (${running})` : 'working'));
     const info: ApplyInfo = {};
     let host: string | null = typeof msg.host === 'string' ? msg.host : null;
     const job = (async () => {
@@ -213,7 +232,9 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
         done();
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
-        node.status({ fill: 'red', shape: 'ring', text: e instanceof IsolationError ? e.code : 'error' });
+        // a coded error's message is bounded already; any other goes to the Catch node bounded too
+        if (!(e instanceof IsolationError)) e.message = hostText(e.message, MAX_ERROR_MESSAGE);
+        node.status(nodeStatus('red', 'ring', e instanceof IsolationError ? e.code : 'error'));
         // the record of a failed action still goes out; the message itself ends in the error
         send([null, auditMessage(node, actionName, msg, host, e, info)]);
         done(e);
