@@ -46,7 +46,7 @@ import { tamperFindings } from './tamper';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
-import { ConnectionPool, connect, nftError, type ExecResult, type SshConnection } from './transport';
+import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
 
 export { nftInput, type Timer } from './hostscript';
 
@@ -383,18 +383,28 @@ export class IsolationDriver {
     return out;
   }
 
-  /** Runs `fn` after every earlier operation on the same host has finished. */
+  /**
+   * Runs `fn` after every earlier operation on the same host has finished. A warm connection that
+   * died while idle (the host cut it, say) is noticed only when a command cannot start on it: then
+   * the operation runs once more on a new connection, as nothing reached the host.
+   */
   private run<T>(target: Target, fn: (op: Op) => Promise<T>, info?: ApplyInfo): Promise<T> {
     const key = `${target.host}:${target.port}`;
     const prev = this.queues.get(key) ?? Promise.resolve();
     // the time limit starts when the operation gets its slot, not while it waits for one
     const start = () =>
       this.slots.run(async () => {
-        const op: Op = { target, deadline: Date.now() + target.timeoutMs, info };
-        try {
-          return await fn(op);
-        } finally {
-          if (op.pooled) this.pool.release(target);
+        const deadline = Date.now() + target.timeoutMs;
+        for (let attempt = 1; ; attempt++) {
+          const op: Op = { target, deadline, info };
+          try {
+            return await fn(op);
+          } catch (err) {
+            if (attempt > 1 || !neverStarted(err)) throw err;
+            this.pool.discard(target);
+          } finally {
+            if (op.pooled) this.pool.release(target);
+          }
         }
       });
     const result = prev.then(start, start);

@@ -122,7 +122,7 @@ export class SshConnection {
   }
 
   private execOnce(command: string, stdin: string, timeoutMs: number, maxOutput: number): Promise<ExecResult> {
-    if (this.closed) return Promise.reject(new UnreachableError(this.label, 'connection closed'));
+    if (this.closed) return Promise.reject(notStarted(new UnreachableError(this.label, 'connection closed')));
     return new Promise<ExecResult>((resolve, reject) => {
       let channel: ClientChannel | undefined;
       let settled = false;
@@ -134,7 +134,9 @@ export class SshConnection {
         if (err) reject(err);
         else resolve(res!);
       };
-      const onClose = () => finish(new UnreachableError(this.label, 'connection lost during the command'));
+      // lost before the channel opened: the command never ran (safe to run again on a new connection)
+      const onClose = () =>
+        finish(channel ? new UnreachableError(this.label, 'connection lost during the command') : notStarted(new UnreachableError(this.label, 'connection lost before the command started')));
       const timer = setTimeout(() => {
         // the link may be dead: drop the whole connection so the next call starts clean
         try {
@@ -188,6 +190,17 @@ export class SshConnection {
       }
     });
   }
+}
+
+/** Marks an error of an exec whose command never reached the host. */
+function notStarted(err: UnreachableError): UnreachableError {
+  err.details.started = false;
+  return err;
+}
+
+/** Whether a failed exec's command never reached the host (its connection was already gone). */
+export function neverStarted(err: unknown): boolean {
+  return err instanceof UnreachableError && err.details.started === false;
 }
 
 function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKeyMismatchError | null, timeoutMs: number): IsolationError {

@@ -68,6 +68,12 @@ export interface Lab {
   controller: { v4: string; v6: string; link: string };
   hosts: LabHost[];
   peer: { ns: string; v4: string; v6: string };
+  /**
+   * the hosts' own infrastructure server, a second address of the peer namespace: every host's
+   * resolv.conf, chrony.conf and ldap.conf name it, as a real host names its DNS, NTP and LDAP
+   * servers (the peer's own address plays the attacker)
+   */
+  server: { v4: string; v6: string };
   sink: { ns: string; v4: string; v6: string };
   unusedV4: string;
   users: { root: LabUser; sudo: LabUser; nosudo: LabUser };
@@ -235,8 +241,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
   if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
   const offsets = opts.hostOffsets ?? Array.from({ length: nHosts }, (_, i) => 10 + i);
-  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
-    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .250 .255');
+  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
+    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .5 .250 .255');
   }
   const id = randomBytes(3).toString('hex');
   const n = opts.subnet ?? pickSubnet();
@@ -307,6 +313,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const peerNs = `${PREFIX}${id}-peer`;
     addNs(peerNs);
     attach(peerNs, 'peer', 3);
+    run(['ip', '-n', peerNs, 'addr', 'add', `${v4(5)}/24`, 'dev', 'eth0']);
+    run(['ip', '-n', peerNs, '-6', 'addr', 'add', `${v6(5)}/64`, 'dev', 'eth0', 'nodad']);
     const sinkNs = `${PREFIX}${id}-sink`;
     addNs(sinkNs);
     attach(sinkNs, 'sink', 4);
@@ -390,12 +398,16 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       const boot = [
         'mount -t tmpfs -o mode=700,size=16m nrhi-lab-etc "$2" && mkdir "$2/u" "$2/w" || exit 96',
         'mount -t overlay nrhi-lab-etc -o lowerdir=/etc,upperdir="$2/u",workdir="$2/w" /etc || exit 96',
+        // the host's own servers, configured as a real host has them
+        'printf "nameserver %s\\n" "$3" > /etc/resolv.conf',
+        'mkdir -p /etc/chrony /etc/ldap && printf "server %s iburst\\n" "$3" > /etc/chrony/chrony.conf',
+        'printf "URI ldap://%s/\\n" "$3" > /etc/ldap/ldap.conf',
         'if [ -d /etc/systemd/system ]; then',
         '  mount -t tmpfs -o mode=755,size=4m nrhi-lab-systemd /etc/systemd/system && mkdir /etc/systemd/system/sysinit.target.wants || exit 97',
         'fi',
         'exec /usr/sbin/sshd -D -e -f "$1"',
       ].join('\n');
-      const p = spawn('ip', ['netns', 'exec', h.ns, 'sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`), etc], {
+      const p = spawn('ip', ['netns', 'exec', h.ns, 'sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`), etc, v4(5)], {
         stdio: ['ignore', log, log],
       });
       fs.closeSync(log);
@@ -482,6 +494,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       controller: { v4: v4(1), v6: v6(1), link: rootLink },
       hosts,
       peer: { ns: peerNs, v4: v4(3), v6: v6(3) },
+      server: { v4: v4(5), v6: v6(5) },
       sink: { ns: sinkNs, v4: v4(4), v6: v6(4) },
       unusedV4: v4(250),
       users: { root, sudo, nosudo },
