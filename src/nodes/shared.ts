@@ -65,10 +65,12 @@ export function targetOf(node: TargetNode): TargetInput {
   };
 }
 
+/** green only when traffic is dropped; audit mode (nothing dropped) is a yellow ring */
 export function stateStatus(state: HostState): NodeStatus {
-  if (!state.isolated) return { fill: 'grey', shape: 'ring', text: `${state.host} not isolated` };
   const since = state.since ? new Date(state.since).toISOString().slice(11, 16) : '?';
-  return { fill: 'green', shape: 'dot', text: `${state.host} isolated since ${since}` };
+  if (state.state === 'isolated') return { fill: 'green', shape: 'dot', text: `${state.host} isolated since ${since}` };
+  if (state.state === 'audit') return { fill: 'yellow', shape: 'ring', text: `${state.host} audit since ${since}` };
+  return { fill: 'grey', shape: 'ring', text: `${state.host} not isolated` };
 }
 
 /** A message field that must be an array when present. */
@@ -97,6 +99,7 @@ export interface AuditRecord {
   result: 'ok' | 'error';
   error?: { code: string; message: string };
   isolated?: boolean;
+  state?: HostState['state'];
   mode?: string | null;
   since?: string | null;
   expiresAt?: string | null;
@@ -118,7 +121,7 @@ function auditMessage(node: Node, action: string, msg: Msg, host: string | null,
   if (result instanceof Error) {
     record.error = { code: result instanceof IsolationError ? result.code : 'ERROR', message: result.message };
   } else {
-    Object.assign(record, { isolated: result.isolated, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
+    Object.assign(record, { isolated: result.isolated, state: result.state, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
   }
   return { topic: 'host-isolation/audit', payload: record };
 }

@@ -37,7 +37,12 @@ const CREDS = { tgt: { privateKey: 'PRIVATE KEY', passphrase: 'pp' } };
 
 function state(host: string, isolated = true): HostState {
   const free = notIsolated(host);
-  return isolated ? { ...free, isolated, mode: 'enforce', since: '2026-11-22T14:04:05.000Z' } : free;
+  return isolated ? { ...free, isolated, state: 'isolated', mode: 'enforce', since: '2026-11-22T14:04:05.000Z' } : free;
+}
+
+/** A host in audit mode: the table is in, nothing is dropped. */
+function audited(host: string): HostState {
+  return { ...notIsolated(host), isolated: false, state: 'audit', mode: 'audit', since: '2026-11-22T14:04:05.000Z' };
 }
 
 type AnyNode = { receive(msg: object): void; on(ev: string, fn: (m: Record<string, unknown>) => void): void; status: sinon.SinonSpy };
@@ -235,10 +240,11 @@ describe('nodes', function () {
     assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'red', shape: 'ring', text: 'HOST_KEY_MISMATCH' });
   });
 
-  it('status shows isolated since / not isolated', async () => {
+  it('status shows isolated since / audit since (a yellow ring, not green) / not isolated', async () => {
     const st = sb.stub(driver, 'status');
     st.onFirstCall().resolves(state('198.18.0.2', true));
     st.onSecondCall().resolves(state('198.18.0.2', false));
+    st.onThirdCall().resolves(audited('198.18.0.2'));
     await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
     const n = helper.getNode('n1') as unknown as AnyNode;
     const statusSpy = n.status; // the test helper already spies on status
@@ -250,6 +256,16 @@ describe('nodes', function () {
     n.receive({});
     await got;
     assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'grey', shape: 'ring', text: '198.18.0.2 not isolated' });
+    const records: Record<string, unknown>[] = [];
+    (helper.getNode('audit') as unknown as AnyNode).on('input', (a) => records.push(a.payload as Record<string, unknown>));
+    got = next('out');
+    n.receive({});
+    const m = await got;
+    assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'yellow', shape: 'ring', text: '198.18.0.2 audit since 14:04' });
+    assert.deepEqual([(m.payload as HostState).isolated, (m.payload as HostState).state], [false, 'audit']);
+    await new Promise((r) => setTimeout(r, 50));
+    const r = records[records.length - 1];
+    assert.deepEqual([r.isolated, r.state, r.mode], [false, 'audit', 'audit'], 'the audit record says the same');
   });
 
   it('exception-set: op and exceptions from config, overridden and added to by msg', async () => {
@@ -322,6 +338,7 @@ describe('nodes', function () {
         reason: 'from alert',
         result: 'ok',
         isolated: true,
+        state: 'isolated',
         mode: 'enforce',
         since: '2026-11-22T14:04:05.000Z',
         expiresAt: null,
