@@ -182,12 +182,21 @@ async function fanOut(node: Node, cfg: TargetNode, msg: Msg, action: Action, act
 }
 
 /**
- * Wires `input` and `close` for an action node. Each message: resolve the target (allowlist
- * first, before any connection), run the action, then `send` the message with the state as
- * payload, or `done(err)` with the driver's coded error. `close` waits for running operations,
- * which the driver bounds in time, so none is dropped on a redeploy.
+ * Wires `input` and `close` for an action node. Each message: `prepare` it once (read and check
+ * what the node takes from it, also when `msg.hosts` names many hosts; a throw ends the message
+ * in its error), resolve the target (allowlist first, before any connection), run the action with
+ * what `prepare` returned, then `send` the message with the state as payload, or `done(err)` with
+ * the driver's coded error. `close` waits for running operations, which the driver bounds in
+ * time, so none is dropped on a redeploy.
  */
-export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefined, action: Action, actionName: string = node.type): void {
+export function handleInput<P = undefined>(
+  RED: NodeAPI,
+  node: Node,
+  targetId: string | undefined,
+  actionWith: (target: TargetInput, msg: Msg, info: ApplyInfo, prepared: P) => Promise<HostState>,
+  actionName: string = node.type,
+  prepare?: (msg: Msg) => P,
+): void {
   const inflight = new Set<Promise<void>>();
   let running = 0;
 
@@ -201,6 +210,8 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
       try {
         const cfg = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
         if (!cfg) throw new ValidationError('no isolation-target is configured for this node', [{ path: 'target', message: 'missing' }]);
+        const prepared = (prepare ? prepare(msg) : undefined) as P;
+        const action: Action = (t, m, i) => actionWith(t, m, i, prepared);
         if (msg.hosts !== undefined && msg.hosts !== null) {
           await fanOut(node, cfg, msg, action, actionName, send);
           done();

@@ -40,7 +40,8 @@ function flows(lab: Lab, auditFile: string) {
     },
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
     toMsg('m-iso', ['host', 'hosts', 'reason', 'exceptions', 'duration'], 'iso'),
-    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp'], ['audit']] },
+    // this endpoint lets the request decide (a timed isolation takes its duration from it): msg overrides on
+    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, allowOverrides: true, wires: [['resp'], ['audit']] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
     httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
