@@ -38,7 +38,7 @@ export = function (RED: NodeAPI): void {
       if (!allowOverrides) {
         const ignored = OVERRIDE_FIELDS.filter((f) => present(msg[f]));
         if (ignored.length > 0) {
-          this.warn(`ignored ${ignored.map((f) => `msg.${f}`).join(', ')}: this node's settings decide (enable "msg overrides" to let the message decide)`);
+          this.warn(`ignored ${ignored.map((f) => `msg.${f}`).join(', ')}: this node's settings decide (tick "Overrides" on the node to let the message decide)`);
         }
       }
       const from: Record<string, unknown> = allowOverrides ? msg : {};

@@ -162,7 +162,7 @@ describe('nodes', function () {
     assert.deepEqual(iso.firstCall.args[1], { duration: 0, presets: ['dns'], exceptions: [configured], mode: 'enforce', reason: 'r1', force: false, verify: true, wall: 'SOC: isolated', persist: true });
     assert.equal(iso.firstCall.args[0].host, '198.18.0.7');
     assert.deepEqual(warnings('n1'), [
-      'ignored msg.mode, msg.force, msg.persist, msg.duration, msg.presets, msg.exceptions: this node\'s settings decide (enable "msg overrides" to let the message decide)',
+      'ignored msg.mode, msg.force, msg.persist, msg.duration, msg.presets, msg.exceptions: this node\'s settings decide (tick "Overrides" on the node to let the message decide)',
     ]);
 
     // ignored means ignored: values that would be invalid do not fail the message either
@@ -170,7 +170,7 @@ describe('nodes', function () {
     n.receive({ duration: -1, presets: 'all', exceptions: 'all', mode: null });
     await got;
     assert.deepEqual(iso.secondCall.args[1], { duration: 0, presets: ['dns'], exceptions: [configured], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: true });
-    assert.equal(warnings('n1')[1], 'ignored msg.duration, msg.presets, msg.exceptions: this node\'s settings decide (enable "msg overrides" to let the message decide)');
+    assert.equal(warnings('n1')[1], 'ignored msg.duration, msg.presets, msg.exceptions: this node\'s settings decide (tick "Overrides" on the node to let the message decide)');
 
     // a message without such fields: no warning
     got = next('out');
