@@ -21,9 +21,17 @@ export interface ObservedFlow {
   bytes: number;
 }
 
+/**
+ * Where a host stands: `isolated` (the table is in, enforce mode: traffic is dropped), `audit` (the
+ * table is in, audit mode: nothing is dropped, would-be drops are recorded) or `free` (no table).
+ */
+export type IsolationState = 'isolated' | 'audit' | 'free';
+
 export interface HostState {
   host: string;
+  /** true only when traffic is actually dropped: `state === 'isolated'` (never in audit mode) */
   isolated: boolean;
+  state: IsolationState;
   mode: 'enforce' | 'audit' | null;
   since: string | null;
   expiresAt: string | null;
@@ -183,6 +191,7 @@ export function notIsolated(host: string): HostState {
   return {
     host,
     isolated: false,
+    state: 'free',
     mode: null,
     since: null,
     expiresAt: null,
@@ -200,9 +209,11 @@ export function notIsolated(host: string): HostState {
 
 export function toHostState(host: string, parsed: ParsedTable): HostState {
   const { doc } = parsed;
+  const state: IsolationState = doc.mode === 'enforce' ? 'isolated' : 'audit';
   return {
     host,
-    isolated: true,
+    isolated: state === 'isolated',
+    state,
     mode: doc.mode,
     since: doc.since,
     expiresAt: doc.expiresAt,

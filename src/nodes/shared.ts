@@ -78,10 +78,16 @@ export function errorSummary(e: Error): { code: string; message: string } {
   return { code: e instanceof IsolationError ? e.code : 'ERROR', message: hostText(e.message, MAX_ERROR_MESSAGE) };
 }
 
+/**
+ * green only when traffic is dropped and all went as asked; isolated with a warning (connections
+ * left open, say) is a yellow dot; audit mode (nothing dropped) is a yellow ring
+ */
 export function stateStatus(state: HostState): NodeStatus {
-  if (!state.isolated) return nodeStatus('grey', 'ring', `${state.host} not isolated`);
   const since = state.since ? new Date(state.since).toISOString().slice(11, 16) : '?';
-  return nodeStatus('green', 'dot', `${state.host} isolated since ${since}`);
+  if (state.state === 'isolated' && state.warnings.length > 0) return nodeStatus('yellow', 'dot', `${state.host} isolated since ${since}, see warnings`);
+  if (state.state === 'isolated') return nodeStatus('green', 'dot', `${state.host} isolated since ${since}`);
+  if (state.state === 'audit') return nodeStatus('yellow', 'ring', `${state.host} audit since ${since}`);
+  return nodeStatus('grey', 'ring', `${state.host} not isolated`);
 }
 
 /** A message field that must be an array when present. */
@@ -110,6 +116,7 @@ export interface AuditRecord {
   result: 'ok' | 'error';
   error?: { code: string; message: string };
   isolated?: boolean;
+  state?: HostState['state'];
   mode?: string | null;
   since?: string | null;
   expiresAt?: string | null;
@@ -137,7 +144,7 @@ function auditMessage(node: Node, action: string, msg: Msg, host: string | null,
   if (result instanceof Error) {
     record.error = errorSummary(result);
   } else {
-    Object.assign(record, { isolated: result.isolated, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
+    Object.assign(record, { isolated: result.isolated, state: result.state, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
   }
   return { topic: 'host-isolation/audit', payload: record };
 }
@@ -198,12 +205,21 @@ async function fanOut(node: Node, cfg: TargetNode, msg: Msg, action: Action, act
 }
 
 /**
- * Wires `input` and `close` for an action node. Each message: resolve the target (allowlist
- * first, before any connection), run the action, then `send` the message with the state as
- * payload, or `done(err)` with the driver's coded error. `close` waits for running operations,
- * which the driver bounds in time, so none is dropped on a redeploy.
+ * Wires `input` and `close` for an action node. Each message: `prepare` it once (read and check
+ * what the node takes from it, also when `msg.hosts` names many hosts; a throw ends the message
+ * in its error), resolve the target (allowlist first, before any connection), run the action with
+ * what `prepare` returned, then `send` the message with the state as payload, or `done(err)` with
+ * the driver's coded error. `close` waits for running operations, which the driver bounds in
+ * time, so none is dropped on a redeploy.
  */
-export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefined, action: Action, actionName: string = node.type): void {
+export function handleInput<P = undefined>(
+  RED: NodeAPI,
+  node: Node,
+  targetId: string | undefined,
+  actionWith: (target: TargetInput, msg: Msg, info: ApplyInfo, prepared: P) => Promise<HostState>,
+  actionName: string = node.type,
+  prepare?: (msg: Msg) => P,
+): void {
   const inflight = new Set<Promise<void>>();
   let running = 0;
 
@@ -217,6 +233,8 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
       try {
         const cfg = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
         if (!cfg) throw new ValidationError('no isolation-target is configured for this node', [{ path: 'target', message: 'missing' }]);
+        const prepared = (prepare ? prepare(msg) : undefined) as P;
+        const action: Action = (t, m, i) => actionWith(t, m, i, prepared);
         if (msg.hosts !== undefined && msg.hosts !== null) {
           await fanOut(node, cfg, msg, action, actionName, send);
           done();
@@ -228,6 +246,8 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
         const audit = auditMessage(node, actionName, msg, state.host, state, info);
         msg.payload = state;
         node.status(stateStatus(state));
+        // what the action could not fully do (connections left open, say) is said in the log too
+        for (const w of state.warnings) node.warn(`${state.host}: ${hostText(w, MAX_ERROR_MESSAGE)}`);
         send([msg, audit]);
         done();
       } catch (err) {
