@@ -314,7 +314,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     addNs(peerNs);
     attach(peerNs, 'peer', 3);
     run(['ip', '-n', peerNs, 'addr', 'add', `${v4(5)}/24`, 'dev', 'eth0']);
-    run(['ip', '-n', peerNs, '-6', 'addr', 'add', `${v6(5)}/64`, 'dev', 'eth0', 'nodad']);
+    // deprecated at once (preferred_lft 0): never the source of the peer's own replies
+    run(['ip', '-n', peerNs, '-6', 'addr', 'add', `${v6(5)}/64`, 'dev', 'eth0', 'nodad', 'preferred_lft', '0']);
     const sinkNs = `${PREFIX}${id}-sink`;
     addNs(sinkNs);
     attach(sinkNs, 'sink', 4);
