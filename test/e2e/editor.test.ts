@@ -11,7 +11,7 @@ import * as path from 'path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { wiredExamples } from '../../scripts/demo';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { REPO_ROOT, startNodeRed, type NodeRed } from '../lab/nodered';
+import { REPO_ROOT, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
@@ -28,7 +28,7 @@ declare const RED: {
   view: { importNodes(n: unknown, opts?: unknown): void };
 };
 
-describe('the editor in headless Chromium', function () {
+for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chromium`, function () {
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
@@ -36,12 +36,15 @@ describe('the editor in headless Chromium', function () {
   let page: Page;
   let userData: string;
   const consoleErrors: string[] = [];
+  // Node-RED 4's screenshots keep their names; the other runtime's get a suffix
+  const shot = (name: string) => path.join(SHOTS, rt.id === '4' ? name : name.replace(/\.png$/, `-nr${rt.id}.png`));
 
   before(async function () {
     requireLab(this, { ok: fs.existsSync(CHROMIUM), why: `no ${CHROMIUM} (apt-get install chromium)` });
+    requireRuntime(this, rt);
     fs.mkdirSync(SHOTS, { recursive: true });
     lab = await createLab({ hosts: 1 });
-    red = await startNodeRed();
+    red = await startNodeRed({ runtime: rt });
     await red.deploy(wiredExamples(lab));
     userData = fs.mkdtempSync(path.join(os.tmpdir(), 'nrhi-chromium-'));
     // a fresh user data dir each run (playwright passes it as --user-data-dir)
@@ -84,7 +87,7 @@ describe('the editor in headless Chromium', function () {
       assert.equal(inCategory, 1, `${type} in the host isolation category`);
     }
     assert.ok(await page.evaluate(() => !!RED.nodes.getType('isolation-target')), 'config node type registered');
-    await page.screenshot({ path: path.join(SHOTS, 'palette-and-flow.png') });
+    await page.screenshot({ path: shot('palette-and-flow.png') });
   });
 
   it('opens the edit dialog of every type', async () => {
@@ -93,7 +96,7 @@ describe('the editor in headless Chromium', function () {
       await page.waitForSelector('#node-input-target', { state: 'visible' });
       if (type === 'isolate-host') {
         await page.waitForTimeout(600); // let the tray finish sliding in
-        await page.screenshot({ path: path.join(SHOTS, 'isolate-host-dialog.png') });
+        await page.screenshot({ path: shot('isolate-host-dialog.png') });
       }
       await page.click('#node-dialog-cancel');
       await page.waitForSelector('#node-input-target', { state: 'detached' });
@@ -110,7 +113,7 @@ describe('the editor in headless Chromium', function () {
     await page.waitForSelector('#node-config-input-knownHosts', { state: 'visible' });
     assert.equal(await page.locator('textarea#node-config-input-knownHosts').count(), 1, 'multi-line known_hosts field');
     assert.match((await page.locator('.form-tips').first().innerText()).toString(), /ssh-keyscan/);
-    await page.screenshot({ path: path.join(SHOTS, 'isolation-target-dialog.png') });
+    await page.screenshot({ path: shot('isolation-target-dialog.png') });
     await page.click('#node-config-dialog-cancel');
   });
 
@@ -151,7 +154,7 @@ describe('the editor in headless Chromium', function () {
     await page.evaluate((nodes) => RED.view.importNodes(nodes, { generateIds: true, addFlow: true }), ex.body);
     await page.click('#red-ui-header-button-deploy');
     await page.waitForSelector('.red-ui-notification:has-text("Successfully deployed")', { timeout: 20_000 });
-    await page.screenshot({ path: path.join(SHOTS, 'example-deployed.png') });
+    await page.screenshot({ path: shot('example-deployed.png') });
     const flows = (await red.request('GET', '/flows')).body as { flows: { type: string; label?: string }[] };
     assert.ok(flows.flows.filter((n) => n.type === 'tab' && n.label === 'Fleet sweep').length >= 2, 'imported tab deployed');
   });

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type HostState } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -66,7 +66,7 @@ function flows(lab: Lab, auditFile: string) {
   ]);
 }
 
-describe('nodes in a real Node-RED runtime against the lab host', function () {
+for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.label}) against the lab host`, function () {
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
@@ -74,8 +74,9 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
 
   before(async function () {
     requireLab(this);
+    requireRuntime(this, rt);
     lab = await createLab({ hosts: 3 });
-    red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
+    red = await startNodeRed({ runtime: rt, quiet: process.env.NRHI_NODERED_LOG !== '1' });
     await red.deploy(flows(lab, auditFile()));
   });
 
