@@ -24,7 +24,7 @@ declare const RED: {
     getType(t: string): unknown;
     node(id: string): Record<string, unknown>;
   };
-  editor: { edit(n: unknown): void; editConfig(name: string, type: string, id: string): void };
+  editor: { edit(n: unknown): void; editConfig(name: string, type: string, id: string): void; validateNode(n: unknown): boolean };
   view: { importNodes(n: unknown, opts?: unknown): void };
 };
 
@@ -145,6 +145,34 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
       { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 8443, comment: 'collector' },
       { direction: 'out', proto: 'any', unit: 'edr-agent.service' },
     ]);
+  });
+
+  it('checks flows written by hand with the driver rules: blank defaults pass, a bad field says why', async () => {
+    // nodes as another tool writes them, checked as the editor checks a node (not added to the workspace)
+    const verdicts = await page.evaluate(() => {
+      const v = (n: Record<string, unknown>) => {
+        const node = { ...n, _def: RED.nodes.getType(n.type as string) } as Record<string, unknown>;
+        RED.editor.validateNode(node);
+        return { valid: node.valid as boolean, errors: (node.validationErrors as string[] | undefined) ?? [] };
+      };
+      return {
+        // a target without port and timeout: the runtime defaults both
+        tgt: v({ id: 'hand-tgt', type: 'isolation-target', host: '198.18.0.2', username: 'isolator', knownHosts: '198.18.0.2 ssh-ed25519 AAAA', sudo: true }),
+        badTgt: v({ id: 'hand-tgt2', type: 'isolation-target', host: '198.18.0.256', username: 'isolator', knownHosts: 'x', timeout: 'soon', managementCidrs: ['198.18.0.0/33'] }),
+        bad: v({ id: 'hand-bad', type: 'isolate-host', target: '', presets: ['ssh', 'telnet'], exceptions: [{ direction: 'in', proto: 'tcp', port: 99999 }], duration: '' }),
+        svc: v({ id: 'hand-svc', type: 'exception-set', target: '', op: 'add', exceptions: [{ direction: 'in', proto: 'tcp' }, { direction: 'in', proto: 'any', unit: 'edr-agent.service' }] }),
+      };
+    });
+    assert.deepEqual(verdicts.tgt, { valid: true, errors: [] }, 'a target without port and timeout is valid');
+    assert.equal(verdicts.bad.valid, false);
+    assert.ok(verdicts.bad.errors.some((e) => /^exception 1: port must be 1-65535/.test(e)), JSON.stringify(verdicts.bad.errors));
+    assert.ok(verdicts.bad.errors.some((e) => /unknown preset telnet/.test(e)), JSON.stringify(verdicts.bad.errors));
+    assert.equal(verdicts.svc.valid, false, 'exception-set checks its rows with the same rules');
+    assert.ok(verdicts.svc.errors.some((e) => /exception 2: unit exceptions are outbound only/.test(e)), JSON.stringify(verdicts.svc.errors));
+    assert.equal(verdicts.badTgt.valid, false);
+    for (const re of [/host must be an IP address or a DNS host name/, /^timeout: must be a number/, /^management CIDRs: "198.18.0.0\/33" is not an IP address or CIDR/]) {
+      assert.ok(verdicts.badTgt.errors.some((e) => re.test(e)), `${re}: ${JSON.stringify(verdicts.badTgt.errors)}`);
+    }
   });
 
   it('imports an example and deploys it', async () => {
