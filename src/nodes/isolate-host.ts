@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ValidationError, type Exception, type PresetName } from '../driver';
-import { arrayField, driver, handleInput, wallOf } from './shared';
+import { arrayField, handleInput, sharedDriver, wallOf } from './shared';
 
 interface IsolateHostConfig extends NodeDef {
   target: string;
@@ -15,6 +15,7 @@ interface IsolateHostConfig extends NodeDef {
 }
 
 export = function (RED: NodeAPI): void {
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
   function IsolateHostNode(this: Node, config: IsolateHostConfig) {
     RED.nodes.createNode(this, config);
     const presets = Array.isArray(config.presets) ? config.presets : ['ssh'];

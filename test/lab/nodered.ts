@@ -25,6 +25,8 @@ export interface NodeRed {
   /** `nodes`: only the changed nodes restart, as the editor's "Modified Nodes" deploy does */
   deploy(flows: object[], type?: 'full' | 'nodes'): Promise<void>;
   request(method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: unknown }>;
+  /** every node's status as the editor sees it (the retained `status/<id>` messages of the comms socket) */
+  statuses(): Promise<Record<string, { fill?: string; shape?: string; text?: string }>>;
   stop(): Promise<void>;
 }
 
@@ -90,6 +92,38 @@ export function requireRuntime(ctx: { skip(): void }, rt: Runtime): void {
   if (!rt.missing) return;
   if (process.env.CI === 'true') throw new Error(`${rt.label} unavailable in CI: ${rt.missing}`);
   ctx.skip();
+}
+
+/** The editor's comms socket: subscribes to `status/#` and collects what the runtime sends for `ms`. */
+async function commsStatuses(url: string, ms = 700): Promise<Record<string, { fill?: string; shape?: string; text?: string }>> {
+  // the websocket client node-red itself depends on (Node 20 has no WebSocket of its own)
+  const editorApi = path.dirname(require.resolve('@node-red/editor-api/package.json', { paths: [path.dirname(require.resolve('node-red/package.json', { paths: [REPO_ROOT] }))] }));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const WS = require(require.resolve('ws', { paths: [editorApi] })) as new (u: string) => {
+    on(ev: string, fn: (...a: unknown[]) => void): void;
+    send(s: string): void;
+    close(): void;
+  };
+  const out: Record<string, { fill?: string; shape?: string; text?: string }> = {};
+  await new Promise<void>((resolve, reject) => {
+    const ws = new WS(`${url.replace(/^http/, 'ws')}/comms`);
+    const timer = setTimeout(() => {
+      ws.close();
+      resolve();
+    }, ms);
+    ws.on('open', () => ws.send(JSON.stringify({ subscribe: 'status/#' })));
+    ws.on('message', (data) => {
+      const parsed = JSON.parse(String(data)) as { topic: string; data: unknown } | { topic: string; data: unknown }[];
+      for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (typeof m.topic === 'string' && m.topic.startsWith('status/')) out[m.topic.slice('status/'.length)] = m.data as { text?: string };
+      }
+    });
+    ws.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err as Error);
+    });
+  });
+  return out;
 }
 
 function freePort(): Promise<number> {
@@ -198,6 +232,7 @@ export async function startNodeRed(opts: StartOptions = {}): Promise<NodeRed> {
     url,
     runtime: rt,
     log: () => log,
+    statuses: () => commsStatuses(url),
     userDir,
     process: child,
     request,
