@@ -87,7 +87,10 @@ function debianPackages(purpose) {
   if (isRoot() && have('apt-get')) {
     console.log(`installing Debian packages for npm run ${purpose}: ${packages.join(' ')} (missing: ${commands.join(', ')}) ...`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    for (const [cmd, args] of aptCommands(packages)) execFileSync(cmd, args, { stdio: 'inherit', env });
+    for (const [cmd, args] of aptCommands(packages)) {
+      console.log(`$ ${cmd} ${args.join(' ')}`);
+      execFileSync(cmd, args, { stdio: 'inherit', env });
+    }
     return true;
   }
   const why = isRoot() ? 'apt-get is not available' : 'not root';
