@@ -9,8 +9,10 @@ import {
   ManagementUnknownError,
   NftFailedError,
   NotIsolatedError,
+  OutputLimitError,
   ParseError,
   PrivilegeError,
+  ServersUnknownError,
   TimeoutError,
   UnreachableError,
   UnsupportedError,
@@ -33,14 +35,20 @@ import {
   type IsolateRequestInput,
   type UnisolateRequestInput,
   type Mode,
+  type PresetName,
+  type Servers,
   type Target,
   type TargetInput,
 } from './policy';
-import { expandPresets } from './presets';
+import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
-import { BOOT_UNIT_DIR, COMMANDS, ConnectionPool, connect, nftError, type ExecResult, type SshConnection } from './transport';
+import { nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
+import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
+import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
+
+export { nftInput, type Timer } from './hostscript';
 
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
@@ -90,18 +98,6 @@ export interface ApplyInfo {
   batch?: string;
 }
 
-/** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
-export interface Timer {
-  /** seconds until release (0: none), or `keep`: leave the host's timers as they are */
-  seconds: number | 'keep';
-  release: Batch | null;
-  /** persist: the boot unit's text to install, `-` to remove it, absent to leave it as it is */
-  boot?: string;
-  /** told to logged-in users (wall) once the change is in, and when the timer releases */
-  notice?: string;
-  releaseNotice?: string;
-}
-
 /** What the host's users are told when a timed isolation they were told about ends by itself. */
 export const RELEASE_NOTICE = 'The network isolation of this host has ended (timed release).';
 
@@ -112,6 +108,8 @@ export class IsolationDriver {
   private readonly slots: Slots;
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
+  /** the servers each connection's host is configured with, read once per connection */
+  private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
 
   constructor(opts: DriverOptions = {}) {
     this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections);
@@ -130,11 +128,17 @@ export class IsolationDriver {
   async isolate(targetInput: TargetInput, requestInput: IsolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
-    const exceptions = dedupeExceptions([...expandPresets(req.presets), ...req.exceptions]);
-    assertRenderable(exceptions);
+    assertRenderable(req.exceptions);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
+      // presets resolve to this host's own servers and management networks, uid names to numbers,
+      // all read from the host (once per connection) before anything is applied
+      const servers = await this.presetServers(op, conn, req.presets, req.servers);
+      const own = await this.resolveUsers(op, conn, req.exceptions);
+      const exceptions = dedupeExceptions([...expandPresets(req.presets, { management, servers }), ...own]);
+      assertRenderable(exceptions);
+      const sever = req.mode === 'enforce' ? severFilters(management, exceptions) : undefined;
       const attempt = async (current: Known | null, guarded: boolean): Promise<HostState> => {
         const now = this.now();
         const doc: StateDoc = {
@@ -158,14 +162,15 @@ export class IsolationDriver {
           boot: bootOf(target.table, doc, gen),
         };
         const guard = guarded ? guardFor(target.table, current) : [];
+        let out: string;
         if (!req.verify) {
-          await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen)), release);
+          out = await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen)), { ...release, sever });
         } else {
-          await this.applyVerified(op, conn, doc, gen, current, release, guard);
+          out = await this.applyVerified(op, conn, doc, gen, current, release, guard, sever);
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
+        return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
       };
       const guess = this.known.get(knownKey(target));
       try {
@@ -229,9 +234,10 @@ export class IsolationDriver {
   async setExceptions(targetInput: TargetInput, opInput: ExceptionOp, exceptionsInput: unknown, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const opName = validate(exceptionOpSchema, opInput, 'op');
-    const given = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
+    const parsed = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
+      const given = await this.resolveUsers(op, conn, parsed);
       // first from what the driver last saw (one exec when it is right: the update claims that
       // generation), then from a fresh read
       let cached = this.known.get(knownKey(target)) ?? undefined;
@@ -242,10 +248,16 @@ export class IsolationDriver {
         validate(exceptionListSchema, exceptions, 'exceptions');
         assertRenderable(exceptions);
         const doc: StateDoc = { ...current.doc, exceptions };
+        // what an exception no longer names is cut, as on isolate
+        const kept = new Set(exceptions.map(exceptionKey));
+        const narrowed = doc.mode === 'enforce' && current.doc.exceptions.some((e) => !kept.has(exceptionKey(e)));
+        const sever = narrowed ? severFilters(doc.management, exceptions) : undefined;
+        let out: string;
         try {
           // a persisted isolation's boot unit follows the change, in the same exec
-          const timer: Timer | undefined = doc.persist ? { seconds: 'keep', release: null, boot: bootOf(target.table, doc, current.gen + 1) } : undefined;
-          await this.apply(op, conn, renderUpdate(target.table, doc, current.gen), timer);
+          const timer: Timer | undefined =
+            doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, current.gen + 1) } : {}) } : undefined;
+          out = await this.apply(op, conn, renderUpdate(target.table, doc, current.gen, current.doc.exceptions), timer);
         } catch (err) {
           // our generation was gone: someone changed the isolation after we read it
           if (err instanceof IsolationError && err.code === 'NFT_FAILED' && /No such file or directory/.test(String(err.details.stderr))) {
@@ -262,7 +274,11 @@ export class IsolationDriver {
         this.remember(target, { doc, gen: current.gen + 1 });
         const read = 'dropped' in current ? (current as ParsedTable) : null;
         const zero = { packets: 0, bytes: 0 };
-        const state = toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [] });
+        const state = withSevered(
+          toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [] }),
+          sever,
+          out,
+        );
         // from the cache, counters and observed flows were not read this time: status reads them
         return read ? state : { ...state, dropped: null };
       }
@@ -283,11 +299,14 @@ export class IsolationDriver {
       if (!current) throw new NotIsolatedError(target.host);
       const doc: StateDoc = { ...current.doc, mode };
       const gen = current.gen + 1;
-      const timer: Timer | undefined = doc.persist ? { seconds: 'keep', release: null, boot: bootOf(target.table, doc, gen) } : undefined;
-      await this.apply(op, conn, renderIsolate(target.table, doc, gen), timer);
+      // switching to enforce cuts what the exceptions do not name, as isolate does
+      const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
+      const timer: Timer | undefined =
+        doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}) } : undefined;
+      const out = await this.apply(op, conn, renderIsolate(target.table, doc, gen), timer);
       this.remember(target, { doc, gen });
       const zero = { packets: 0, bytes: 0 };
-      return toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] });
+      return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
     }, info);
   }
 
@@ -318,11 +337,25 @@ export class IsolationDriver {
    * connection fails, the controller rolls back at once over the connection that still works;
    * if even that fails, the host rolls back by itself when the window closes.
    */
-  private async applyVerified(op: Op, conn: SshConnection, doc: StateDoc, gen: number, current: Known | null, release: Timer, guard: unknown[]): Promise<void> {
+  private async applyVerified(
+    op: Op,
+    conn: SshConnection,
+    doc: StateDoc,
+    gen: number,
+    current: Known | null,
+    release: Timer,
+    guard: unknown[],
+    sever?: Timer['sever'],
+  ): Promise<string> {
     const { target } = op;
-    const deadline = Math.floor(this.now().getTime() / 1000) + this.verifyWindowS;
+    const nowS = Math.floor(this.now().getTime() / 1000);
+    const deadline = nowS + this.verifyWindowS;
     const rollback = renderRollback(target.table, deadline, current ? { doc: current.doc, gen: current.gen } : null);
-    await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen, deadline)), { seconds: this.verifyWindowS, release: rollback });
+    // a rollback restores the previous isolation with its own release time, on the host and here
+    const prevRelease = current ? renderRelease(target.table, current.doc) : null;
+    const prevExpiry = current?.doc.expiresAt ? Math.floor(Date.parse(current.doc.expiresAt) / 1000) : null;
+    const then = prevRelease && prevExpiry !== null ? { seconds: Math.max(1, prevExpiry - deadline), batch: prevRelease } : undefined;
+    const out = await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen, deadline)), { seconds: this.verifyWindowS, release: rollback, then, sever });
     try {
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'));
       try {
@@ -335,7 +368,8 @@ export class IsolationDriver {
     } catch (err) {
       let rolledBack = false;
       try {
-        const { cmd, stdin } = nftInput(target, rollback, { seconds: 0, release: null });
+        const left = prevExpiry !== null ? Math.max(1, prevExpiry - Math.floor(this.now().getTime() / 1000)) : 0;
+        const { cmd, stdin } = nftInput(target, rollback, { seconds: left, release: left > 0 ? prevRelease : null });
         const res = await conn.exec(cmd, stdin, Math.max(5000, op.deadline - Date.now()));
         rolledBack = res.code === 0;
       } catch {
@@ -346,20 +380,31 @@ export class IsolationDriver {
       if (rolledBack && (err instanceof PrivilegeError || err instanceof UnsupportedError)) throw err;
       throw new VerifyFailedError(target.host, rolledBack, new Date(deadline * 1000).toISOString(), { cause: err });
     }
+    return out;
   }
 
-  /** Runs `fn` after every earlier operation on the same host has finished. */
+  /**
+   * Runs `fn` after every earlier operation on the same host has finished. A warm connection that
+   * died while idle (the host cut it, say) is noticed only when a command cannot start on it: then
+   * the operation runs once more on a new connection, as nothing reached the host.
+   */
   private run<T>(target: Target, fn: (op: Op) => Promise<T>, info?: ApplyInfo): Promise<T> {
     const key = `${target.host}:${target.port}`;
     const prev = this.queues.get(key) ?? Promise.resolve();
     // the time limit starts when the operation gets its slot, not while it waits for one
     const start = () =>
       this.slots.run(async () => {
-        const op: Op = { target, deadline: Date.now() + target.timeoutMs, info };
-        try {
-          return await fn(op);
-        } finally {
-          if (op.pooled) this.pool.release(target);
+        const deadline = Date.now() + target.timeoutMs;
+        for (let attempt = 1; ; attempt++) {
+          const op: Op = { target, deadline, info };
+          try {
+            return await fn(op);
+          } catch (err) {
+            if (attempt > 1 || !neverStarted(err)) throw err;
+            this.pool.discard(target);
+          } finally {
+            if (op.pooled) this.pool.release(target);
+          }
         }
       });
     const result = prev.then(start, start);
@@ -388,12 +433,14 @@ export class IsolationDriver {
     try {
       return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
     } catch (err) {
-      if (err instanceof TimeoutError || err instanceof UnreachableError) this.pool.discard(op.target);
+      // the connection is dead, or the host flooded it: the next call opens a fresh one
+      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
       throw err;
     }
   }
 
-  private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<void> {
+  /** Applies one batch (with the apply script when `timer` is given); returns what the host printed. */
+  private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<string> {
     if (op.info) {
       op.info.batch = JSON.stringify(batch);
       op.info.digest = createHash('sha256').update(op.info.batch).digest('hex');
@@ -403,6 +450,67 @@ export class IsolationDriver {
       this.forget(op.target);
       throw applyError(op.target.host, res, batch, timer);
     }
+    return res.stdout;
+  }
+
+  /**
+   * The servers each server preset opens to: the request's, else the target's, else the host's own
+   * (read from its configuration and resolved there, once per connection). None found: refused.
+   */
+  private async presetServers(op: Op, conn: SshConnection, presets: readonly PresetName[], given: Servers | undefined): Promise<PresetServers> {
+    const out: PresetServers = {};
+    for (const kind of serverKindsNeeded(presets)) {
+      const named = given?.[kind] ?? op.target.servers?.[kind];
+      if (named) {
+        out[kind] = { addrs: named, from: 'named by the operator' };
+        continue;
+      }
+      let found = this.hostServers.get(conn);
+      if (!found) {
+        found = this.discoverServers(op, conn);
+        this.hostServers.set(conn, found);
+        found.catch(() => this.hostServers.delete(conn));
+      }
+      const r = (await found)[kind];
+      if ('error' in r) throw new ServersUnknownError(op.target.host, kind, r.error);
+      out[kind] = r;
+    }
+    return out;
+  }
+
+  private async discoverServers(op: Op, conn: SshConnection): Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>> {
+    const res = await conn.exec(DISCOVER_SCRIPT, '', this.remaining(op, 'reading the host\'s servers'));
+    const d = parseDiscovery(res.stdout);
+    const names = [...new Set(SERVER_KINDS.flatMap((k) => d.names[k]))];
+    const resolved = names.length > 0 ? parseLookup((await conn.exec(LOOKUP_SCRIPT, lookupInput(names, []), this.remaining(op, 'resolving the host\'s servers'))).stdout).hosts : new Map<string, string[]>();
+    const out = {} as Record<ServerKind, { addrs: string[]; from: string } | { error: string }>;
+    for (const kind of SERVER_KINDS) {
+      const unresolved = d.names[kind].filter((n) => (resolved.get(n) ?? []).length === 0);
+      const addrs = [...new Set([...d.addrs[kind], ...d.names[kind].flatMap((n) => resolved.get(n) ?? [])])];
+      if (addrs.length > 0) out[kind] = { addrs, from: d.sources[kind].join(', ') || 'the host' };
+      else if (unresolved.length > 0) out[kind] = { error: `${unresolved.join(', ')} does not resolve on the host` };
+      else if (kind === 'dns' && d.localOnly) out[kind] = { error: 'it resolves through a local stub whose upstream servers are not known' };
+      else {
+        const hidden = d.unreadable.length > 0 ? `; cannot read ${d.unreadable.join(', ')}` : '';
+        out[kind] = { error: `none configured in the files the host has${hidden}` };
+      }
+    }
+    return out;
+  }
+
+  /** Exceptions with a user name get its uid as the host knows it (nft would read some names as keywords). */
+  private async resolveUsers(op: Op, conn: SshConnection, exceptions: readonly Exception[]): Promise<Exception[]> {
+    const names = [...new Set(exceptions.flatMap((e) => (typeof e.uid === 'string' ? [e.uid] : [])))];
+    if (names.length === 0) return [...exceptions];
+    const res = await conn.exec(LOOKUP_SCRIPT, lookupInput([], names), this.remaining(op, 'looking up users'));
+    const uids = parseLookup(res.stdout).users;
+    const missing = names.filter((n) => !uids.has(n));
+    if (missing.length > 0) {
+      throw new ValidationError(`invalid exceptions: no user ${missing.map((n) => JSON.stringify(n)).join(', ')} on ${op.target.host}`, [
+        { path: 'exceptions.uid', message: `no such user on the host: ${missing.join(', ')}` },
+      ]);
+    }
+    return exceptions.map((e) => (typeof e.uid === 'string' ? { ...e, uid: uids.get(e.uid)!, comment: e.comment ?? `user ${e.uid}` } : e));
   }
 
   /** The parsed table, or null when the host is not isolated. Remembered for the next change. */
@@ -437,23 +545,6 @@ export class IsolationDriver {
   private forget(target: Target): void {
     this.known.delete(knownKey(target));
   }
-}
-
-/** The constant command and its stdin: the batch alone, or with the release timer header. */
-export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; stdin: string } {
-  if (!timer) return { cmd: target.sudo ? COMMANDS.sudoNft : COMMANDS.nft, stdin: JSON.stringify(batch) };
-  return {
-    cmd: target.sudo ? COMMANDS.sudoApply : COMMANDS.apply,
-    stdin: [
-      target.table,
-      timer.seconds,
-      JSON.stringify(timer.release ?? {}),
-      Buffer.from(timer.notice ?? '', 'utf8').toString('base64'),
-      Buffer.from(timer.releaseNotice ?? '', 'utf8').toString('base64'),
-      timer.boot === undefined || timer.boot === '-' ? (timer.boot ?? '') : Buffer.from(timer.boot, 'utf8').toString('base64'),
-      JSON.stringify(batch),
-    ].join('\n'),
-  };
 }
 
 /** Exceptions whose overlaps would need too many set elements are refused before anything is sent. */
@@ -525,16 +616,14 @@ function bootOf(table: string, doc: StateDoc, gen: number): string {
 
 /** The typed error for a failed apply exec: the script's own exit codes first, then nft's. */
 function applyError(host: string, res: ExecResult, batch: Batch, timer?: Timer): IsolationError {
-  if (timer && res.code === 93) {
-    return new UnsupportedError(host, 'keep an isolation across reboots', 'persist needs systemd (/etc/systemd/system) on the host', res.stderr);
+  const own = timer ? scriptError(host, res.code, res.stderr) : null;
+  if (own) return own;
+  const err = unsupportedOr(nftError(host, res), host, batch);
+  // a user name that nft reads as a keyword ("tcp") or that does not exist: the request was wrong
+  if (err instanceof NftFailedError && /User does not exist|expected user ID/.test(err.stderr)) {
+    return new ValidationError(`invalid exceptions: a uid names no user on ${host}`, [{ path: 'exceptions.uid', message: 'no such user on the host' }]);
   }
-  if (timer && res.code === 94) {
-    return new PrivilegeError(
-      host,
-      `cannot write the boot unit in ${BOOT_UNIT_DIR} (root, or sudo rights for tee, mv, ln and rm on it, see the README)${res.stderr ? `: ${res.stderr}` : ''}`,
-    );
-  }
-  return unsupportedOr(nftError(host, res), host, batch);
+  return err;
 }
 
 /** The isolation as the driver last saw it on a host. */
@@ -549,6 +638,14 @@ function knownKey(t: Target): string {
 function guardFor(table: string, current: Known | null): unknown[] {
   if (current === null) return [{ create: { table: { family: 'inet', name: table } } }];
   return [{ delete: { element: { family: 'inet', table, name: 'gen', elem: [current.gen] } } }];
+}
+
+/** The state with what the host said about cutting connections (and a warning if it could not). */
+function withSevered(state: HostState, sever: Timer['sever'], stdout: string): HostState {
+  if (!sever) return state;
+  const report: SeverReport = parseSevered(stdout) ?? { cut: 0, left: 0, why: 'ok' };
+  const warning = severWarning(report);
+  return { ...state, severed: report.why === 'no-ss' ? null : report.cut, warnings: warning ? [...state.warnings, warning] : state.warnings };
 }
 
 function withGuard(guard: unknown[], batch: Batch): Batch {

@@ -18,7 +18,43 @@ export type ErrorCode =
   | 'CONCURRENT_CHANGE'
   | 'MANAGEMENT_UNKNOWN'
   | 'VERIFY_FAILED'
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  | 'SERVERS_UNKNOWN'
+  | 'OUTPUT_LIMIT';
+
+/** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
+export const MAX_HOST_TEXT = 2048;
+/** Most characters of an error message as a whole, and of the message in an audit record. */
+export const MAX_ERROR_MESSAGE = 4096;
+
+// CSI, OSC, DCS/PM/APC/SOS strings, other two-character escapes, and the 8-bit CSI
+// eslint-disable-next-line no-control-regex
+const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[PX^_][^\x1b]*\x1b\\|\x1b[ -/]*[0-~]|\x9b[0-?]*[ -/]*[@-~]/g;
+// C0 but newline and tab, DEL, C1, and the bidirectional overrides that reorder what a reader sees
+// eslint-disable-next-line no-control-regex
+const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text that came from a host (or an alert), made safe to copy into an error, an audit record or
+ * a node's status: terminal escape sequences and control characters other than newline and tab
+ * are removed, and the result is at most `max` characters; a cut one ends in a marker that says
+ * how long the text was. Idempotent: applying it again changes nothing.
+ */
+export function hostText(text: unknown, max: number = MAX_HOST_TEXT): string {
+  const raw = typeof text === 'string' ? text : text === undefined || text === null ? '' : String(text);
+  // only a window of the text is cleaned: the work stays bounded however much the host sent
+  const window = raw.length > max * 8 ? raw.slice(0, max * 8) : raw;
+  const clean = window.replace(/\r\n/g, '\n').replace(ESCAPES, '').replace(CONTROLS, '');
+  if (window === raw && clean.length <= max) return clean;
+  const marker = `…[cut: ${raw.length} characters]`;
+  if (max <= marker.length) return trimPair(clean.slice(0, max));
+  return trimPair(clean.slice(0, max - marker.length)) + marker;
+}
+
+/** Drops a lone high surrogate left at the end by a cut. */
+function trimPair(s: string): string {
+  return /[\ud800-\udbff]$/.test(s) ? s.slice(0, -1) : s;
+}
 
 export interface ErrorDetails {
   host?: string;
@@ -31,7 +67,8 @@ export class IsolationError extends Error {
   readonly details: ErrorDetails;
 
   constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
-    super(message, options);
+    // the last line of defence: every message is clean and bounded, whatever went into it
+    super(hostText(message, MAX_ERROR_MESSAGE), options);
     this.name = new.target.name;
     this.code = code;
     this.host = details.host;
@@ -68,13 +105,13 @@ export class HostKeyMismatchError extends IsolationError {
 
 export class AuthFailedError extends IsolationError {
   constructor(host: string, message: string, options?: { cause?: unknown }) {
-    super('AUTH_FAILED', `authentication to ${host} failed: ${message}`, { host }, options);
+    super('AUTH_FAILED', `authentication to ${host} failed: ${hostText(message)}`, { host }, options);
   }
 }
 
 export class UnreachableError extends IsolationError {
   constructor(host: string, message: string, options?: { cause?: unknown }) {
-    super('UNREACHABLE', `host ${host} unreachable: ${message}`, { host }, options);
+    super('UNREACHABLE', `host ${host} unreachable: ${hostText(message)}`, { host }, options);
   }
 }
 
@@ -87,15 +124,19 @@ export class TimeoutError extends IsolationError {
 
 export class NftMissingError extends IsolationError {
   constructor(host: string, stderr: string) {
-    super('NFT_MISSING', `nft is not installed or not on PATH on ${host}`, { host, stderr });
+    super('NFT_MISSING', `nft is not installed or not on PATH on ${host}`, { host, stderr: hostText(stderr) });
   }
 }
 
-/** nft refused the batch; `stderr` is nft's own output, verbatim. Nothing was applied. */
+/**
+ * nft refused the batch; `stderr` is nft's own output, cleaned and bounded (`hostText`). Nothing
+ * was applied.
+ */
 export class NftFailedError extends IsolationError {
   readonly stderr: string;
   readonly exitCode: number | null;
-  constructor(host: string, stderr: string, exitCode: number | null) {
+  constructor(host: string, stderrIn: string, exitCode: number | null) {
+    const stderr = hostText(stderrIn);
     super('NFT_FAILED', `nft failed on ${host}: ${stderr.trim() || `exit code ${exitCode}`}`, { host, stderr, exitCode });
     this.stderr = stderr;
     this.exitCode = exitCode;
@@ -104,7 +145,7 @@ export class NftFailedError extends IsolationError {
 
 export class ParseError extends IsolationError {
   constructor(host: string, message: string) {
-    super('PARSE_ERROR', `unexpected nft output from ${host}: ${message}`, { host });
+    super('PARSE_ERROR', `unexpected nft output from ${host}: ${hostText(message)}`, { host });
   }
 }
 
@@ -116,7 +157,8 @@ export class NotIsolatedError extends IsolationError {
 
 /** sudo refused, or the remote user may not change the firewall. */
 export class PrivilegeError extends IsolationError {
-  constructor(host: string, stderr: string) {
+  constructor(host: string, stderrIn: string) {
+    const stderr = hostText(stderrIn);
     super('PRIVILEGE', `not allowed to run nft on ${host}: ${stderr.trim()}`, { host, stderr });
   }
 }
@@ -141,7 +183,7 @@ export class ManagementUnknownError extends IsolationError {
  */
 export class VerifyFailedError extends IsolationError {
   constructor(host: string, rolledBack: boolean, rollbackAt: string, options?: { cause?: unknown }) {
-    const why = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
+    const why = options?.cause instanceof Error ? `: ${hostText(options.cause.message)}` : '';
     super(
       'VERIFY_FAILED',
       rolledBack
@@ -158,7 +200,34 @@ export class VerifyFailedError extends IsolationError {
  * cgroup). Nothing was applied: the transaction failed as a whole.
  */
 export class UnsupportedError extends IsolationError {
-  constructor(host: string, feature: string, hint: string, stderr: string) {
+  constructor(host: string, feature: string, hint: string, stderrIn: string) {
+    const stderr = hostText(stderrIn);
     super('UNSUPPORTED', `host ${host} cannot ${feature}: ${hint}. nft said: ${stderr.trim()}`, { host, feature, stderr });
+  }
+}
+
+/**
+ * A preset opens its port to this host's own servers only (never to any address), and they could
+ * not be found: not named by the operator, not in the host's configuration, or a name that does
+ * not resolve there. Nothing was applied.
+ */
+export class ServersUnknownError extends IsolationError {
+  constructor(host: string, kind: string, why: string) {
+    super(
+      'SERVERS_UNKNOWN',
+      `cannot tell the ${kind.toUpperCase()} servers of ${host} (${hostText(why, 512)}); name them in the target's or the request's servers.${kind}, or leave the preset out`,
+      { host, kind },
+    );
+  }
+}
+
+/**
+ * The host sent more output for one command than the controller reads (`limit` bytes of stdout
+ * and stderr together): a broken or hostile host. Reading stopped there and the connection was
+ * dropped; whether the change went in is unknown, so read the status before relying on it.
+ */
+export class OutputLimitError extends IsolationError {
+  constructor(host: string, limit: number) {
+    super('OUTPUT_LIMIT', `${host} sent more than ${limit} bytes of output for one command; reading stopped and the connection was closed`, { host, limitBytes: limit });
   }
 }

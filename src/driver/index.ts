@@ -26,5 +26,5 @@ export {
   type TargetInput,
 } from './policy';
 export { PRESETS, expandPresets } from './presets';
-export type { HostState, Counter, ObservedFlow } from './state';
+export type { HostState, IsolationState, Counter, ObservedFlow } from './state';
 export type { ManagementEndpoint } from './ruleset';

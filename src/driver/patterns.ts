@@ -13,8 +13,8 @@ export const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
 /** a systemd unit name whose cgroup is system.slice/<unit> */
 export const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]{1,240}\.(service|scope|slice)$/;
 
-/** a relative cgroup v2 path, up to 16 segments */
-export const CGROUP_PATH = /^[A-Za-z0-9:_.\\@-]+(\/[A-Za-z0-9:_.\\@-]+){0,15}$/;
+/** a relative cgroup v2 path, up to 16 segments; never a leading @ or $ (nft's JSON parser reads those as a set or variable reference) */
+export const CGROUP_PATH = /^[A-Za-z0-9_.][A-Za-z0-9:_.\\@-]*(\/[A-Za-z0-9:_.\\@-]+){0,15}$/;
 
 /** the pack's nftables table name: an identifier */
 export const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;

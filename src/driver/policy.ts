@@ -160,6 +160,29 @@ export const wallSchema = z
   // eslint-disable-next-line no-control-regex
   .refine((s) => !/[\u0000-\u0008\u000b-\u001f\u007f]/.test(s), 'wall message must not contain control characters');
 
+/**
+ * The servers a preset opens its port to, where the operator names them: addresses or networks no
+ * wider than /16 (IPv4) or /48 (IPv6). Unnamed kinds are read from the host's own configuration.
+ */
+const serverListSchema = z
+  .array(addrSchema)
+  .min(1, 'name at least one server, or leave the list out to read them from the host')
+  .max(32)
+  .superRefine((list, ctx) => {
+    for (const a of list) {
+      const [base, len] = a.split('/');
+      if (len !== undefined && Number(len) < (base.includes(':') ? 48 : 16)) {
+        ctx.addIssue({ code: 'custom', message: `${a} is too wide for a server: at most /16 (IPv4) or /48 (IPv6)` });
+      }
+    }
+  });
+export const serversSchema = z.strictObject({
+  dns: serverListSchema.optional(),
+  ntp: serverListSchema.optional(),
+  ldap: serverListSchema.optional(),
+});
+export type Servers = z.infer<typeof serversSchema>;
+
 export const unisolateRequestSchema = z.strictObject({
   /** told to logged-in users once the isolation is lifted */
   wall: wallSchema.optional(),
@@ -182,6 +205,8 @@ export const isolateRequestSchema = z.strictObject({
   wall: wallSchema.optional(),
   /** re-apply the isolation at every boot until unisolated (a systemd unit on the host) */
   persist: z.boolean().default(false),
+  /** the servers the dns, ntp and ldap/ldaps presets open to (over the target's, over the host's own) */
+  servers: serversSchema.optional(),
 }).refine((r) => !(r.persist && r.duration > 0), {
   path: ['persist'],
   message: 'persist is for isolations that last until unisolated: it cannot be combined with a duration',
@@ -192,7 +217,7 @@ export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;
 export const exceptionOpSchema = z.enum(['add', 'remove', 'replace']);
 export type ExceptionOp = z.infer<typeof exceptionOpSchema>;
 
-const hostnameSchema = z
+export const hostnameSchema = z
   .string()
   .max(253)
   .regex(HOST_NAME)
@@ -223,6 +248,8 @@ export const targetSchema = z
     table: tableNameSchema.default(DEFAULT_TABLE),
     /** extra networks (CIDRs) that always keep SSH to the host, beside the detected channel */
     managementCidrs: z.array(addrSchema).max(64).default([]),
+    /** the servers the dns, ntp and ldap/ldaps presets open to; kinds left out are read from the host */
+    servers: serversSchema.optional(),
   })
   .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
     message: 'a privateKey or a password is required',

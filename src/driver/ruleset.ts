@@ -15,8 +15,12 @@
  *                               release batch deletes exactly that element before the table, so
  *                               a timer armed for an older isolation can never release a newer one.
  *   owner_out  a regular chain the output chain jumps to: one rule per service/user exception
- *           (`meta skuid`, `socket cgroupv2`), which marks the flow's conntrack entry with
- *           OWNER_MARK so that the input chain lets its replies in (`ct direction reply` + mark).
+ *           (`meta skuid`, `socket cgroupv2`) and family, which records the flow in a dynamic set
+ *           of this table (owner4/owner6: peer . proto . peer port . our port; owner4_other/
+ *           owner6_other: peer . proto for other protocols), refreshed by every packet the owner
+ *           sends; the input chain lets in the replies of recorded flows only. Nothing outside
+ *           the table (no conntrack mark another tool could set) opens a reply path, and a live
+ *           change that alters the owner exceptions empties the sets.
  *   counters drop_in / drop_out / drop_fwd count what reached the drop policy.
  *
  * Replies: there is no blanket `ct state established accept`. A packet passes if it is the
@@ -24,7 +28,10 @@
  * (`ct direction reply` + the same set matched with source/destination swapped). A connection
  * opened before isolation that no exception names is cut both ways at once. The management
  * channel is matched statelessly on its exact address and port so it survives even a conntrack
- * flush. ICMP exceptions are stateless by type; IPv6 neighbour discovery always passes.
+ * flush. ICMP exceptions are stateless by type; IPv6 neighbour discovery and multicast listener
+ * discovery (link-local, hop limit 255 / 1) always pass, and so do ICMP errors that conntrack
+ * relates to a flow that passed (path MTU: packet-too-big, fragmentation needed) and echo replies
+ * to an echo request that passed: nothing that can carry data to an arbitrary peer on its own.
  */
 import type { Exception } from './policy';
 import { ICMP_TYPES, isOwnerException } from './policy';
@@ -34,8 +41,11 @@ export const CHAIN_PRIORITY = -190;
 export const STATE_CHAIN = 'state';
 export const STATE_PREFIX = 'nrhi1:';
 export const OWNER_CHAIN = 'owner_out';
-/** The conntrack mark bit that flags flows opened by an excepted unit or user (documented in the README). */
-export const OWNER_MARK = 0x00100000;
+/** Dynamic sets of the flows that service/user exceptions opened, per family (see the header). */
+export const OWNER_SETS = ['owner4', 'owner6', 'owner4_other', 'owner6_other'] as const;
+/** How long a recorded owner flow keeps its reply path without a packet from its owner (s). */
+const OWNER_FLOW_TIMEOUT = 3600;
+const OWNER_FLOW_SIZE = 65535;
 const CHUNK = 96;
 
 export interface ManagementEndpoint {
@@ -177,6 +187,29 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
     match(payload('ip6', 'hoplimit'), 255),
     ACCEPT,
   ]);
+  // IPv6 multicast listener discovery: link-local source, hop limit 1, so never routed off the link
+  rules.push([
+    match(payload('icmpv6', 'type'), { set: ['mld-listener-query', 'mld-listener-report', 'mld-listener-done', 'mld2-listener-report'] }),
+    match(payload('ip6', 'hoplimit'), 1),
+    match(payload('ip6', 'saddr'), { set: [{ prefix: { addr: 'fe80::', len: 10 } }, '::'] }),
+    ACCEPT,
+  ]);
+  // ICMP errors about a flow that passed (conntrack relates them): path MTU, unreachable, time exceeded
+  rules.push([
+    match({ ct: { key: 'state' } }, 'related', 'in'),
+    match(meta('l4proto'), 'icmp'),
+    match(payload('icmp', 'type'), { set: ['destination-unreachable', 'time-exceeded', 'parameter-problem'] }),
+    ACCEPT,
+  ]);
+  rules.push([
+    match({ ct: { key: 'state' } }, 'related', 'in'),
+    match(meta('l4proto'), 'ipv6-icmp'),
+    match(payload('icmpv6', 'type'), { set: ['destination-unreachable', 'packet-too-big', 'time-exceeded', 'parameter-problem'] }),
+    ACCEPT,
+  ]);
+  // the reply to an echo request that passed (an unsolicited echo reply has no conntrack entry)
+  rules.push([ctDir('reply'), match(meta('l4proto'), 'icmp'), match(payload('icmp', 'type'), 'echo-reply'), ACCEPT]);
+  rules.push([ctDir('reply'), match(meta('l4proto'), 'ipv6-icmp'), match(payload('icmpv6', 'type'), 'echo-reply'), ACCEPT]);
 
   const here: Dir = hook === 'input' ? 'in' : 'out'; // flows this hook sees in original direction
   const there: Dir = hook === 'input' ? 'out' : 'in'; // flows whose replies this hook sees
@@ -197,8 +230,12 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
     ]);
   }
   if (hook === 'input') {
-    // replies of flows that an excepted unit or user opened (marked in owner_out)
-    rules.push([ctDir('reply'), match({ '&': [{ ct: { key: 'mark' } }, OWNER_MARK] }, OWNER_MARK), ACCEPT]);
+    // replies of flows that an excepted unit or user opened (recorded by owner_out)
+    for (const fam of FAMS) {
+      const ip = ipProto(fam);
+      rules.push([ctDir('reply'), match({ concat: [payload(ip, 'saddr'), meta('l4proto'), payload('th', 'sport'), payload('th', 'dport')] }, `@owner${fam}`), ACCEPT]);
+      rules.push([ctDir('reply'), match({ concat: [payload(ip, 'saddr'), meta('l4proto')] }, `@owner${fam}_other`), ACCEPT]);
+    }
   } else {
     rules.push([ctDir('original'), { jump: { target: OWNER_CHAIN } }]);
   }
@@ -228,8 +265,9 @@ export function observedSet(dir: Dir, fam: Family, other: boolean): string {
   return `obs_${dir}${fam}${other ? '_other' : ''}`;
 }
 /**
- * One rule per service/user exception in the owner_out chain: who owns the socket, then the
- * optional protocol, address and port, then mark the conntrack entry and accept.
+ * The rules of the owner_out chain for the service/user exceptions: who owns the socket, then
+ * the optional protocol, address and port, then record the flow (for its replies) and accept.
+ * One rule per exception and family (the record's key names the family's address).
  */
 export function ownerRules(exceptions: readonly Exception[]): unknown[][] {
   const rules: unknown[][] = [];
@@ -241,16 +279,24 @@ export function ownerRules(exceptions: readonly Exception[]): unknown[][] {
       const { path, level } = cgroupOf(e);
       owner = match({ socket: { key: 'cgroupv2', level } }, path);
     }
-    // an address names its family; without one the rule is family-agnostic (inet)
     const parsed = e.addr !== undefined ? parseAddr(e.addr) : null;
-    const expr: unknown[] = [owner];
-    if (parsed) expr.push(match(payload(ipProto(parsed.family), 'daddr'), addrToNft(parsed.interval, parsed.family)));
-    if (e.proto === 'tcp' || e.proto === 'udp') {
-      expr.push(match(meta('l4proto'), e.proto));
-      if (e.port !== undefined) expr.push(match(payload('th', 'dport'), intToNft(portInterval(e.port))));
+    for (const fam of FAMS) {
+      if (parsed && parsed.family !== fam) continue;
+      const ip = ipProto(fam);
+      const head: unknown[] = [owner];
+      if (parsed) head.push(match(payload(ip, 'daddr'), addrToNft(parsed.interval, parsed.family)));
+      else head.push(match(meta('nfproto'), fam === 4 ? 'ipv4' : 'ipv6'));
+      const ported = [payload(ip, 'daddr'), meta('l4proto'), payload('th', 'dport'), payload('th', 'sport')];
+      const record = (other: boolean) => ({ set: { op: 'update', elem: { concat: other ? ported.slice(0, 2) : ported }, set: `@owner${fam}${other ? '_other' : ''}` } });
+      if (e.proto === 'tcp' || e.proto === 'udp') {
+        const expr = [...head, match(meta('l4proto'), e.proto)];
+        if (e.port !== undefined) expr.push(match(payload('th', 'dport'), intToNft(portInterval(e.port))));
+        rules.push([...expr, record(false), ACCEPT]);
+      } else {
+        rules.push([...head, match(meta('l4proto'), { set: ['tcp', 'udp'] }), record(false), ACCEPT]);
+        rules.push([...head, match(meta('l4proto'), { set: ['tcp', 'udp'] }, '!='), record(true), ACCEPT]);
+      }
     }
-    expr.push({ mangle: { key: { ct: { key: 'mark' } }, value: { '|': [{ ct: { key: 'mark' } }, OWNER_MARK] } } }, ACCEPT);
-    rules.push(expr);
   }
   return rules;
 }
@@ -267,10 +313,24 @@ export function cgroupOf(e: Exception): { path: string; level: number } {
   return { path, level: segs[0] === 'unified' ? segs.length - 1 : segs.length };
 }
 
-function ownerCommands(table: string, exceptions: readonly Exception[], flush: boolean): unknown[] {
+function ownerSetCommands(table: string): unknown[] {
+  const t = { family: 'inet', table };
+  return FAMS.flatMap((fam) => {
+    const addr = fam === 4 ? 'ipv4_addr' : 'ipv6_addr';
+    return [
+      // `dynamic` is implied by the update rule (JSON refuses the flag)
+      { add: { set: { ...t, name: `owner${fam}`, type: [addr, 'inet_proto', 'inet_service', 'inet_service'], size: OWNER_FLOW_SIZE, flags: ['timeout'], timeout: OWNER_FLOW_TIMEOUT } } },
+      { add: { set: { ...t, name: `owner${fam}_other`, type: [addr, 'inet_proto'], size: OWNER_FLOW_SIZE, flags: ['timeout'], timeout: OWNER_FLOW_TIMEOUT } } },
+    ];
+  });
+}
+
+/** `flush`: a live change; `forget` also empties the recorded owner flows (the owner exceptions changed). */
+function ownerCommands(table: string, exceptions: readonly Exception[], flush: boolean, forget = false): unknown[] {
   const t = { family: 'inet', table };
   const cmds: unknown[] = [{ add: { chain: { ...t, name: OWNER_CHAIN } } }];
   if (flush) cmds.push({ flush: { chain: { ...t, name: OWNER_CHAIN } } });
+  if (forget) for (const name of OWNER_SETS) cmds.push({ flush: { set: { ...t, name } } });
   for (const expr of ownerRules(exceptions)) cmds.push({ add: { rule: { ...t, chain: OWNER_CHAIN, expr } } });
   return cmds;
 }
@@ -322,6 +382,7 @@ export function renderIsolate(table: string, doc: StateDoc, gen: number, expElem
       }
     }
   }
+  cmds.push(...ownerSetCommands(table));
   cmds.push(...ownerCommands(table, doc.exceptions, false));
   for (const hook of ['input', 'output', 'forward'] as const) {
     cmds.push({ add: { chain: { ...t, name: hook, type: 'filter', hook, prio: CHAIN_PRIORITY, policy: audit ? 'accept' : 'drop' } } });
@@ -356,14 +417,17 @@ function stateCommands(table: string, doc: StateDoc): unknown[] {
  * changed the isolation since we read it), then replace set contents, the owner_out rules and
  * the state record. The hooked chains, their rules and the counters stay as they are.
  */
-export function renderUpdate(table: string, doc: StateDoc, gen: number): Batch {
+export function renderUpdate(table: string, doc: StateDoc, gen: number, previous?: readonly Exception[]): Batch {
   const t = { family: 'inet', table };
+  const owners = (list: readonly Exception[]) => JSON.stringify(list.filter(isOwnerException).map((e) => ({ ...e, comment: undefined })));
+  // flows recorded for an owner exception that is gone (or changed) lose their reply path now
+  const forget = previous === undefined || owners(previous) !== owners(doc.exceptions);
   return {
     nftables: [
       { delete: { element: { ...t, name: 'gen', elem: [gen] } } },
       { add: { element: { ...t, name: 'gen', elem: [gen + 1] } } },
       ...elementCommands(table, doc.exceptions, true),
-      ...ownerCommands(table, doc.exceptions, true),
+      ...ownerCommands(table, doc.exceptions, true, forget),
       { flush: { chain: { ...t, name: STATE_CHAIN } } },
       ...stateCommands(table, doc),
     ],

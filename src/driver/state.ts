@@ -21,9 +21,17 @@ export interface ObservedFlow {
   bytes: number;
 }
 
+/**
+ * Where a host stands: `isolated` (the table is in, enforce mode: traffic is dropped), `audit` (the
+ * table is in, audit mode: nothing is dropped, would-be drops are recorded) or `free` (no table).
+ */
+export type IsolationState = 'isolated' | 'audit' | 'free';
+
 export interface HostState {
   host: string;
+  /** true only when traffic is actually dropped: `state === 'isolated'` (never in audit mode) */
   isolated: boolean;
+  state: IsolationState;
   mode: 'enforce' | 'audit' | null;
   since: string | null;
   expiresAt: string | null;
@@ -41,6 +49,14 @@ export interface HostState {
    * whole table removed while this controller had it isolated); empty when nothing was
    */
   tampered: string[];
+  /**
+   * isolate (and a change that narrows the exceptions): how many open connections the host cut
+   * once the rules were in; null when nothing was asked to be cut or the host could not (see
+   * `warnings`)
+   */
+  severed: number | null;
+  /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
+  warnings: string[];
 }
 
 export interface ParsedTable {
@@ -175,6 +191,7 @@ export function notIsolated(host: string): HostState {
   return {
     host,
     isolated: false,
+    state: 'free',
     mode: null,
     since: null,
     expiresAt: null,
@@ -185,14 +202,18 @@ export function notIsolated(host: string): HostState {
     observed: [],
     persist: false,
     tampered: [],
+    severed: null,
+    warnings: [],
   };
 }
 
 export function toHostState(host: string, parsed: ParsedTable): HostState {
   const { doc } = parsed;
+  const state: IsolationState = doc.mode === 'enforce' ? 'isolated' : 'audit';
   return {
     host,
-    isolated: true,
+    isolated: state === 'isolated',
+    state,
     mode: doc.mode,
     since: doc.since,
     expiresAt: doc.expiresAt,
@@ -203,5 +224,7 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     observed: parsed.observed,
     persist: doc.persist === true,
     tampered: [],
+    severed: null,
+    warnings: [],
   };
 }

@@ -70,6 +70,8 @@ function canon(v: Json): string {
 // ---- rules -----------------------------------------------------------------------------------
 
 function normValue(v: Json): Json {
+  // an anonymous set is printed back sorted
+  if (isObj(v) && Array.isArray(v.set)) return { set: v.set.map(normValue).map(canon).sort() };
   if (typeof v === 'string') {
     const a = parseAddr(v);
     return a ? a.text : v;
@@ -84,6 +86,10 @@ function normValue(v: Json): Json {
 function normDeep(v: Json): Json {
   if (Array.isArray(v)) return v.map(normDeep);
   if (!isObj(v)) return v;
+  // a port is printed as `tcp dport` where the protocol is known, `th dport` where not
+  if (isObj(v.payload) && ['tcp', 'udp', 'th'].includes(String(v.payload.protocol)) && ['dport', 'sport'].includes(String(v.payload.field))) {
+    return { payload: { protocol: 'l4', field: v.payload.field } };
+  }
   const out: Record<string, Json> = {};
   for (const [k, x] of Object.entries(v)) {
     // counter values are not part of what the rule does
@@ -101,10 +107,9 @@ function normRule(expr: Json[]): string {
       const { left, right, op } = st.match;
       // `meta l4proto tcp` before `tcp dport`/`th dport`: nft leaves it implied in listings
       if (isObj(left) && isObj(left.meta) && left.meta.key === 'l4proto' && (typeof right === 'string' || typeof right === 'number') && op === '==') continue;
-      let l = normDeep(left);
-      if (isObj(l) && isObj(l.payload) && ['tcp', 'udp', 'th'].includes(String(l.payload.protocol)) && ['dport', 'sport'].includes(String(l.payload.field))) {
-        l = { payload: { protocol: 'l4', field: l.payload.field } };
-      }
+      // `meta nfproto ipv4` before an `ip daddr`: implied too
+      if (isObj(left) && isObj(left.meta) && left.meta.key === 'nfproto' && op === '==') continue;
+      const l = normDeep(left);
       // a user name is printed back as its uid: only the host can map one to the other
       const r = isObj(l) && isObj(l.meta) && l.meta.key === 'skuid' ? 'uid' : normValue(right);
       out.push({ match: { op, left: l, right: r } });
@@ -151,7 +156,7 @@ interface Model {
   sets: Map<string, string[]>;
 }
 
-const IGNORED_SETS = /^(gen|exp|obs_.*)$/;
+const IGNORED_SETS = /^(gen|exp|obs_.*|owner[46](_other)?)$/;
 const STATE_CHAIN = 'state';
 
 function chainDef(c: Record<string, Json>): string {

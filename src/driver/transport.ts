@@ -9,9 +9,11 @@ import type { Client, ClientChannel } from 'ssh2';
 import {
   AuthFailedError,
   HostKeyMismatchError,
+  hostText,
   IsolationError,
   NftFailedError,
   NftMissingError,
+  OutputLimitError,
   PrivilegeError,
   TimeoutError,
   UnreachableError,
@@ -19,70 +21,9 @@ import {
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
 import type { Target } from './policy';
 
-const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
-const SUDO_NFT = 'sudo -n nft -j -f -';
+import { COMMANDS } from './hostscript';
 
-/** Where the boot unit of persist lives on the host: a constant path, the table name validated. */
-export const BOOT_UNIT_DIR = '/etc/systemd/system';
-
-/**
- * Applies an isolation change, (re)arms its auto-release and keeps its boot unit, in one exec.
- * Stdin, a line each: the table name; the seconds until release (0: none; `keep`: leave timers
- * alone); the release batch; the notice for logged-in users now and the one at release (base64,
- * empty: none); the boot unit (base64 of its text; empty: leave it; `-`: remove it); then the
- * batch to apply.
- * - Release: after a successful apply, release timers of this table are cancelled, then a new one
- *   is armed as a detached process on the host, so it fires even if the controller is gone. A
- *   stale timer is harmless: its batch first deletes the expiry element it was armed for, which a
- *   newer isolation no longer holds, so the whole transaction fails and nothing is released.
- * - Boot unit (persist): written BEFORE the batch is applied (to `.new`, so a failure to write
- *   changes nothing), moved into place and enabled after it; removed after a successful apply
- *   that does not persist. Exit 93: the host has no systemd; 94: it could not be written.
- * - Notices go through `wall` as the SSH user; a host without wall just gets none.
- */
-function applyScript(nft: string, priv: string): string {
-  const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
-  const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
-  return [
-    'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p || exit 90',
-    "case \"$t\" in ''|*[!A-Za-z0-9_]*) exit 91;; esac",
-    "case \"$secs\" in keep) ;; ''|*[!0-9]*) exit 91;; esac",
-    'case "$w$rw" in *[!A-Za-z0-9+/=]*) exit 91;; esac',
-    "case \"$p\" in -) ;; *[!A-Za-z0-9+/=]*) exit 91;; esac",
-    `u="${unit}"`,
-    'if [ -n "$p" ] && [ "$p" != - ]; then',
-    `  [ -d ${BOOT_UNIT_DIR} ] || exit 93`,
-    `  printf %s "$p" | base64 -d | ${priv}tee "$u.new" >/dev/null || exit 94`,
-    'fi',
-    `${nft}`,
-    'rc=$?',
-    'if [ $rc -ne 0 ]; then',
-    `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}rm -f "$u.new"; fi`,
-    '  exit $rc',
-    'fi',
-    'if [ "$p" = - ]; then',
-    `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit 94; fi`,
-    'elif [ -n "$p" ]; then',
-    `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit 94`,
-    'fi',
-    'if [ "$secs" != keep ]; then',
-    // each timer is a session of its own (setsid): kill its whole process group, its sleep too
-    '  for p in $(pgrep -f "nrhi-release:$t:"); do kill -- "-$p" 2>/dev/null; done',
-    `  if [ "$secs" -gt 0 ]; then setsid sh -c 'sleep "$1"; printf "%s\\n" "$2" | ${nft} && if [ -n "$3" ]; then printf %s "$3" | base64 -d | wall; fi' "nrhi-release:$t:" "$secs" "$rel" "$rw" </dev/null >/dev/null 2>&1 & fi`,
-    'fi',
-    'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
-    'exit 0',
-  ].join('\n');
-}
-
-/** The only commands ever run on a host. None contains anything from a request: data goes on stdin. */
-export const COMMANDS = {
-  nft: `${NFT.replace(' nft', ' exec nft')}`,
-  sudoNft: `exec ${SUDO_NFT}`,
-  apply: applyScript(NFT, ''),
-  sudoApply: applyScript(SUDO_NFT, 'sudo -n '),
-  whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
-} as const;
+export { BOOT_UNIT_DIR, COMMANDS } from './hostscript';
 
 export interface ExecResult {
   code: number | null;
@@ -111,6 +52,13 @@ export function parseSshConnection(text: string): SshEndpoints | null {
 
 const KEEPALIVE_MS = 5000;
 const CHANNEL_RETRIES = 3;
+
+/**
+ * Most bytes read from a host for one command, stdout and stderr together (4 MiB). A listing of
+ * the pack's table is a few kB; a host that sends more is broken or hostile, and unbounded it
+ * would take the whole runtime's memory: past this the command fails with OUTPUT_LIMIT.
+ */
+export const MAX_EXEC_OUTPUT = 4 * 1024 * 1024;
 
 /** One authenticated SSH connection. */
 export class SshConnection {
@@ -149,11 +97,21 @@ export class SshConnection {
     this.ssh.dispose();
   }
 
-  /** Runs a constant command, writes `stdin` and ends it; bounded by `timeoutMs`. */
-  async exec(command: string, stdin: string, timeoutMs: number): Promise<ExecResult> {
+  /** Closes at once, without the polite goodbye: for a host that floods or stalls. */
+  private abandon(): void {
+    this.close();
+    this.client.destroy();
+  }
+
+  /**
+   * Runs a constant command, writes `stdin` and ends it; bounded by `timeoutMs`, and by
+   * `maxOutput` bytes read back (stdout and stderr together): beyond that the connection is
+   * dropped and the call fails with OUTPUT_LIMIT.
+   */
+  async exec(command: string, stdin: string, timeoutMs: number, maxOutput = MAX_EXEC_OUTPUT): Promise<ExecResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.execOnce(command, stdin, timeoutMs);
+        return await this.execOnce(command, stdin, timeoutMs, maxOutput);
       } catch (err) {
         // OpenSSH caps channels per connection (MaxSessions); a refused open is safe to retry
         const refused = err instanceof Error && /open failed|Channel open failure/i.test(err.message) && !(err instanceof IsolationError);
@@ -163,8 +121,8 @@ export class SshConnection {
     }
   }
 
-  private execOnce(command: string, stdin: string, timeoutMs: number): Promise<ExecResult> {
-    if (this.closed) return Promise.reject(new UnreachableError(this.label, 'connection closed'));
+  private execOnce(command: string, stdin: string, timeoutMs: number, maxOutput: number): Promise<ExecResult> {
+    if (this.closed) return Promise.reject(notStarted(new UnreachableError(this.label, 'connection closed')));
     return new Promise<ExecResult>((resolve, reject) => {
       let channel: ClientChannel | undefined;
       let settled = false;
@@ -176,7 +134,9 @@ export class SshConnection {
         if (err) reject(err);
         else resolve(res!);
       };
-      const onClose = () => finish(new UnreachableError(this.label, 'connection lost during the command'));
+      // lost before the channel opened: the command never ran (safe to run again on a new connection)
+      const onClose = () =>
+        finish(channel ? new UnreachableError(this.label, 'connection lost during the command') : notStarted(new UnreachableError(this.label, 'connection lost before the command started')));
       const timer = setTimeout(() => {
         // the link may be dead: drop the whole connection so the next call starts clean
         try {
@@ -194,8 +154,26 @@ export class SshConnection {
           channel = ch;
           const out: Buffer[] = [];
           const errOut: Buffer[] = [];
-          ch.on('data', (d: Buffer) => out.push(d));
-          ch.stderr.on('data', (d: Buffer) => errOut.push(d));
+          let read = 0;
+          const take = (into: Buffer[]) => (d: Buffer) => {
+            if (settled) return;
+            read += d.length;
+            if (read <= maxOutput) {
+              into.push(d);
+              return;
+            }
+            // a host that floods is not to be trusted with this connection again: drop it all,
+            // so nothing more is read, and the pool opens a fresh one next time
+            try {
+              ch.close();
+            } catch {
+              /* already gone */
+            }
+            this.abandon();
+            finish(new OutputLimitError(this.label, maxOutput));
+          };
+          ch.on('data', take(out));
+          ch.stderr.on('data', take(errOut));
           ch.on('error', (e: Error) => finish(e));
           ch.on('close', (code: number | null, signal?: string) =>
             finish(null, {
@@ -212,6 +190,17 @@ export class SshConnection {
       }
     });
   }
+}
+
+/** Marks an error of an exec whose command never reached the host. */
+function notStarted(err: UnreachableError): UnreachableError {
+  err.details.started = false;
+  return err;
+}
+
+/** Whether a failed exec's command never reached the host (its connection was already gone). */
+export function neverStarted(err: unknown): boolean {
+  return err instanceof UnreachableError && err.details.started === false;
 }
 
 function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKeyMismatchError | null, timeoutMs: number): IsolationError {
@@ -278,9 +267,12 @@ export async function connect(target: Target, timeoutMs: number): Promise<SshCon
   return conn;
 }
 
-/** Maps a failed `nft` exec to the typed error that says why. */
+/**
+ * Maps a failed `nft` exec to the typed error that says why. The host's stderr is cleaned and
+ * bounded (`hostText`) before it is read or copied into the error.
+ */
 export function nftError(host: string, res: ExecResult): IsolationError {
-  const err = res.stderr;
+  const err = hostText(res.stderr);
   if (
     /^sudo: .*(password is required|not allowed|not in the sudoers|may not run|a terminal is required)/im.test(err) ||
     /^Sorry, user .* is not allowed to execute/m.test(err)

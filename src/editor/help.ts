@@ -19,7 +19,7 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   UNREACHABLE: 'connection refused, no route, or lost',
   TIMEOUT: "connect or command exceeded the target's timeout",
   NFT_MISSING: '<code>nft</code> is not installed on the host',
-  NFT_FAILED: "nft refused the batch; <code>err.stderr</code> is nft's stderr verbatim; nothing was applied",
+  NFT_FAILED: "nft refused the batch; <code>err.stderr</code> is nft's stderr (control characters removed, at most 2048 characters); nothing was applied",
   PARSE_ERROR: "the table exists but is not the pack's, or its record is damaged",
   NOT_ISOLATED: 'exception-set on a host that is not isolated',
   PRIVILEGE: 'sudo refused, or the user may not change the firewall',
@@ -27,6 +27,9 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   MANAGEMENT_UNKNOWN: 'the management channel could not be determined; isolating could lock us out',
   VERIFY_FAILED: 'after isolating, a fresh SSH connection failed; the isolation was rolled back (see <code>rolledBack</code>)',
   UNSUPPORTED: "the host's nft or kernel cannot do what was asked (a <code>unit</code>/<code>cgroup</code> exception); nothing was applied",
+  SERVERS_UNKNOWN:
+    "a <code>dns</code>, <code>ntp</code> or <code>ldap</code>/<code>ldaps</code> preset opens its port to the host's own servers only, and they could not be found (not named in <code>servers</code>, not in the host's configuration); nothing was applied",
+  OUTPUT_LIMIT: 'the host sent more than 4 MiB of output for one command (broken or hostile); reading stopped and the connection was dropped; read the status before relying on the outcome',
 };
 
 function code(s: string): string {
@@ -61,21 +64,25 @@ export function sharedHelp(): Record<string, string> {
   <dl class="message-properties">
     <dt>payload <span class="property-type">object</span></dt>
     <dd>the host's state <code>${state}</code> (times as ISO strings);
-      every other property of the message passes through.</dd>
+      every other property of the message passes through. <code>state</code> is <code>"isolated"</code>
+      (enforce: traffic is dropped), <code>"audit"</code> (audit mode: nothing is dropped, the host is
+      watched, not contained) or <code>"free"</code>; <code>isolated</code> is true only for <code>"isolated"</code>.</dd>
   </dl>
   </li>
   <li>Audit record
   <dl class="message-properties">
     <dt>payload <span class="property-type">object</span></dt>
-    <dd><code>{ when, node, host, action, reason, result, error?, isolated, mode, since, expiresAt, exceptions, digest }</code>
+    <dd><code>{ when, node, host, action, reason, result, error?, isolated, state, mode, since, expiresAt, exceptions, digest }</code>
       for every action, also a failed one (then with <code>error: { code, message }</code>); <code>digest</code> is the
       sha256 of the nft batch the action applied. <code>topic</code> is <code>host-isolation/audit</code>.</dd>
   </dl>
   </li>
   </ol>`,
-    errors: `<p>Status: blue <i>working</i>, green <i>isolated since HH:MM</i>, grey <i>not isolated</i>, a red ring with
-    the error code, or <i>n/m hosts ok</i> for <code>msg.hosts</code>; a red ring <i>target invalid</i> when the
-    target's configuration failed its check at deploy (the log says which field).</p>
+    errors: `<p>Status: blue <i>working</i>, green <i>isolated since HH:MM</i> (enforce), a yellow ring <i>audit since
+    HH:MM</i> (audit mode: the host is watched, not contained), a yellow dot when the isolation came with
+    warnings, grey <i>not isolated</i>, a red ring with the error code, or <i>n/m hosts ok</i> for
+    <code>msg.hosts</code>; a red ring <i>target invalid</i> when the target's configuration failed its
+    check at deploy (the log says which field).</p>
   <p>Errors reach a Catch node with <code>msg.error.code</code>:</p>
   <dl class="message-properties">
 ${(Object.entries(ERROR_MEANINGS) as [ErrorCode, string][]).map(([c, m]) => `    <dt>${c}</dt><dd>${m}</dd>`).join('\n')}

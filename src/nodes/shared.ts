@@ -4,7 +4,20 @@
  * exactly one send or one error, also when the node is closed while an operation runs.
  */
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { allowedHostsSchema, IsolationDriver, IsolationError, targetForHost, targetSchema, validate, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../driver';
+import {
+  allowedHostsSchema,
+  hostText,
+  IsolationDriver,
+  IsolationError,
+  MAX_ERROR_MESSAGE,
+  targetForHost,
+  targetSchema,
+  validate,
+  ValidationError,
+  type ApplyInfo,
+  type HostState,
+  type TargetInput,
+} from '../driver';
 import { parseKnownHosts } from '../driver/knownhosts';
 import { driverOptions } from './settings';
 
@@ -107,10 +120,29 @@ export function problemText(err: IsolationError): string {
   return err.message.replace(/^invalid target: target: /, '').split(':')[0].slice(0, 60);
 }
 
+/** Most characters of a node's status text (the editor shows one short line under the node). */
+export const MAX_STATUS_TEXT = 64;
+
+/** A node status whose text is clean and at most MAX_STATUS_TEXT characters. */
+export function nodeStatus(fill: NodeStatus['fill'], shape: NodeStatus['shape'], text: string): NodeStatus {
+  return { fill, shape, text: hostText(text, MAX_STATUS_TEXT) };
+}
+
+/** An error as a flow sees it in an audit record or a fan-out row: its code and a clean, bounded message. */
+export function errorSummary(e: Error): { code: string; message: string } {
+  return { code: e instanceof IsolationError ? e.code : 'ERROR', message: hostText(e.message, MAX_ERROR_MESSAGE) };
+}
+
+/**
+ * green only when traffic is dropped and all went as asked; isolated with a warning (connections
+ * left open, say) is a yellow dot; audit mode (nothing dropped) is a yellow ring
+ */
 export function stateStatus(state: HostState): NodeStatus {
-  if (!state.isolated) return { fill: 'grey', shape: 'ring', text: `${state.host} not isolated` };
   const since = state.since ? new Date(state.since).toISOString().slice(11, 16) : '?';
-  return { fill: 'green', shape: 'dot', text: `${state.host} isolated since ${since}` };
+  if (state.state === 'isolated' && state.warnings.length > 0) return nodeStatus('yellow', 'dot', `${state.host} isolated since ${since}, see warnings`);
+  if (state.state === 'isolated') return nodeStatus('green', 'dot', `${state.host} isolated since ${since}`);
+  if (state.state === 'audit') return nodeStatus('yellow', 'ring', `${state.host} audit since ${since}`);
+  return nodeStatus('grey', 'ring', `${state.host} not isolated`);
 }
 
 /** A message field that must be an array when present. */
@@ -139,6 +171,7 @@ export interface AuditRecord {
   result: 'ok' | 'error';
   error?: { code: string; message: string };
   isolated?: boolean;
+  state?: HostState['state'];
   mode?: string | null;
   since?: string | null;
   expiresAt?: string | null;
@@ -147,20 +180,26 @@ export interface AuditRecord {
   digest: string | null;
 }
 
+function boundedReason(reason: string | null): string | null {
+  return reason === null ? null : hostText(reason, 1024);
+}
+
 function auditMessage(node: Node, action: string, msg: Msg, host: string | null, result: HostState | Error, info: ApplyInfo): { topic: string; payload: AuditRecord } {
   const record: AuditRecord = {
     when: new Date().toISOString(),
     node: { id: node.id, type: node.type, name: node.name ?? '' },
-    host,
+    // as asked for: when the allowlist or the schema refused it, it is the alert's own text
+    host: host === null ? null : hostText(host, 256),
     action,
-    reason: typeof msg.reason === 'string' ? msg.reason : result instanceof Error ? null : result.reason,
+    // the reason may come back from the host's own record: bounded and clean like any host text
+    reason: boundedReason(typeof msg.reason === 'string' ? msg.reason : result instanceof Error ? null : result.reason),
     result: result instanceof Error ? 'error' : 'ok',
     digest: info.digest ?? null,
   };
   if (result instanceof Error) {
-    record.error = { code: result instanceof IsolationError ? result.code : 'ERROR', message: result.message };
+    record.error = errorSummary(result);
   } else {
-    Object.assign(record, { isolated: result.isolated, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
+    Object.assign(record, { isolated: result.isolated, state: result.state, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
   }
   return { topic: 'host-isolation/audit', payload: record };
 }
@@ -207,39 +246,48 @@ async function fanOut(node: Node, cfg: TargetNode, msg: Msg, action: Action, act
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
         send([null, auditMessage(node, actionName, msg, h, e, info)]);
-        return { host: h, ok: false, error: { code: e instanceof IsolationError ? e.code : 'ERROR', message: e.message } };
+        return { host: h, ok: false, error: errorSummary(e) };
       } finally {
         finished++;
-        if (finished < hosts.length) node.status({ fill: 'blue', shape: 'dot', text: `${finished}/${hosts.length} hosts` });
+        if (finished < hosts.length) node.status(nodeStatus('blue', 'dot', `${finished}/${hosts.length} hosts`));
       }
     }),
   );
   const ok = results.filter((r) => r.ok).length;
   msg.payload = results;
-  node.status({ fill: ok === results.length ? 'green' : ok === 0 ? 'red' : 'yellow', shape: 'dot', text: `${ok}/${results.length} hosts ok` });
+  node.status(nodeStatus(ok === results.length ? 'green' : ok === 0 ? 'red' : 'yellow', 'dot', `${ok}/${results.length} hosts ok`));
   send([msg, null]);
 }
 
 /**
- * Wires `input` and `close` for an action node. Each message: resolve the target (allowlist
- * first, before any connection), run the action, then `send` the message with the state as
- * payload, or `done(err)` with the driver's coded error. `close` waits for running operations,
- * which the driver bounds in time, so none is dropped on a redeploy.
+ * Wires `input` and `close` for an action node. Each message: `prepare` it once (read and check
+ * what the node takes from it, also when `msg.hosts` names many hosts; a throw ends the message
+ * in its error), resolve the target (allowlist first, before any connection), run the action with
+ * what `prepare` returned, then `send` the message with the state as payload, or `done(err)` with
+ * the driver's coded error. `close` waits for running operations, which the driver bounds in
+ * time, so none is dropped on a redeploy.
  */
-export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefined, action: Action, actionName: string = node.type): void {
+export function handleInput<P = undefined>(
+  RED: NodeAPI,
+  node: Node,
+  targetId: string | undefined,
+  actionWith: (target: TargetInput, msg: Msg, info: ApplyInfo, prepared: P) => Promise<HostState>,
+  actionName: string = node.type,
+  prepare?: (msg: Msg) => P,
+): void {
   const inflight = new Set<Promise<void>>();
   let running = 0;
 
   // at deploy: a missing or invalid target shows now, not at the first alert (config nodes start first)
   const configured = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
   if (!configured) node.status({ fill: 'red', shape: 'ring', text: 'no target' });
-  else if (configured.problem) node.status({ fill: 'red', shape: 'ring', text: `target invalid: ${problemText(configured.problem)}` });
+  else if (configured.problem) node.status(nodeStatus('red', 'ring', `target invalid: ${problemText(configured.problem)}`));
   else node.status({}); // clears what an earlier deploy showed (a fixed target, say)
 
   node.on('input', (msgIn, send, done) => {
     const msg = msgIn as Msg;
     running++;
-    node.status({ fill: 'blue', shape: 'dot', text: running > 1 ? `working (${running})` : 'working' });
+    node.status(nodeStatus('blue', 'dot', running > 1 ? `working (${running})` : 'working'));
     const info: ApplyInfo = {};
     let host: string | null = typeof msg.host === 'string' ? msg.host : null;
     const job = (async () => {
@@ -247,6 +295,8 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
         const cfg = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
         if (!cfg) throw new ValidationError('no isolation-target is configured for this node', [{ path: 'target', message: 'missing' }]);
         if (cfg.problem) throw cfg.problem;
+        const prepared = (prepare ? prepare(msg) : undefined) as P;
+        const action: Action = (t, m, i) => actionWith(t, m, i, prepared);
         if (msg.hosts !== undefined && msg.hosts !== null) {
           await fanOut(node, cfg, msg, action, actionName, send);
           done();
@@ -258,11 +308,15 @@ export function handleInput(RED: NodeAPI, node: Node, targetId: string | undefin
         const audit = auditMessage(node, actionName, msg, state.host, state, info);
         msg.payload = state;
         node.status(stateStatus(state));
+        // what the action could not fully do (connections left open, say) is said in the log too
+        for (const w of state.warnings) node.warn(`${state.host}: ${hostText(w, MAX_ERROR_MESSAGE)}`);
         send([msg, audit]);
         done();
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
-        node.status({ fill: 'red', shape: 'ring', text: e instanceof IsolationError ? e.code : 'error' });
+        // a coded error's message is bounded already; any other goes to the Catch node bounded too
+        if (!(e instanceof IsolationError)) e.message = hostText(e.message, MAX_ERROR_MESSAGE);
+        node.status(nodeStatus('red', 'ring', e instanceof IsolationError ? e.code : 'error'));
         // the record of a failed action still goes out; the message itself ends in the error
         send([null, auditMessage(node, actionName, msg, host, e, info)]);
         done(e);

@@ -138,9 +138,17 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     assert.ok(await svc.locator('.nrhi-exc-owner').evaluate((el) => el.classList.contains('input-error')), 'inbound service exception flagged');
     await svc.locator('.nrhi-exc-dir').selectOption('out');
     assert.ok(!(await svc.locator('.nrhi-exc-owner').evaluate((el) => el.classList.contains('input-error'))), 'outbound service exception accepted');
+    await page.check('#node-input-allowOverrides');
     await page.click('#node-dialog-ok');
     const node = await page.evaluate((nid) => RED.nodes.node(nid), id);
     assert.ok((node.presets as string[]).includes('icmp'));
+    assert.equal(node.allowOverrides, true, 'the msg overrides checkbox is saved');
+    // a new node: no preset, and the message does not decide
+    const defaults = await page.evaluate(() => {
+      const d = (RED.nodes.getType('isolate-host') as unknown as { defaults: Record<string, { value: unknown }> }).defaults;
+      return { presets: d.presets.value, allowOverrides: d.allowOverrides.value };
+    });
+    assert.deepEqual(defaults, { presets: [], allowOverrides: false });
     assert.deepEqual((node.exceptions as unknown[]).slice(-2), [
       { direction: 'in', proto: 'tcp', addr: '198.18.0.3', port: 8443, comment: 'collector' },
       { direction: 'out', proto: 'any', unit: 'edr-agent.service' },

@@ -17,11 +17,22 @@ import {
 } from '../../src/driver';
 import { dedupeExceptions } from '../../src/driver/policy';
 import { nftInput, type Timer } from '../../src/driver/driver';
+import { severFilters } from '../../src/driver/hostscript';
 import { renderBootUnit, renderIsolate, renderRelease, renderUpdate, type Batch, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState } from '../../src/driver/state';
 import { COMMANDS } from '../../src/driver/transport';
 
 /** Strings an attacker would try: shell and nft syntax, control characters, long and odd text. */
+/** Servers and management as a host would give them, for the presets that need them. */
+const PRESET_CONTEXT = {
+  management: [{ addr: '198.18.0.1', port: 22 }],
+  servers: {
+    dns: { addrs: ['198.18.0.53', '2001:db8::53'], from: 'fuzz' },
+    ntp: { addrs: ['198.18.0.123'], from: 'fuzz' },
+    ldap: { addrs: ['198.18.0.89'], from: 'fuzz' },
+  },
+};
+
 const HOSTILE = [
   '',
   ' ',
@@ -155,7 +166,7 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
   }
   let exceptions: Exception[];
   try {
-    exceptions = dedupeExceptions([...expandPresets(req.presets), ...req.exceptions]);
+    exceptions = dedupeExceptions([...expandPresets(req.presets, PRESET_CONTEXT), ...req.exceptions]);
     validate(exceptionListSchema, exceptions, 'exceptions');
   } catch (err) {
     if (err instanceof ValidationError) return { batch: null };
@@ -190,6 +201,8 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
     undefined,
     { seconds: req.duration, release: renderRelease(table, doc), notice: req.wall, releaseNotice: req.wall, boot: req.persist ? renderBootUnit(table, batch) : '-' },
     { seconds: 'keep', release: null },
+    // what isolate sends in enforce mode: the filters of the sockets to keep, and a rollback's second timer
+    { seconds: 30, release: renderRelease(table, doc), sever: severFilters(doc.management, doc.exceptions), then: { seconds: 5, batch } },
   ];
   for (const sudo of [false, true]) {
     for (const timer of timers) {
@@ -199,11 +212,14 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
       if (timer === undefined) {
         if (lines.length !== 1 || JSON.stringify(JSON.parse(stdin)) !== JSON.stringify(batch)) throw new Error('batch stdin changed shape');
       } else {
-        if (lines.length !== 7) throw new Error(`stdin has ${lines.length} lines, not 7`);
+        if (lines.length !== 11) throw new Error(`stdin has ${lines.length} lines, not 11`);
         if (lines[0] !== table || !/^(\d+|keep)$/.test(lines[1])) throw new Error('header changed');
         for (const l of lines.slice(3, 6)) if (!/^(-|[A-Za-z0-9+/=]*)$/.test(l)) throw new Error(`header line not base64: ${l.slice(0, 40)}`);
         JSON.parse(lines[2]);
-        if (JSON.stringify(JSON.parse(lines[6])) !== JSON.stringify(batch)) throw new Error('batch line changed');
+        for (const l of lines.slice(6, 8)) if (!/^[A-Za-z0-9.:/ ()[\]=<>!]*$/.test(l)) throw new Error(`ss filter line holds more than a filter: ${l.slice(0, 40)}`);
+        if (!/^\d*$/.test(lines[8])) throw new Error('second timer seconds changed');
+        if (lines[8] !== '') JSON.parse(lines[9]);
+        if (JSON.stringify(JSON.parse(lines[10])) !== JSON.stringify(batch)) throw new Error('batch line changed');
       }
     }
   }

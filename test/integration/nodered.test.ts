@@ -40,7 +40,8 @@ function flows(lab: Lab, auditFile: string) {
     },
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
     toMsg('m-iso', ['host', 'hosts', 'reason', 'exceptions', 'duration'], 'iso'),
-    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp'], ['audit']] },
+    // this endpoint lets the request decide (a timed isolation takes its duration from it): msg overrides on
+    { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, allowOverrides: true, wires: [['resp'], ['audit']] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
     httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
@@ -202,7 +203,7 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
     listener.close();
   });
 
-  it('the fleet sweep example asks every host in one message and summarises who is isolated', async () => {
+  it('the fleet sweep example asks every host in one message and summarises who is isolated, who only in audit mode', async () => {
     const { wiredExamples } = await import('../../scripts/demo');
     const [h0, h1, h2] = lab.hosts;
     const out = path.join(red.userDir, 'sweep.json');
@@ -220,22 +221,26 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
     try {
       await lab.nft(h1.ns, ['add', 'table', 'inet', 'nrhi_unrelated']); // a foreign table does not make a host isolated
       const iso = new IsolationDriver();
+      const via = (h: typeof h0) => ({ host: h.v4, username: lab.users.sudo.username, privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase, sudo: true, knownHosts: h.knownHosts });
       try {
-        await iso.isolate({ host: h2.v4, username: lab.users.sudo.username, privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase, sudo: true, knownHosts: h2.knownHosts }, { reason: 'sweep test', verify: false });
+        await iso.isolate(via(h2), { reason: 'sweep test', verify: false });
+        // watched, not contained: listed apart, never as isolated
+        await iso.isolate(via(h0), { reason: 'sweep test: discovery', mode: 'audit', verify: false });
       } finally {
         await iso.close();
       }
       assert.equal((await red.request('POST', '/inject/i5')).status, 200);
       const deadline = Date.now() + 20_000;
       while (!fs.existsSync(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-      const summary = JSON.parse(fs.readFileSync(out, 'utf8')) as { checked: number; isolated: string[]; notIsolated: string[]; failed: { host: string; error: string }[] };
+      const summary = JSON.parse(fs.readFileSync(out, 'utf8')) as { checked: number; isolated: string[]; audit: string[]; notIsolated: string[]; failed: { host: string; error: string }[] };
       assert.equal(summary.checked, 4);
       assert.deepEqual(summary.isolated, [h2.v4]);
-      assert.deepEqual(summary.notIsolated, [h0.v4, h1.v4]);
+      assert.deepEqual(summary.audit, [h0.v4]);
+      assert.deepEqual(summary.notIsolated, [h1.v4]);
       assert.deepEqual(summary.failed.map((f) => [f.host, f.error]), [[lab.peer.v4, 'HOST_NOT_ALLOWED']]);
     } finally {
       await lab.nft(h1.ns, ['delete', 'table', 'inet', 'nrhi_unrelated']).catch(() => undefined);
-      await lab.nft(h2.ns, ['delete', 'table', 'inet', 'node_red_isolation']).catch(() => undefined);
+      for (const h of [h0, h2]) await lab.nft(h.ns, ['delete', 'table', 'inet', 'node_red_isolation']).catch(() => undefined);
       await red.deploy(flows(lab, auditFile()));
     }
   });

@@ -14,6 +14,15 @@ import * as path from 'path';
 
 export const PREFIX = 'nrhi-';
 
+/** The sudoers lines the README documents for a sudo (non-root) SSH user: the exact command lines the driver runs. */
+export function SUDOERS_LINES(user: string): string {
+  return [
+    `${user} ALL=(root) NOPASSWD: /usr/sbin/nft -j -f -`,
+    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t state connected -F -`,
+    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -u state connected -F -`,
+  ].join('\n');
+}
+
 export interface LabUser {
   username: string;
   privateKey: string;
@@ -47,6 +56,10 @@ export interface Closable {
 
 export interface Connection extends Closable {
   roundTrip(timeoutMs?: number): Promise<boolean>;
+  /** writes a line to the connection */
+  send(text: string): void;
+  /** whether `text` arrived from the other side (now or within `timeoutMs`) */
+  waitFor(text: string, timeoutMs: number): Promise<boolean>;
 }
 
 export interface Lab {
@@ -55,21 +68,34 @@ export interface Lab {
   controller: { v4: string; v6: string; link: string };
   hosts: LabHost[];
   peer: { ns: string; v4: string; v6: string };
+  /**
+   * the hosts' own infrastructure server, a second address of the peer namespace: every host's
+   * resolv.conf, chrony.conf and ldap.conf name it, as a real host names its DNS, NTP and LDAP
+   * servers (the peer's own address plays the attacker)
+   */
+  server: { v4: string; v6: string };
   sink: { ns: string; v4: string; v6: string };
   unusedV4: string;
   users: { root: LabUser; sudo: LabUser; nosudo: LabUser };
   exec(ns: string, argv: string[], stdin?: string, timeoutMs?: number): Promise<ExecResult>;
   nft(ns: string, args: string[]): Promise<ExecResult>;
-  listen(ns: string, port: number, opts?: { udp?: boolean }): Promise<Closable>;
+  /** an echo server on every address of `ns`, or on `addr` alone (a server whose replies come from that address) */
+  listen(ns: string, port: number, opts?: { udp?: boolean; addr?: string }): Promise<Closable>;
   /** TCP connect and one round trip; `uid` runs the client as that user (service/user exceptions) */
   tryConnect(ns: string, addr: string, port: number, timeoutMs?: number, opts?: { uid?: number }): Promise<boolean>;
   /** a bare TCP connect (for services that do not echo, such as sshd) */
   tcpOpen(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
   udpRoundTrip(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
-  openConnection(ns: string, addr: string, port: number): Promise<Connection>;
+  /**
+   * a long-lived connection that echoes round trips: TCP, a connected UDP socket with `udp`, or an
+   * unconnected UDP socket bound to `localPort` (prints what any sender sends it)
+   */
+  openConnection(ns: string, addr: string, port: number, opts?: { udp?: boolean; localPort?: number }): Promise<Connection>;
   ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
   /** runs argv in host `index`'s own view (sshd's network and mount namespaces: its /etc/systemd/system) */
   hostExec(index: number, argv: string[], stdin?: string): Promise<ExecResult>;
+  /** writes a file under host `index`'s own /etc (an overlay private to that host); null removes it */
+  hostFile(index: number, etcPath: string, content: string | null): Promise<void>;
   /** the command names of the processes in one of this lab's namespaces, sorted (sshd, sessions, timers) */
   processes(ns: string): string[];
   /** fault injection: `nft` on host `index` becomes this sh script (the real one is at $REAL_NFT); null restores it */
@@ -215,8 +241,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
   if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
   const offsets = opts.hostOffsets ?? Array.from({ length: nHosts }, (_, i) => 10 + i);
-  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
-    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .250 .255');
+  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
+    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .5 .250 .255');
   }
   const id = randomBytes(3).toString('hex');
   const n = opts.subnet ?? pickSubnet();
@@ -287,6 +313,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const peerNs = `${PREFIX}${id}-peer`;
     addNs(peerNs);
     attach(peerNs, 'peer', 3);
+    run(['ip', '-n', peerNs, 'addr', 'add', `${v4(5)}/24`, 'dev', 'eth0']);
+    run(['ip', '-n', peerNs, '-6', 'addr', 'add', `${v6(5)}/64`, 'dev', 'eth0', 'nodad']);
     const sinkNs = `${PREFIX}${id}-sink`;
     addNs(sinkNs);
     attach(sinkNs, 'sink', 4);
@@ -311,7 +339,9 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const root = mkUser('r');
     const sudo = mkUser('a', randomBytes(8).toString('hex'));
     const nosudo = mkUser('n');
-    fs.writeFileSync(sudoersFile, `${sudo.username} ALL=(root) NOPASSWD: /usr/sbin/nft\n`, { mode: 0o440 });
+    // exactly the lines the README documents: the driver's own command lines, nothing wider
+    // (`nft` with any arguments would read any file as root: `nft -f /etc/shadow`)
+    fs.writeFileSync(sudoersFile, `${SUDOERS_LINES(sudo.username)}\n`, { mode: 0o440 });
     run(['visudo', '-cqf', sudoersFile]);
 
     const wrongKey = keygen(path.join(dir, 'wrong_host_key'));
@@ -360,13 +390,24 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       // The host's /etc/systemd/system is a tmpfs of its own (in the mount namespace that `ip netns
       // exec` made for sshd, not propagated back), so persist-across-reboot writes its boot unit
       // there and never into this machine's real /etc. If that mount fails, sshd does not start.
+      // The host's /etc is an overlay of its own too (the machine's /etc below, a tmpfs on top), so
+      // tests write the host's resolv.conf, chrony.conf or sssd.conf, as its admin or its attacker
+      // would, without touching this machine's files.
+      const etc = path.join(dir, `etc_${i}`);
+      fs.mkdirSync(etc, { recursive: true, mode: 0o700 });
       const boot = [
+        'mount -t tmpfs -o mode=700,size=16m nrhi-lab-etc "$2" && mkdir "$2/u" "$2/w" || exit 96',
+        'mount -t overlay nrhi-lab-etc -o lowerdir=/etc,upperdir="$2/u",workdir="$2/w" /etc || exit 96',
+        // the host's own servers, configured as a real host has them
+        'printf "nameserver %s\\n" "$3" > /etc/resolv.conf',
+        'mkdir -p /etc/chrony /etc/ldap && printf "server %s iburst\\n" "$3" > /etc/chrony/chrony.conf',
+        'printf "URI ldap://%s/\\n" "$3" > /etc/ldap/ldap.conf',
         'if [ -d /etc/systemd/system ]; then',
         '  mount -t tmpfs -o mode=755,size=4m nrhi-lab-systemd /etc/systemd/system && mkdir /etc/systemd/system/sysinit.target.wants || exit 97',
         'fi',
         'exec /usr/sbin/sshd -D -e -f "$1"',
       ].join('\n');
-      const p = spawn('ip', ['netns', 'exec', h.ns, 'sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`)], {
+      const p = spawn('ip', ['netns', 'exec', h.ns, 'sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`), etc, v4(5)], {
         stdio: ['ignore', log, log],
       });
       fs.closeSync(log);
@@ -453,6 +494,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       controller: { v4: v4(1), v6: v6(1), link: rootLink },
       hosts,
       peer: { ns: peerNs, v4: v4(3), v6: v6(3) },
+      server: { v4: v4(5), v6: v6(5) },
       sink: { ns: sinkNs, v4: v4(4), v6: v6(4) },
       unusedV4: v4(250),
       users: { root, sudo, nosudo },
@@ -464,7 +506,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         return r;
       },
       async listen(ns, port, o = {}) {
-        return killer(await startAgent(ns, ['listen', o.udp ? 'udp' : 'tcp', String(port)]));
+        return killer(await startAgent(ns, ['listen', o.udp ? 'udp' : 'tcp', String(port), ...(o.addr ? [o.addr] : [])]));
       },
       async tryConnect(ns, addr, port, timeoutMs = 1500, o = {}) {
         const as = o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups'];
@@ -476,29 +518,40 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       async udpRoundTrip(ns, addr, port, timeoutMs = 1500) {
         return (await exec(ns, [process.execPath, agent, 'udp', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
       },
-      async openConnection(ns, addr, port) {
-        const p = await startAgent(ns, ['client', addr, String(port)]);
+      async openConnection(ns, addr, port, o = {}) {
+        const argv = o.localPort !== undefined ? ['ubound', addr, String(port), String(o.localPort)] : [o.udp ? 'uclient' : 'client', addr, String(port)];
+        const p = await startAgent(ns, argv);
         let seq = 0;
+        let seen = '';
+        p.stdout!.on('data', (d: Buffer) => {
+          seen = (seen + d.toString()).slice(-65536);
+        });
+        const waitFor = (token: string, timeoutMs: number) =>
+          new Promise<boolean>((resolve) => {
+            if (seen.includes(token)) return resolve(true);
+            const onData = () => {
+              if (seen.includes(token)) done(true);
+            };
+            const done = (ok: boolean) => {
+              clearTimeout(timer);
+              p.stdout!.removeListener('data', onData);
+              resolve(ok);
+            };
+            const timer = setTimeout(() => done(false), timeoutMs);
+            p.stdout!.on('data', onData);
+          });
         return {
           ...killer(p),
           roundTrip(timeoutMs = 1500) {
             const token = `rt-${++seq}-${randomBytes(4).toString('hex')}`;
-            return new Promise<boolean>((resolve) => {
-              let buf = '';
-              const onData = (d: Buffer) => {
-                buf += d.toString();
-                if (buf.includes(token)) done(true);
-              };
-              const done = (ok: boolean) => {
-                clearTimeout(timer);
-                p.stdout!.removeListener('data', onData);
-                resolve(ok);
-              };
-              const timer = setTimeout(() => done(false), timeoutMs);
-              p.stdout!.on('data', onData);
-              p.stdin!.write(`${token}\n`);
-            });
+            const got = waitFor(token, timeoutMs);
+            p.stdin!.write(`${token}\n`);
+            return got;
           },
+          send(text: string) {
+            p.stdin!.write(`${text}\n`);
+          },
+          waitFor,
         };
       },
       async ping(ns, addr, timeoutMs = 1500) {
@@ -511,6 +564,12 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         if (!p || p.exitCode !== null || !p.pid) throw new Error(`sshd of lab host ${index} is not running`);
         const r = await exec(hosts[index].ns, ['nsenter', '-t', String(p.pid), '-m', '--', ...argv], stdin);
         return r;
+      },
+      async hostFile(index, etcPath, content) {
+        if (!/^\/etc\/[A-Za-z0-9._/-]+$/.test(etcPath) || etcPath.includes('..')) throw new Error(`hostFile: not a path under /etc: ${etcPath}`);
+        const script = content === null ? 'rm -f "$1"' : 'mkdir -p "$(dirname "$1")" && cat > "$1"';
+        const r = await lab.hostExec(index, ['sh', '-c', script, 'sh', etcPath], content ?? '');
+        if (r.code !== 0) throw new Error(`hostFile ${etcPath}: ${r.stderr}`);
       },
       processes(ns) {
         guardNs(ns);

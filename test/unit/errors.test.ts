@@ -32,7 +32,8 @@ describe('errors', () => {
   });
 
   it('runs only constant commands', () => {
-    for (const c of Object.values(COMMANDS)) assert.ok(!/\$\{|%s.*%s/.test(c.replace('"%s\\n"', '')), c);
+    // no template left unfilled: the scripts hold no JS interpolation and no request data
+    for (const c of Object.values(COMMANDS)) assert.ok(!/\$\{|undefined|\[object /.test(c), c);
     assert.match(COMMANDS.sudoNft, /sudo -n nft -j -f -$/);
   });
 
@@ -81,7 +82,8 @@ describe('exception operations', () => {
 });
 
 describe('driver input gate', () => {
-  it('refuses exceptions that would explode into too many set elements, before connecting', async () => {
+  it('refuses exceptions that would explode into too many set elements, before connecting', async function () {
+    this.timeout(30_000); // the overlap arithmetic is CPU-bound: slow on a loaded 2-core machine
     const { IsolationDriver } = await import('../../src/driver');
     const d = new IsolationDriver();
     // a grid of crossing exceptions: each port range crosses each address range

@@ -43,10 +43,24 @@ const CREDS = { tgt: { privateKey: 'PRIVATE KEY', passphrase: 'pp' } };
 
 function state(host: string, isolated = true): HostState {
   const free = notIsolated(host);
-  return isolated ? { ...free, isolated, mode: 'enforce', since: '2026-11-22T14:04:05.000Z' } : free;
+  return isolated ? { ...free, isolated, state: 'isolated', mode: 'enforce', since: '2026-11-22T14:04:05.000Z' } : free;
 }
 
-type AnyNode = { receive(msg: object): void; on(ev: string, fn: (m: Record<string, unknown>) => void): void; status: sinon.SinonSpy };
+/** A host in audit mode: the table is in, nothing is dropped. */
+function audited(host: string): HostState {
+  return { ...notIsolated(host), isolated: false, state: 'audit', mode: 'audit', since: '2026-11-22T14:04:05.000Z' };
+}
+
+type AnyNode = { receive(msg: object): void; on(ev: string, fn: (m: Record<string, unknown>) => void): void; status: sinon.SinonSpy; warn: sinon.SinonSpy };
+
+/** What node `id` warned (the helper spies on every node's warn at once: keep this node's calls). */
+function warnings(id: string): string[] {
+  const n = helper.getNode(id) as unknown as AnyNode;
+  return n.warn
+    .getCalls()
+    .filter((c) => c.thisValue === n)
+    .map((c) => String(c.args[0]));
+}
 
 type FlowNode = { id: string; type: string } & Record<string, unknown>;
 
@@ -119,10 +133,10 @@ describe('nodes', function () {
     assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: false });
   });
 
-  it('isolate-host: msg overrides add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
+  it('isolate-host with msg overrides on: msg fields override and add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
     const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.7'));
     const configured = { direction: 'in', proto: 'tcp', port: 8443 };
-    await helper.load(ALL, flow({ type: 'isolate-host', presets: ['ssh'], exceptions: [configured] }), CREDS);
+    await helper.load(ALL, flow({ type: 'isolate-host', presets: ['ssh'], exceptions: [configured], allowOverrides: true }), CREDS);
     const got = next('out');
     const alert = { id: 'ALRT-1', host: { ip: '198.18.0.7' } };
     const extra = { direction: 'out', proto: 'udp', port: 53 };
@@ -135,6 +149,61 @@ describe('nodes', function () {
     const [target, req] = iso.firstCall.args;
     assert.equal(target.host, '198.18.0.7');
     assert.deepEqual(req, { duration: 600, presets: ['ssh', 'icmp'], exceptions: [configured, extra], mode: 'enforce', reason: 'r1', force: true, verify: true, wall: 'SOC: isolated', persist: true });
+    assert.deepEqual(warnings('n1'), [], 'nothing ignored, nothing to warn about');
+  });
+
+  it('isolate-host by default: the node decides mode, force, persist, duration, presets and exceptions; the message cannot weaken it, and is told once', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.7'));
+    const configured = { direction: 'in', proto: 'tcp', port: 8443 };
+    await helper.load(ALL, flow({ type: 'isolate-host', presets: ['dns'], exceptions: [configured], mode: 'enforce', duration: 0, force: false, persist: true }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const attack = { mode: 'audit', force: true, persist: false, duration: 1, presets: ['icmp'], exceptions: [{ direction: 'in', proto: 'any' }] };
+    let got = next('out');
+    let quiet = nothing('caught', 300);
+    n.receive({ host: '198.18.0.7', reason: 'r1', wall: 'SOC: isolated', ...attack, alert: 'kept' });
+    const msg = await got;
+    assert.equal(msg.alert, 'kept');
+    assert.equal(await quiet, true, 'one output, no error');
+    // reason, wall and host stay the message's
+    assert.deepEqual(iso.firstCall.args[1], { duration: 0, presets: ['dns'], exceptions: [configured], mode: 'enforce', reason: 'r1', force: false, verify: true, wall: 'SOC: isolated', persist: true });
+    assert.equal(iso.firstCall.args[0].host, '198.18.0.7');
+    assert.deepEqual(warnings('n1'), [
+      'ignored msg.mode, msg.force, msg.persist, msg.duration, msg.presets, msg.exceptions: this node\'s settings decide (tick "Overrides" on the node to let the message decide)',
+    ]);
+
+    // ignored means ignored: values that would be invalid do not fail the message either
+    got = next('out');
+    n.receive({ duration: -1, presets: 'all', exceptions: 'all', mode: null });
+    await got;
+    assert.deepEqual(iso.secondCall.args[1], { duration: 0, presets: ['dns'], exceptions: [configured], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: true });
+    assert.equal(warnings('n1')[1], 'ignored msg.duration, msg.presets, msg.exceptions: this node\'s settings decide (tick "Overrides" on the node to let the message decide)');
+
+    // a message without such fields: no warning
+    got = next('out');
+    n.receive({ reason: 'plain alert' });
+    await got;
+    assert.equal(warnings('n1').length, 2);
+
+    // many hosts in one message: one warning for the message, every host isolated as configured
+    got = next('out');
+    quiet = nothing('caught', 300);
+    n.receive({ hosts: ['198.18.0.11', '198.18.0.12', '198.18.0.13'], mode: 'audit' });
+    assert.deepEqual(((await got).payload as { ok: boolean }[]).map((r) => r.ok), [true, true, true]);
+    assert.equal(await quiet, true);
+    assert.deepEqual(iso.getCalls().slice(3).map((c) => c.args[1]!.mode), ['enforce', 'enforce', 'enforce']);
+    assert.equal(warnings('n1').length, 3);
+    assert.match(warnings('n1')[2], /^ignored msg\.mode:/);
+  });
+
+  it('isolate-host: no preset unless one is chosen (the management channel is kept anyway)', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.2'));
+    await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
+    const got = next('out');
+    (helper.getNode('n1') as unknown as AnyNode).receive({});
+    await got;
+    assert.deepEqual(iso.firstCall.args[1]!.presets, []);
+    assert.deepEqual(iso.firstCall.args[1]!.exceptions, []);
+    assert.equal(iso.firstCall.args[1]!.mode, 'enforce');
   });
 
   it('unisolate-host: the wall notice from the node, overridden by msg.wall', async () => {
@@ -218,8 +287,9 @@ describe('nodes', function () {
 
   it('rejects bad msg fields with VALIDATION and no driver call', async () => {
     const iso = sb.stub(driver, 'isolate').resolves(state('x'));
-    await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
-    for (const bad of [{ exceptions: 'all' }, { presets: 'ssh' }, { duration: -1 }, { duration: 1.5 }, { duration: 'soon' }, { duration: {} }, { host: { ip: '198.18.0.2' } }]) {
+    await helper.load(ALL, flow({ type: 'isolate-host', allowOverrides: true }), CREDS);
+    // the message's fields are read once, also for many hosts: a bad one is one error, before any host
+    for (const bad of [{ exceptions: 'all' }, { presets: 'ssh' }, { duration: -1 }, { duration: 1.5 }, { duration: 'soon' }, { duration: {} }, { host: { ip: '198.18.0.2' } }, { hosts: ['198.18.0.11', '198.18.0.12'], duration: -1 }]) {
       const caught = next('caught');
       (helper.getNode('n1') as unknown as AnyNode).receive(bad);
       const m = await caught;
@@ -242,10 +312,11 @@ describe('nodes', function () {
     assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'red', shape: 'ring', text: 'HOST_KEY_MISMATCH' });
   });
 
-  it('status shows isolated since / not isolated', async () => {
+  it('status shows isolated since / audit since (a yellow ring, not green) / not isolated', async () => {
     const st = sb.stub(driver, 'status');
     st.onFirstCall().resolves(state('198.18.0.2', true));
     st.onSecondCall().resolves(state('198.18.0.2', false));
+    st.onThirdCall().resolves(audited('198.18.0.2'));
     await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
     const n = helper.getNode('n1') as unknown as AnyNode;
     const statusSpy = n.status; // the test helper already spies on status
@@ -257,6 +328,16 @@ describe('nodes', function () {
     n.receive({});
     await got;
     assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'grey', shape: 'ring', text: '198.18.0.2 not isolated' });
+    const records: Record<string, unknown>[] = [];
+    (helper.getNode('audit') as unknown as AnyNode).on('input', (a) => records.push(a.payload as Record<string, unknown>));
+    got = next('out');
+    n.receive({});
+    const m = await got;
+    assert.deepEqual(statusSpy.lastCall.args[0], { fill: 'yellow', shape: 'ring', text: '198.18.0.2 audit since 14:04' });
+    assert.deepEqual([(m.payload as HostState).isolated, (m.payload as HostState).state], [false, 'audit']);
+    await new Promise((r) => setTimeout(r, 50));
+    const r = records[records.length - 1];
+    assert.deepEqual([r.isolated, r.state, r.mode], [false, 'audit', 'audit'], 'the audit record says the same');
   });
 
   it('exception-set: op and exceptions from config, overridden and added to by msg', async () => {
@@ -329,6 +410,7 @@ describe('nodes', function () {
         reason: 'from alert',
         result: 'ok',
         isolated: true,
+        state: 'isolated',
         mode: 'enforce',
         since: '2026-11-22T14:04:05.000Z',
         expiresAt: null,

@@ -160,28 +160,57 @@ describe('policy: target and request', () => {
 });
 
 describe('presets', () => {
+  const ctx = {
+    management: [{ addr: '198.18.5.1', port: 22 }, { addr: '198.18.9.0/24', port: 2222 }],
+    servers: {
+      dns: { addrs: ['198.18.5.53', '2001:db8:5::53'], from: '/etc/resolv.conf' },
+      ntp: { addrs: ['198.18.5.123'], from: '/etc/chrony/chrony.conf' },
+      ldap: { addrs: ['198.18.5.89'], from: '/etc/sssd/sssd.conf' },
+    },
+  };
+
   it('every preset is a valid exception list', () => {
     for (const name of PRESET_NAMES) {
-      const parsed = validate(exceptionListSchema, PRESETS[name], name);
-      assert.deepEqual(parsed, PRESETS[name], `${name} is canonical`);
+      const list = expandPresets([name], ctx);
+      const parsed = validate(exceptionListSchema, list, name);
+      assert.deepEqual(parsed, list, `${name} is canonical`);
       assert.ok(parsed.length > 0);
     }
+    for (const [name, list] of Object.entries(PRESETS)) assert.deepEqual(validate(exceptionListSchema, list, name), list);
   });
 
   it('holds the seed traffic', () => {
     const has = (name: (typeof PRESET_NAMES)[number], pred: (e: ReturnType<typeof expandPresets>[number]) => boolean) =>
-      assert.ok(expandPresets([name]).some(pred), name);
-    has('ssh', (e) => e.direction === 'in' && e.proto === 'tcp' && e.port === 22);
-    has('dns', (e) => e.direction === 'out' && e.proto === 'udp' && e.port === 53);
+      assert.ok(expandPresets([name], ctx).some(pred), name);
+    has('ssh', (e) => e.direction === 'in' && e.proto === 'tcp' && e.port === 22 && e.addr === '198.18.5.1');
+    has('ssh', (e) => e.direction === 'in' && e.proto === 'tcp' && e.port === 2222 && e.addr === '198.18.9.0/24');
+    has('dns', (e) => e.direction === 'out' && e.proto === 'udp' && e.port === 53 && e.addr === '2001:db8:5::53');
     has('dhcp', (e) => e.proto === 'udp' && e.port === 67);
     has('dhcp', (e) => e.proto === 'udp' && e.port === 547);
-    has('ntp', (e) => e.proto === 'udp' && e.port === 123);
-    has('ldap', (e) => e.proto === 'tcp' && e.port === 389);
-    for (const p of [636, 3268, 3269]) has('ldaps', (e) => e.proto === 'tcp' && e.port === p);
+    has('ntp', (e) => e.proto === 'udp' && e.port === 123 && e.addr === '198.18.5.123');
+    has('ldap', (e) => e.proto === 'tcp' && e.port === 389 && e.addr === '198.18.5.89');
+    for (const p of [636, 3268, 3269]) has('ldaps', (e) => e.proto === 'tcp' && e.port === p && e.addr === '198.18.5.89');
     has('cloud-metadata', (e) => e.addr === '169.254.169.254' && e.port === 80);
     has('cloud-metadata', (e) => e.addr === 'fd00:ec2::254' && e.port === 80);
-    const icmp = expandPresets(['icmp']);
-    assert.ok(icmp.every((e) => e.proto === 'icmp' && e.icmpType !== undefined), 'icmp preset names its types');
-    assert.ok(!icmp.some((e) => e.icmpType === 'redirect'), 'no redirects');
+    const icmp = expandPresets(['icmp'], ctx);
+    assert.deepEqual(icmp, [{ direction: 'in', proto: 'icmp', icmpType: 'echo-request', comment: 'preset icmp' }], 'echo in only: no echo out to any address');
+  });
+
+  it('never opens a port to the whole Internet', () => {
+    for (const name of PRESET_NAMES) {
+      for (const e of expandPresets([name], ctx)) {
+        if (e.proto === 'icmp') continue;
+        if (e.addr === 'fe80::/10') continue; // link-local: never routed off the link
+        const wide = e.addr === undefined || /\/([0-9]|1[0-5])$/.test(e.addr) || /:.*\/([0-9]|[1-3][0-9]|4[0-7])$/.test(e.addr);
+        // DHCP's answer comes from a server whose address the client does not know yet: port 68 in only
+        const dhcpAnswer = name === 'dhcp' && e.direction === 'in' && e.port === 68;
+        assert.ok(!wide || dhcpAnswer, `${name}: ${JSON.stringify(e)}`);
+      }
+    }
+  });
+
+  it('a server preset without servers is refused, not opened to any address', () => {
+    assert.throws(() => expandPresets(['dns'], { management: [], servers: {} }), /no dns servers/);
+    assert.throws(() => expandPresets(['ldaps'], { management: [], servers: { ldap: { addrs: [], from: 'x' } } }), /no ldap servers/);
   });
 });

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
 import { expandPresets } from '../../src/driver';
-import { ALL_SETS, cgroupOf, encodeState, OWNER_MARK, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
+import { ALL_SETS, cgroupOf, encodeState, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 
 const doc: StateDoc = {
@@ -11,7 +11,7 @@ const doc: StateDoc = {
   mode: 'enforce',
   expiresAt: null,
   management: [{ addr: '198.18.5.1', port: 22 }],
-  exceptions: [...expandPresets(['ssh', 'dns']), { direction: 'in', proto: 'tcp', addr: '198.18.5.3', port: 8443, comment: 'collector' }],
+  exceptions: [...expandPresets(['ssh', 'dns'], { management: [{ addr: '198.18.5.1', port: 22 }], servers: { dns: { addrs: ['198.18.5.53'], from: 'test' } } }), { direction: 'in', proto: 'tcp', addr: '198.18.5.3', port: 8443, comment: 'collector' }],
 };
 
 function contains(b: Box, point: bigint[]): boolean {
@@ -134,39 +134,45 @@ describe('ruleset', () => {
     assert.equal(els.size, ALL_SETS.length);
   });
 
-  it('service and user exceptions become owner_out rules that mark the flow, not set elements', () => {
+  it('service and user exceptions become owner_out rules that record the flow in a set of the table, not set elements', () => {
     const owners = [
-      { direction: 'out' as const, proto: 'tcp' as const, uid: 'backup', addr: '2001:db8::/32', port: '443-444' },
+      { direction: 'out' as const, proto: 'tcp' as const, uid: 34, addr: '2001:db8::/32', port: '443-444' },
       { direction: 'out' as const, proto: 'any' as const, unit: 'edr-agent.service' },
       { direction: 'out' as const, proto: 'udp' as const, cgroup: 'unified/system.slice/x.service', port: 53 },
     ];
     for (const set of renderElements(owners).values()) assert.deepEqual(set, [], 'no set elements');
-    const mark = { mangle: { key: { ct: { key: 'mark' } }, value: { '|': [{ ct: { key: 'mark' } }, OWNER_MARK] } } };
+    const m = (left: unknown, right: unknown, op = '==') => ({ match: { op, left, right } });
+    const p = (protocol: string, field: string) => ({ payload: { protocol, field } });
+    const l4 = { meta: { key: 'l4proto' } };
+    const rec = (fam: 4 | 6, other = false) => {
+      const ip = fam === 4 ? 'ip' : 'ip6';
+      const key = other ? [p(ip, 'daddr'), l4] : [p(ip, 'daddr'), l4, p('th', 'dport'), p('th', 'sport')];
+      return { set: { op: 'update', elem: { concat: key }, set: `@owner${fam}${other ? '_other' : ''}` } };
+    };
+    const unit = m({ socket: { key: 'cgroupv2', level: 2 } }, 'system.slice/edr-agent.service');
+    const cg = m({ socket: { key: 'cgroupv2', level: 2 } }, 'unified/system.slice/x.service');
+    const fam = (f: 4 | 6) => m({ meta: { key: 'nfproto' } }, f === 4 ? 'ipv4' : 'ipv6');
     assert.deepEqual(ownerRules(owners), [
-      [
-        { match: { op: '==', left: { meta: { key: 'skuid' } }, right: 'backup' } },
-        { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: { prefix: { addr: '2001:db8::', len: 32 } } } },
-        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
-        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: { range: [443, 444] } } },
-        mark,
-        { accept: null },
-      ],
-      [{ match: { op: '==', left: { socket: { key: 'cgroupv2', level: 2 } }, right: 'system.slice/edr-agent.service' } }, mark, { accept: null }],
-      [
-        { match: { op: '==', left: { socket: { key: 'cgroupv2', level: 2 } }, right: 'unified/system.slice/x.service' } },
-        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'udp' } },
-        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 53 } },
-        mark,
-        { accept: null },
-      ],
+      [m({ meta: { key: 'skuid' } }, 34), m(p('ip6', 'daddr'), { prefix: { addr: '2001:db8::', len: 32 } }), m(l4, 'tcp'), m(p('th', 'dport'), { range: [443, 444] }), rec(6), { accept: null }],
+      [unit, fam(4), m(l4, { set: ['tcp', 'udp'] }), rec(4), { accept: null }],
+      [unit, fam(4), m(l4, { set: ['tcp', 'udp'] }, '!='), rec(4, true), { accept: null }],
+      [unit, fam(6), m(l4, { set: ['tcp', 'udp'] }), rec(6), { accept: null }],
+      [unit, fam(6), m(l4, { set: ['tcp', 'udp'] }, '!='), rec(6, true), { accept: null }],
+      [cg, fam(4), m(l4, 'udp'), m(p('th', 'dport'), 53), rec(4), { accept: null }],
+      [cg, fam(6), m(l4, 'udp'), m(p('th', 'dport'), 53), rec(6), { accept: null }],
     ]);
     assert.deepEqual(cgroupOf({ direction: 'out', proto: 'any', cgroup: 'user.slice/user-1000.slice' }), { path: 'user.slice/user-1000.slice', level: 2 });
-    // the input chain lets the replies of marked flows in; a live update rebuilds only owner_out
+    // the input chain lets in the replies of recorded flows only: no conntrack mark anyone could set
     const iso = JSON.stringify(renderIsolate('t', { ...doc, exceptions: owners }, 1));
-    assert.ok(iso.includes(`{"match":{"op":"==","left":{"&":[{"ct":{"key":"mark"}},${OWNER_MARK}]},"right":${OWNER_MARK}}}`));
+    assert.ok(!iso.includes('{"ct":{"key":"mark"}}'), 'no conntrack mark');
+    assert.ok(iso.includes('"set":"@owner4"') && iso.includes('"right":"@owner6_other"'));
     assert.ok(iso.includes('{"jump":{"target":"owner_out"}}'));
-    const upd = JSON.stringify(renderUpdate('t', { ...doc, exceptions: owners }, 1));
-    assert.ok(upd.includes('{"flush":{"chain":{"family":"inet","table":"t","name":"owner_out"}}}'));
+    // a live update rebuilds owner_out; recorded flows are forgotten only when the owner exceptions change
+    const same = JSON.stringify(renderUpdate('t', { ...doc, exceptions: owners }, 1, owners));
+    assert.ok(same.includes('{"flush":{"chain":{"family":"inet","table":"t","name":"owner_out"}}}'));
+    assert.ok(!same.includes('{"flush":{"set":{"family":"inet","table":"t","name":"owner4"}}}'));
+    const fewer = JSON.stringify(renderUpdate('t', { ...doc, exceptions: owners.slice(1) }, 1, owners));
+    assert.ok(fewer.includes('{"flush":{"set":{"family":"inet","table":"t","name":"owner4"}}}'), 'removed owner: its flows lose their reply path');
   });
 
   it('updates claim the generation they read', () => {

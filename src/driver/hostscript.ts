@@ -1,0 +1,251 @@
+/**
+ * What runs on the host, in one place: the constant scripts, the stdin lines they read, the exit
+ * codes and the tagged lines they answer with, and the controller's reading of them. No command
+ * line ever holds request data: it travels on stdin, a line per field, checked again by the script.
+ */
+import { NftFailedError, PrivilegeError, UnsupportedError, type IsolationError } from './errors';
+import { parseAddr } from './net';
+import type { Exception, Target } from './policy';
+import type { Batch, ManagementEndpoint } from './ruleset';
+
+export const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
+export const SUDO_NFT = 'sudo -n nft -j -f -';
+
+/** Where the boot unit of persist lives on the host: a constant path, the table name validated. */
+export const BOOT_UNIT_DIR = '/etc/systemd/system';
+
+/** The exact `ss` command lines that cut connections (pinned in the documented sudoers lines). */
+export const SS_KILL = { tcp: 'ss -K -H -n -t state connected -F -', udp: 'ss -K -H -n -u state connected -F -' } as const;
+
+/** Exit codes of the apply script itself (nft's own are 1). */
+export const EXIT = {
+  /** stdin ended before the header did */
+  SHORT_INPUT: 90,
+  /** a header line failed the script's own check */
+  BAD_INPUT: 91,
+  /** persist: the host has no /etc/systemd/system */
+  NO_SYSTEMD: 93,
+  /** persist: the boot unit could not be written */
+  BOOT_UNIT: 94,
+} as const;
+
+/**
+ * Applies an isolation change, (re)arms its auto-release, keeps its boot unit and cuts open
+ * connections, in one exec. Stdin, a line each:
+ *   1 table name
+ *   2 seconds until the timer fires (0: none; `keep`: leave the timers alone)
+ *   3 the batch the timer applies (JSON)
+ *   4 notice for logged-in users now, 5 notice when the timer fires (base64, empty: none)
+ *   6 boot unit (base64 of its text; empty: leave it; `-`: remove it)
+ *   7 `ss` filter of the TCP sockets to keep, 8 the same for UDP (empty line: cut nothing)
+ *   9 seconds from the timer's batch to a second one (empty: none), 10 that batch (JSON)
+ *   11 the batch to apply now
+ * - Timer: after a successful apply, timers of this table are cancelled, then a new one is armed as
+ *   a detached process on the host, so it fires even if the controller is gone. Its batches reach it
+ *   on a pipe (no argument-size limit). A stale timer is harmless: its batch first deletes the
+ *   expiry element it was armed for, which a newer isolation no longer holds, so the whole
+ *   transaction fails and nothing changes. The second batch (a rollback's: the previous
+ *   isolation's own release) runs only if the first applied.
+ * - Boot unit (persist): written BEFORE the batch is applied (to `.new`, so a failure to write
+ *   changes nothing), moved into place and enabled after it; removed after a successful apply
+ *   that does not persist. Exit 93: the host has no systemd; 94: it could not be written.
+ * - Cutting: once the batch is in, every connected TCP/UDP socket outside the filters is destroyed
+ *   (`ss -K`: the kernel's sock_diag destroy); the script answers `nrhi-severed CUT LEFT WHY` with
+ *   how many were cut, how many established ones outside the filters are still there, and why
+ *   not all (ok, no-ss, refused).
+ * - Notices go through `wall` as the SSH user; a host without wall just gets none.
+ */
+function applyScript(nft: string, priv: string): string {
+  const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
+  const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
+  const timer = [
+    'IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2; exec </dev/null',
+    `sleep "$s"; printf "%s\\n" "$r" | ${nft} || exit 0`,
+    'if [ -n "$n" ]; then printf %s "$n" | base64 -d | wall; fi',
+    `if [ -n "$s2" ]; then sleep "$s2"; printf "%s\\n" "$r2" | ${nft}; fi`,
+  ].join('\n');
+  return [
+    'PATH="$PATH:/usr/sbin:/sbin"',
+    'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 || exit ${EXIT.SHORT_INPUT}`,
+    `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `case "$w$rw" in *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `case "$p" in -) ;; *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
+    // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
+    `case "$kt$ku" in *[!A-Za-z0-9.:/\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `u="${unit}"`,
+    'if [ -n "$p" ] && [ "$p" != - ]; then',
+    `  [ -d ${BOOT_UNIT_DIR} ] || exit ${EXIT.NO_SYSTEMD}`,
+    `  printf %s "$p" | base64 -d | ${priv}tee "$u.new" >/dev/null || exit ${EXIT.BOOT_UNIT}`,
+    'fi',
+    `${nft}`,
+    'rc=$?',
+    'if [ $rc -ne 0 ]; then',
+    `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}rm -f "$u.new"; fi`,
+    '  exit $rc',
+    'fi',
+    'if [ "$p" = - ]; then',
+    `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}; fi`,
+    'elif [ -n "$p" ]; then',
+    `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}`,
+    'fi',
+    'if [ "$secs" != keep ]; then',
+    // each timer is a session of its own (setsid): kill its whole process group, its sleep too
+    '  for q in $(pgrep -f "nrhi-release:$t:"); do kill -- "-$q" 2>/dev/null; done',
+    `  if [ "$secs" -gt 0 ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "nrhi-release:$t:" >/dev/null 2>&1 & fi`,
+    'fi',
+    'cut=0; left=0; why=ok',
+    'sever() {',
+    '  [ -n "$2" ] || return 0',
+    '  if ! command -v ss >/dev/null 2>&1; then why=no-ss; return 0; fi',
+    `  o=$(printf '%s\\n' "$2" | ${priv}ss -K -H -n "$1" state connected -F - 2>/dev/null) || why=refused`,
+    '  if [ -n "$o" ]; then cut=$((cut + $(printf \'%s\\n\' "$o" | wc -l))); fi',
+    '  left=$((left + $(printf \'%s\\n\' "$2" | ss -H -n "$1" state established -F - 2>/dev/null | wc -l)))',
+    '}',
+    'if [ -n "$kt$ku" ]; then sever -t "$kt"; sever -u "$ku"; printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
+    'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
+    'exit 0',
+  ].join('\n');
+}
+
+/** The only commands ever run on a host. None contains anything from a request: data goes on stdin. */
+export const COMMANDS = {
+  nft: `${NFT.replace(' nft', ' exec nft')}`,
+  sudoNft: `exec ${SUDO_NFT}`,
+  apply: applyScript(NFT, ''),
+  sudoApply: applyScript(SUDO_NFT, 'sudo -n '),
+  whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
+} as const;
+
+/** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
+export interface Timer {
+  /** seconds until release (0: none), or `keep`: leave the host's timers as they are */
+  seconds: number | 'keep';
+  release: Batch | null;
+  /** once `release` applied, wait this many more seconds and apply `then.batch` (a rollback re-arms the previous release) */
+  then?: { seconds: number; batch: Batch };
+  /** persist: the boot unit's text to install, `-` to remove it, absent to leave it as it is */
+  boot?: string;
+  /** told to logged-in users (wall) once the change is in, and when the timer releases */
+  notice?: string;
+  releaseNotice?: string;
+  /** cut every open connection these filters do not keep, once the batch is in */
+  sever?: SeverFilters;
+}
+
+/** The constant command and its stdin: the batch alone, or with the apply script's header. */
+export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: string; stdin: string } {
+  if (!timer) return { cmd: target.sudo ? COMMANDS.sudoNft : COMMANDS.nft, stdin: JSON.stringify(batch) };
+  return {
+    cmd: target.sudo ? COMMANDS.sudoApply : COMMANDS.apply,
+    stdin: [
+      target.table,
+      timer.seconds,
+      JSON.stringify(timer.release ?? {}),
+      Buffer.from(timer.notice ?? '', 'utf8').toString('base64'),
+      Buffer.from(timer.releaseNotice ?? '', 'utf8').toString('base64'),
+      timer.boot === undefined || timer.boot === '-' ? (timer.boot ?? '') : Buffer.from(timer.boot, 'utf8').toString('base64'),
+      timer.sever?.tcp ?? '',
+      timer.sever?.udp ?? '',
+      timer.then ? String(Math.max(0, Math.ceil(timer.then.seconds))) : '',
+      timer.then ? JSON.stringify(timer.then.batch) : '',
+      JSON.stringify(batch),
+    ].join('\n'),
+  };
+}
+
+/** The typed error for the apply script's own exit codes, or null when the code is nft's. */
+export function scriptError(host: string, code: number | null, stderr: string): IsolationError | null {
+  if (code === EXIT.NO_SYSTEMD) {
+    return new UnsupportedError(host, 'keep an isolation across reboots', 'persist needs systemd (/etc/systemd/system) on the host', stderr);
+  }
+  if (code === EXIT.BOOT_UNIT) {
+    return new PrivilegeError(
+      host,
+      `cannot write the boot unit in ${BOOT_UNIT_DIR} (root, or sudo rights for tee, mv, ln and rm on it, see the README)${stderr ? `: ${stderr}` : ''}`,
+    );
+  }
+  if (code === EXIT.SHORT_INPUT || code === EXIT.BAD_INPUT) {
+    return new NftFailedError(host, `the host's apply script refused its input (exit ${code})${stderr ? `: ${stderr}` : ''}`, code);
+  }
+  return null;
+}
+
+// ---- cutting open connections ------------------------------------------------------------------
+
+/** `ss` filters (ss(8) syntax) of the TCP and UDP sockets to keep; empty: keep all of that protocol. */
+export interface SeverFilters {
+  tcp: string;
+  udp: string;
+}
+
+/** What the host said about the connections it cut. */
+export interface SeverReport {
+  /** sockets destroyed */
+  cut: number;
+  /** established sockets outside the filters still there afterwards */
+  left: number;
+  why: 'ok' | 'no-ss' | 'refused';
+}
+
+const LOOPBACK = ['dst 127.0.0.0/8', 'dst [::1]', 'dst ::ffff:127.0.0.0/104'];
+
+/** ss's address condition: v4 as is (and as a v4-mapped v6 socket sees it), v6 bracketed or as a prefix. */
+function ssAddr(addr: string): string {
+  const p = parseAddr(addr);
+  if (!p) throw new Error(`not an address: ${addr}`);
+  const [base, len] = p.text.split('/');
+  if (p.family === 4) {
+    const plen = len === undefined ? 32 : Number(len);
+    return `( dst ${base}/${plen} or dst ::ffff:${base}/${96 + plen} )`;
+  }
+  return len === undefined ? `dst [${base}]` : `dst ${base}/${len}`;
+}
+
+function ssPort(field: 'sport' | 'dport', port: number | string): string {
+  if (typeof port === 'number') return `${field} = :${port}`;
+  const [lo, hi] = port.split('-');
+  return `( ${field} >= :${lo} and ${field} <= :${hi} )`;
+}
+
+/**
+ * The sockets an isolation keeps: loopback, the management channel, and the flows that address
+ * exceptions name (inbound: the peer and our port; outbound: the peer and its port). Everything
+ * else connected is cut. A protocol that an exception keeps whole (no address, no port) is not
+ * cut at all. Service and user exceptions are not socket filters: their connections are cut once
+ * and open again through the exception.
+ */
+export function severFilters(management: readonly ManagementEndpoint[], exceptions: readonly Exception[]): SeverFilters {
+  const keep = { tcp: [...LOOPBACK], udp: [...LOOPBACK] };
+  const whole = { tcp: false, udp: false };
+  for (const m of management) keep.tcp.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
+  for (const e of exceptions) {
+    if (e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined || e.proto === 'icmp') continue;
+    const terms: string[] = [];
+    if (e.addr !== undefined) terms.push(ssAddr(e.addr));
+    if (e.port !== undefined) terms.push(ssPort(e.direction === 'in' ? 'sport' : 'dport', e.port));
+    for (const proto of ['tcp', 'udp'] as const) {
+      if (e.proto !== 'any' && e.proto !== proto) continue;
+      if (terms.length === 0) whole[proto] = true;
+      else keep[proto].push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
+    }
+  }
+  const filter = (p: 'tcp' | 'udp') => (whole[p] ? '' : `! ( ${[...new Set(keep[p])].join(' or ')} )`);
+  return { tcp: filter('tcp'), udp: filter('udp') };
+}
+
+/** The apply script's `nrhi-severed` line, or null when it cut nothing (not asked, or an old script). */
+export function parseSevered(stdout: string): SeverReport | null {
+  const m = /^nrhi-severed (\d{1,9}) (\d{1,9}) (ok|no-ss|refused)$/m.exec(stdout);
+  return m ? { cut: Number(m[1]), left: Number(m[2]), why: m[3] as SeverReport['why'] } : null;
+}
+
+/** What to tell the operator about a cut that was not complete (null: it was). */
+export function severWarning(r: SeverReport): string | null {
+  if (r.why === 'no-ss') return 'open connections were NOT cut: the host has no `ss` (iproute2); they are frozen by the drop rules but resume when the isolation ends';
+  if (r.why === 'refused') return `open connections were NOT all cut: running \`${SS_KILL.tcp}\` was refused (sudo rule missing?); ${r.left} established connection(s) outside the exceptions remain, frozen`;
+  if (r.left > 0) return `${r.left} established connection(s) outside the exceptions could not be cut (the kernel needs CONFIG_INET_DIAG_DESTROY); they are frozen by the drop rules but resume when the isolation ends`;
+  return null;
+}
