@@ -339,11 +339,12 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
   it('a bad runtime setting stops the pack from loading and says which', async () => {
     const broken = await startNodeRed({ runtime: rt, settings: { isolationTargetMaxConcurrent: 0 } });
     try {
-      const sets = ((await broken.request('GET', '/nodes')).body as { module: string; types: string[]; err?: string }[]).filter(
+      const sets = ((await broken.request('GET', '/nodes')).body as { module: string; types: string[]; err?: unknown }[]).filter(
         (set) => set.module === '@soc-playbooks/node-red-host-isolation',
       );
       assert.equal(sets.length, 5);
-      for (const set of sets) assert.match(String(set.err), /settings\.isolationTargetMaxConcurrent: Too small/, JSON.stringify(set));
+      // Node-RED 4 reports the error as text, Node-RED 5 as the error object (our toJSON)
+      for (const set of sets) assert.match(typeof set.err === 'string' ? set.err : JSON.stringify(set.err), /settings\.isolationTargetMaxConcurrent: Too small/, JSON.stringify(set));
       assert.match(broken.log(), /isolationTargetMaxConcurrent/);
     } finally {
       await broken.stop();
