@@ -28,7 +28,7 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   VERIFY_FAILED: 'after isolating, a fresh SSH connection failed; the isolation was rolled back (see <code>rolledBack</code>)',
   UNSUPPORTED: "the host's nft or kernel cannot do what was asked (a <code>unit</code>/<code>cgroup</code> exception); nothing was applied",
   SERVERS_UNKNOWN:
-    "a <code>dns</code>, <code>ntp</code> or <code>ldap</code>/<code>ldaps</code> preset opens its port to the host's own servers only, and they could not be found (not named in <code>servers</code>, not in the host's configuration); nothing was applied",
+    "a <code>dns</code>, <code>ntp</code>, <code>ldap</code> or <code>ldaps</code> preset, and the host's servers of that kind could not be found (<code>err.details.kind</code>); name them in <code>servers</code>; nothing was applied",
   OUTPUT_LIMIT: 'the host sent more than 4 MiB of output for one command (broken or hostile); reading stopped and the connection was dropped; read the status before relying on the outcome',
 };
 

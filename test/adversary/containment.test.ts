@@ -186,7 +186,7 @@ describe('adversary: containment against the host it contains', function () {
     await expectCode(driver.isolate(target, { presets: ['dns'], servers: { dns: ['0.0.0.0/0'] } }), 'VALIDATION');
   });
 
-  it('ssh is on by no default and the ssh preset opens SSH to the management networks only', async () => {
+  it('the ssh preset opens SSH to the management networks only, not to anyone with stolen credentials', async () => {
     const st = await driver.isolate(target, { presets: ['ssh'] });
     assert.ok(st.exceptions.every((e) => e.addr === lab.controller.v4), JSON.stringify(st.exceptions));
     assert.equal(await lab.tcpOpen(lab.peer.ns, host().v4, 22), false, 'stolen credentials from the peer get no SSH');

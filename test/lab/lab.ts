@@ -314,7 +314,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     addNs(peerNs);
     attach(peerNs, 'peer', 3);
     run(['ip', '-n', peerNs, 'addr', 'add', `${v4(5)}/24`, 'dev', 'eth0']);
-    run(['ip', '-n', peerNs, '-6', 'addr', 'add', `${v6(5)}/64`, 'dev', 'eth0', 'nodad']);
+    // deprecated at once (preferred_lft 0): never the source of the peer's own replies
+    run(['ip', '-n', peerNs, '-6', 'addr', 'add', `${v6(5)}/64`, 'dev', 'eth0', 'nodad', 'preferred_lft', '0']);
     const sinkNs = `${PREFIX}${id}-sink`;
     addNs(sinkNs);
     attach(sinkNs, 'sink', 4);
@@ -618,6 +619,25 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     cleanupSync();
     throw err;
   }
+}
+
+/**
+ * The driver target for lab host `i` as the least-privileged sudo user (or `root`), on `table`,
+ * with `extra` over it. Typed loosely so that the lab does not depend on the driver.
+ */
+export function labTarget(lab: Lab, i: number, table: string, timeoutMs: number, extra: Record<string, unknown> = {}, as: 'sudo' | 'root' = 'sudo') {
+  const u = lab.users[as];
+  return {
+    host: lab.hosts[i].v4,
+    username: u.username,
+    privateKey: u.privateKey,
+    passphrase: u.passphrase,
+    sudo: as === 'sudo',
+    knownHosts: lab.hosts[i].knownHosts,
+    table,
+    timeoutMs,
+    ...extra,
+  };
 }
 
 /**
