@@ -48,6 +48,10 @@ export interface TargetConfig {
   username: string;
   allowedHosts?: string[] | string;
   managementCidrs?: string[] | string;
+  /** the servers the dns, ntp and ldap/ldaps presets open to; empty: read from the host */
+  dnsServers?: string[] | string;
+  ntpServers?: string[] | string;
+  ldapServers?: string[] | string;
   knownHosts: string;
   sudo?: boolean;
   timeout?: number | string;
@@ -73,6 +77,16 @@ function num(v: unknown, fallback: number): number {
   return Number.isFinite(n) ? n : NaN;
 }
 
+/** The servers named on the config node, per kind; a kind left empty is read from the host. */
+function serversOf(c: TargetConfig): { servers?: Record<string, string[]> } {
+  const servers: Record<string, string[]> = {};
+  for (const [kind, v] of [['dns', c.dnsServers], ['ntp', c.ntpServers], ['ldap', c.ldapServers]] as const) {
+    const list = allowedHostsOf(v);
+    if (list.length > 0) servers[kind] = list;
+  }
+  return Object.keys(servers).length > 0 ? { servers } : {};
+}
+
 /** The driver target for the config node; the driver validates every field of it. */
 export function targetOf(node: TargetNode): TargetInput {
   const c = node.config;
@@ -85,6 +99,7 @@ export function targetOf(node: TargetNode): TargetInput {
     sudo: c.sudo === true,
     timeoutMs: Math.round(num(c.timeout, 20) * 1000),
     managementCidrs: allowedHostsOf(c.managementCidrs),
+    ...serversOf(c),
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,

@@ -133,6 +133,16 @@ describe('nodes', function () {
     assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: false });
   });
 
+  it('the servers named on the target reach the driver per kind; kinds left empty are read from the host', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.2'));
+    const withServers = { ...TARGET, dnsServers: ['198.18.0.53', '2001:db8::53'], ntpServers: '198.18.0.123\n', ldapServers: [] };
+    await helper.load(ALL, [withServers, ...flow({ type: 'isolate-host', presets: ['dns', 'ntp', 'ldap'] }).slice(1)], CREDS);
+    const got = next('out');
+    (helper.getNode('n1') as unknown as AnyNode).receive({ payload: 'x' });
+    await got;
+    assert.deepEqual(iso.firstCall.args[0].servers, { dns: ['198.18.0.53', '2001:db8::53'], ntp: ['198.18.0.123'] });
+  });
+
   it('isolate-host with msg overrides on: msg fields override and add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
     const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.7'));
     const configured = { direction: 'in', proto: 'tcp', port: 8443 };
