@@ -20,6 +20,7 @@ import {
   VerifyFailedError,
 } from './errors';
 import { parseAddr } from './net';
+import { ProtectionCheck, type Resolver } from './protect';
 import {
   dedupeExceptions,
   exceptionKey,
@@ -61,6 +62,8 @@ export interface DriverOptions {
   verifyWindowS?: number;
   /** clock, for tests */
   now?: () => Date;
+  /** name resolution for the protected-host check (default: the system resolver), for tests */
+  resolve?: Resolver;
 }
 
 interface Op {
@@ -108,6 +111,7 @@ export class IsolationDriver {
   private readonly slots: Slots;
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
+  private readonly protection: ProtectionCheck;
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
 
@@ -116,6 +120,7 @@ export class IsolationDriver {
     this.slots = new Slots(opts.maxConcurrent ?? 64);
     this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
+    this.protection = new ProtectionCheck(opts.resolve);
   }
 
   /**
@@ -129,6 +134,7 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
     assertRenderable(req.exceptions);
+    await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
@@ -235,6 +241,8 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     const opName = validate(exceptionOpSchema, opInput, 'op');
     const parsed = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
+    // adding an exception only loosens an isolation: allowed on a protected host (isolated by mistake)
+    if (opName !== 'add') await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const given = await this.resolveUsers(op, conn, parsed);
@@ -293,6 +301,8 @@ export class IsolationDriver {
   async setMode(targetInput: TargetInput, modeInput: Mode, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const mode = validate(modeSchema, modeInput, 'mode');
+    // switching to audit drops nothing: allowed on a protected host (isolated by mistake)
+    if (mode === 'enforce') await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const current = await this.read(op, conn);
@@ -326,6 +336,14 @@ export class IsolationDriver {
   /** Closes every pooled connection. */
   async close(): Promise<void> {
     await this.pool.closeAll();
+  }
+
+  /**
+   * PROTECTED_HOST before any connection when the host must never be isolated (listed in the
+   * target's protectedHosts, or the controller itself, by name or by what its name resolves to).
+   */
+  private async refuseProtected(target: Target): Promise<void> {
+    await this.protection.assert(target.host, target.protectedHosts, target.timeoutMs);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'VERIFY_FAILED'
   | 'UNSUPPORTED'
   | 'SERVERS_UNKNOWN'
-  | 'OUTPUT_LIMIT';
+  | 'OUTPUT_LIMIT'
+  | 'PROTECTED_HOST';
 
 /** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
 export const MAX_HOST_TEXT = 2048;
@@ -93,6 +94,16 @@ export class ValidationError extends IsolationError {
 export class HostNotAllowedError extends IsolationError {
   constructor(host: string) {
     super('HOST_NOT_ALLOWED', `host ${host} is not allowed by this target`, { host });
+  }
+}
+
+/**
+ * The host must never be isolated (listed in the target's protectedHosts, or the controller
+ * itself, by name or by an address its name resolves to); nothing was connected.
+ */
+export class ProtectedHostError extends IsolationError {
+  constructor(host: string, why: string) {
+    super('PROTECTED_HOST', `host ${host} is protected and is never isolated: ${why}`, { host, why });
   }
 }
 

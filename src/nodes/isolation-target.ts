@@ -11,6 +11,7 @@ export = function (RED: NodeAPI): void {
       username: config.username,
       allowedHosts: config.allowedHosts,
       managementCidrs: config.managementCidrs,
+      protectedHosts: config.protectedHosts,
       knownHosts: config.knownHosts,
       sudo: config.sudo,
       timeout: config.timeout,

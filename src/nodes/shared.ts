@@ -24,6 +24,7 @@ export interface TargetConfig {
   username: string;
   allowedHosts?: string[] | string;
   managementCidrs?: string[] | string;
+  protectedHosts?: string[] | string;
   knownHosts: string;
   sudo?: boolean;
   timeout?: number | string;
@@ -59,6 +60,7 @@ export function targetOf(node: TargetNode): TargetInput {
     sudo: c.sudo === true,
     timeoutMs: Math.round(num(c.timeout, 20) * 1000),
     managementCidrs: allowedHostsOf(c.managementCidrs),
+    protectedHosts: allowedHostsOf(c.protectedHosts),
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,
