@@ -274,7 +274,11 @@ export class IsolationDriver {
               cached = undefined; // it was our cache that was stale, not a race
               continue;
             }
-            if (attempt < 3) continue;
+            // another controller changed it between our read and our write: read again and retry
+            if (attempt < MAX_RACE_ATTEMPTS) {
+              await raceBackoff(attempt);
+              continue;
+            }
             throw new ConcurrentChangeError(target.host);
           }
           throw err;
@@ -305,18 +309,34 @@ export class IsolationDriver {
     if (mode === 'enforce') await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
-      const current = await this.read(op, conn);
-      if (!current) throw new NotIsolatedError(target.host);
-      const doc: StateDoc = { ...current.doc, mode };
-      const gen = current.gen + 1;
-      // switching to enforce cuts what the exceptions do not name, as isolate does
-      const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
-      const timer: Timer | undefined =
-        doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}) } : undefined;
-      const out = await this.apply(op, conn, renderIsolate(target.table, doc, gen), timer);
-      this.remember(target, { doc, gen });
-      const zero = { packets: 0, bytes: 0 };
-      return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
+      for (let attempt = 1; ; attempt++) {
+        const current = await this.read(op, conn);
+        if (!current) throw new NotIsolatedError(target.host);
+        const doc: StateDoc = { ...current.doc, mode };
+        const gen = current.gen + 1;
+        // switching to enforce cuts what the exceptions do not name, as isolate does
+        const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
+        const timer: Timer | undefined =
+          doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}) } : undefined;
+        let out: string;
+        try {
+          // the rebuilt table claims the generation it was read at: a change made meanwhile (by
+          // another controller) is never overwritten with the old exceptions
+          out = await this.apply(op, conn, withGuard(guardFor(target.table, current), renderIsolate(target.table, doc, gen)), timer);
+        } catch (err) {
+          if (err instanceof NftFailedError && /No such file or directory/.test(err.stderr)) {
+            if (attempt < MAX_RACE_ATTEMPTS) {
+              await raceBackoff(attempt);
+              continue;
+            }
+            throw new ConcurrentChangeError(target.host);
+          }
+          throw err;
+        }
+        this.remember(target, { doc, gen });
+        const zero = { packets: 0, bytes: 0 };
+        return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
+      }
     }, info);
   }
 
@@ -384,6 +404,13 @@ export class IsolationDriver {
         fresh.close();
       }
     } catch (err) {
+      // the confirm found its rollback deadline gone: another controller released or replaced this
+      // isolation while it was being verified. Theirs is the newer change: nothing to roll back
+      // (the rollback claims the same element and would fail), and no timer of ours is left to fire
+      if (err instanceof NftFailedError && /No such file or directory/.test(err.stderr)) {
+        this.forget(target);
+        throw new ConcurrentChangeError(target.host, 'it was released or replaced by another controller while being verified');
+      }
       let rolledBack = false;
       try {
         const left = prevExpiry !== null ? Math.max(1, prevExpiry - Math.floor(this.now().getTime() / 1000)) : 0;
@@ -642,6 +669,18 @@ function applyError(host: string, res: ExecResult, batch: Batch, timer?: Timer):
     return new ValidationError(`invalid exceptions: a uid names no user on ${host}`, [{ path: 'exceptions.uid', message: 'no such user on the host' }]);
   }
   return err;
+}
+
+/**
+ * Most tries of a change that lost a race with another controller (its generation guard failed):
+ * each one reads the host again, after a short random pause so that two losers do not collide
+ * again in step.
+ */
+export const MAX_RACE_ATTEMPTS = 6;
+
+function raceBackoff(attempt: number): Promise<void> {
+  const ms = Math.round((10 + Math.random() * 40) * attempt);
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The isolation as the driver last saw it on a host. */

@@ -176,8 +176,8 @@ export class PrivilegeError extends IsolationError {
 
 /** The isolation was changed by someone else between our read and our write, more than once. */
 export class ConcurrentChangeError extends IsolationError {
-  constructor(host: string) {
-    super('CONCURRENT_CHANGE', `isolation on ${host} changed concurrently; retry`, { host });
+  constructor(host: string, why?: string) {
+    super('CONCURRENT_CHANGE', why ? `isolation on ${host} changed concurrently: ${why}` : `isolation on ${host} changed concurrently; retry`, { host });
   }
 }
 
