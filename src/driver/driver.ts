@@ -54,7 +54,7 @@ export { nftInput, type Timer } from './hostscript';
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
   idleMs?: number;
-  /** most connections kept open at once; beyond it the least recently used idle one closes (default 256) */
+  /** most connections kept open at once; beyond it the least recently used idle one closes (default 1000, as many hosts as one msg.hosts names) */
   maxConnections?: number;
   /** most operations running at once across all hosts; the rest wait their turn (default 64) */
   maxConcurrent?: number;
@@ -101,6 +101,9 @@ export interface ApplyInfo {
   batch?: string;
 }
 
+/** a fleet-wide sweep (msg.hosts names up to 1000) keeps every connection warm for the next one */
+const DEFAULT_MAX_CONNECTIONS = 1000;
+
 /** What the host's users are told when a timed isolation they were told about ends by itself. */
 export const RELEASE_NOTICE = 'The network isolation of this host has ended (timed release).';
 
@@ -116,7 +119,7 @@ export class IsolationDriver {
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
 
   constructor(opts: DriverOptions = {}) {
-    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections);
+    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.slots = new Slots(opts.maxConcurrent ?? 64);
     this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
