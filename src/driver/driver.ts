@@ -323,6 +323,11 @@ export class IsolationDriver {
     return this.pool.size;
   }
 
+  /** How many bastion connections the pool holds open now (each shared by the hosts behind it). */
+  get bastionConnections(): number {
+    return this.pool.bastions.size;
+  }
+
   /** Closes every pooled connection. */
   async close(): Promise<void> {
     await this.pool.closeAll();
@@ -357,7 +362,8 @@ export class IsolationDriver {
     const then = prevRelease && prevExpiry !== null ? { seconds: Math.max(1, prevExpiry - deadline), batch: prevRelease } : undefined;
     const out = await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen, deadline)), { seconds: this.verifyWindowS, release: rollback, then, sever });
     try {
-      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'));
+      // through the same bastion, when there is one: a new channel and a new session to the host
+      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions);
       try {
         const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
         const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));
