@@ -14,6 +14,7 @@ export {
   isolateRequestSchema,
   unisolateRequestSchema,
   targetSchema,
+  jumpSchema,
   modeSchema,
   validate,
   type Exception,
@@ -23,6 +24,7 @@ export {
   type Mode,
   type PresetName,
   type Target,
+  type Jump,
   type TargetInput,
 } from './policy';
 export { PRESETS, expandPresets } from './presets';

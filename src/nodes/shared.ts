@@ -15,6 +15,10 @@ export interface TargetCredentials {
   privateKey?: string;
   passphrase?: string;
   password?: string;
+  /** the jump host's own credentials (when it is given by its fields, not by another target) */
+  jumpPrivateKey?: string;
+  jumpPassphrase?: string;
+  jumpPassword?: string;
 }
 
 export interface TargetConfig {
@@ -27,10 +31,52 @@ export interface TargetConfig {
   knownHosts: string;
   sudo?: boolean;
   timeout?: number | string;
+  /** another isolation-target used as the jump host (its host, port, user, key and credentials) */
+  jumpTarget?: string;
+  /** or the jump host's own fields */
+  jumpHost?: string;
+  jumpPort?: number | string;
+  jumpUser?: string;
+  jumpKnownHosts?: string;
 }
 
 export interface TargetNode extends Node<TargetCredentials> {
   config: TargetConfig;
+  /** the isolation-target named as `jumpTarget`, looked up when an action needs it */
+  jumpNode?: () => TargetNode | null;
+}
+
+/** The jump host of a config node, if it names one; the driver validates every field of it. */
+function jumpOf(node: TargetNode): TargetInput['jump'] {
+  const c = node.config;
+  if (c.jumpTarget) {
+    const j = node.jumpNode?.() ?? null;
+    if (!j) throw new ValidationError('the isolation-target named as jump host is not deployed', [{ path: 'target.jumpTarget', message: 'missing' }]);
+    if (j.config.jumpTarget || j.config.jumpHost) {
+      throw new ValidationError('a jump host reached through another jump host is not supported', [{ path: 'target.jumpTarget', message: 'chained jump' }]);
+    }
+    const cred = j.credentials ?? {};
+    return {
+      host: j.config.host,
+      port: num(j.config.port, 22),
+      username: j.config.username,
+      knownHosts: j.config.knownHosts,
+      privateKey: cred.privateKey || undefined,
+      passphrase: cred.passphrase || undefined,
+      password: cred.password || undefined,
+    };
+  }
+  if (!c.jumpHost || c.jumpHost.trim() === '') return undefined;
+  const cred = node.credentials ?? {};
+  return {
+    host: c.jumpHost,
+    port: num(c.jumpPort, 22),
+    username: c.jumpUser ?? '',
+    knownHosts: c.jumpKnownHosts ?? '',
+    privateKey: cred.jumpPrivateKey || undefined,
+    passphrase: cred.jumpPassphrase || undefined,
+    password: cred.jumpPassword || undefined,
+  };
 }
 
 export type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -62,6 +108,7 @@ export function targetOf(node: TargetNode): TargetInput {
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,
+    jump: jumpOf(node),
   };
 }
 

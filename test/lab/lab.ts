@@ -62,8 +62,32 @@ export interface Connection extends Closable {
   waitFor(text: string, timeoutMs: number): Promise<boolean>;
 }
 
+/** The bastion (jump host) of a lab made with `bastion: true`: the only way from the controller to the hosts. */
+export interface LabBastion {
+  ns: string;
+  /** its front leg, where the controller reaches it */
+  v4: string;
+  v6: string;
+  port: number;
+  /** its leg on the hosts' network: the address the hosts see SSH come from */
+  inner: { v4: string; v6: string };
+  /** a lab user that may log in to the bastion (key auth) and forward through it */
+  user: LabUser;
+  knownHosts: string;
+  /** the bastion's address with an unrelated key */
+  wrongKnownHosts: string;
+  /** sshd's forwarding rules on the bastion (sshd restarted with them); no argument: allowed to all */
+  configure(o?: { allowTcpForwarding?: boolean; permitOpen?: string[] }): Promise<void>;
+  /** SSH connections the bastion's sshd holds open now (established TCP on its port) */
+  sessions(): Promise<number>;
+  /** fault injection: every SSH connection to the bastion is cut (ss -K), the listener stays */
+  dropSessions(): Promise<void>;
+}
+
 export interface Lab {
   id: string;
+  /** present with `bastion: true`: the hosts are reachable only through it */
+  bastion?: LabBastion;
   dir: string;
   controller: { v4: string; v6: string; link: string };
   hosts: LabHost[];
@@ -189,7 +213,7 @@ export function cleanupStaleLabs(): void {
   }
   for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
     const u = line.split(':')[0];
-    if (/^nrh[0-9a-f]{6}[arn]$/.test(u)) tryRun(['userdel', '-f', u]);
+    if (/^nrh[0-9a-f]{6}[arnj]$/.test(u)) tryRun(['userdel', '-f', u]);
   }
   for (const f of fs.existsSync('/etc/sudoers.d') ? fs.readdirSync('/etc/sudoers.d') : []) {
     if (f.startsWith(PREFIX)) fs.rmSync(path.join('/etc/sudoers.d', f), { force: true });
@@ -231,18 +255,37 @@ function waitPort(host: string, port: number, timeoutMs: number): Promise<void> 
   });
 }
 
+/** Waits until something listens on TCP `port` inside `ns` (for hosts the controller cannot reach). */
+async function waitListen(ns: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let out = '';
+    try {
+      out = run(['ip', 'netns', 'exec', ns, 'ss', '-H', '-l', '-t', '-n', `sport = :${port}`]);
+    } catch {
+      /* not yet */
+    }
+    if (out.trim() !== '') return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${ns}:${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /**
  * `hosts` lab hosts at 198.18.N.(10+i) unless `hostOffsets` says otherwise; `subnet` picks N
  * (random and unused by default). The controller is .1, the peer .3, the silent sink .4.
+ * With `bastion`, the controller's veth leads not to the hosts' bridge but to a bastion namespace
+ * (front leg 198.19.N.2, controller 198.19.N.1; its other leg 198.18.N.2 on the bridge) that runs
+ * its own sshd and forwards nothing at the IP layer: the hosts are reachable only through it.
  */
-export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[] } = {}): Promise<Lab> {
+export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[]; bastion?: boolean } = {}): Promise<Lab> {
   const avail = labAvailable();
   if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
   if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
   const offsets = opts.hostOffsets ?? Array.from({ length: nHosts }, (_, i) => 10 + i);
-  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
-    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .5 .250 .255');
+  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 2, 3, 4, 5, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
+    throw new Error('host offsets must be distinct and avoid .0 .1 .2 .3 .4 .5 .250 .255');
   }
   const id = randomBytes(3).toString('hex');
   const n = opts.subnet ?? pickSubnet();
@@ -251,6 +294,10 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
   }
   const v4 = (i: number) => `198.18.${n}.${i}`;
   const v6 = (i: number) => `2001:db8:${n.toString(16)}::${i.toString(16)}`;
+  // the bastion's front network (only with `bastion`): 198.19.N.0/24, 2001:db8:1NNN::/64
+  const f4 = (i: number) => `198.19.${n}.${i}`;
+  const f6 = (i: number) => `2001:db8:1${n.toString(16).padStart(3, '0')}::${i.toString(16)}`;
+  if (opts.bastion && run(['ip', '-o', 'addr', 'show']).includes(`198.19.${n}.`)) throw new Error(`198.19.${n}.0/24 is in use`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}${id}-`));
   fs.chmodSync(dir, 0o711);
   const sw = `${PREFIX}${id}-sw`;
@@ -304,10 +351,25 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     run(['ip', '-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
     run(['ip', '-n', sw, 'link', 'set', 'br0', 'up']);
     // the controller side: this process reaches the lab through it
-    run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'ctl', 'netns', sw]);
-    run(['ip', '-n', sw, 'link', 'set', 'ctl', 'master', 'br0', 'up']);
-    run(['ip', 'addr', 'add', `${v4(1)}/24`, 'dev', rootLink]);
-    run(['ip', '-6', 'addr', 'add', `${v6(1)}/64`, 'dev', rootLink, 'nodad']);
+    const bastionNs = `${PREFIX}${id}-bastion`;
+    if (!opts.bastion) {
+      run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'ctl', 'netns', sw]);
+      run(['ip', '-n', sw, 'link', 'set', 'ctl', 'master', 'br0', 'up']);
+      run(['ip', 'addr', 'add', `${v4(1)}/24`, 'dev', rootLink]);
+      run(['ip', '-6', 'addr', 'add', `${v6(1)}/64`, 'dev', rootLink, 'nodad']);
+    } else {
+      // controller -> bastion (front leg, its own /24) -> bridge (inner leg): no IP forwarding in
+      // the bastion (a new namespace has none), so only its sshd connects the two
+      addNs(bastionNs);
+      run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'front', 'netns', bastionNs]);
+      run(['ip', '-n', bastionNs, 'addr', 'add', `${f4(2)}/24`, 'dev', 'front']);
+      run(['ip', '-n', bastionNs, '-6', 'addr', 'add', `${f6(2)}/64`, 'dev', 'front', 'nodad']);
+      run(['ip', '-n', bastionNs, 'link', 'set', 'front', 'up']);
+      run(['ip', 'netns', 'exec', bastionNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0']);
+      attach(bastionNs, 'bastion', 2);
+      run(['ip', 'addr', 'add', `${f4(1)}/24`, 'dev', rootLink]);
+      run(['ip', '-6', 'addr', 'add', `${f6(1)}/64`, 'dev', rootLink, 'nodad']);
+    }
     run(['ip', 'link', 'set', rootLink, 'up']);
 
     const peerNs = `${PREFIX}${id}-peer`;
@@ -323,7 +385,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
 
     // users: a sudo user (nft only), one without sudo, and a uid-0 alias whose shell is /bin/sh
     fs.mkdirSync(path.join(dir, 'authorized_keys'), { mode: 0o755 });
-    const mkUser = (suffix: 'a' | 'n' | 'r', passphrase?: string): LabUser => {
+    const mkUser = (suffix: 'a' | 'n' | 'r' | 'j', passphrase?: string): LabUser => {
       const username = `nrh${id}${suffix}`;
       const home = path.join(dir, `home-${suffix}`);
       fs.mkdirSync(home, { mode: 0o755 });
@@ -415,7 +477,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       procs.add(p);
       sshd.set(i, p);
       p.on('exit', () => procs.delete(p));
-      await waitPort(h.v4, 22, 15_000);
+      if (opts.bastion) await waitListen(h.ns, 22, 15_000);
+      else await waitPort(h.v4, 22, 15_000);
     };
     const stopSshd = async (i: number) => {
       const p = sshd.get(i);
@@ -426,6 +489,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       });
     };
     await Promise.all(hosts.map((h) => startSshd(h.index)));
+
 
     const guardNs = (ns: string) => {
       if (!namespaces.includes(ns)) throw new Error(`refusing to act outside this lab's namespaces: ${ns}`);
@@ -489,10 +553,78 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       },
     });
 
+    let bastion: LabBastion | undefined;
+    if (opts.bastion) {
+      const user = mkUser('j');
+      const hk = keygen(path.join(dir, 'host_key_bastion'));
+      const pub = hk.pub.split(' ').slice(0, 2).join(' ');
+      const conf = path.join(dir, 'sshd_bastion.conf');
+      let proc: ChildProcess | undefined;
+      const configure = async (o: { allowTcpForwarding?: boolean; permitOpen?: string[] } = {}) => {
+        const cfg = [
+          'Port 22',
+          `ListenAddress ${f4(2)}`,
+          `ListenAddress ${f6(2)}`,
+          `HostKey ${path.join(dir, 'host_key_bastion')}`,
+          `PidFile ${path.join(dir, 'sshd_bastion.pid')}`,
+          `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}/%u`,
+          'StrictModes no',
+          'PasswordAuthentication no',
+          'KbdInteractiveAuthentication no',
+          'PermitRootLogin no',
+          `AllowUsers ${user.username}`,
+          'UsePAM no',
+          'MaxStartups 200:30:400',
+          `AllowTcpForwarding ${o.allowTcpForwarding === false ? 'no' : 'yes'}`,
+          ...(o.permitOpen ? [`PermitOpen ${o.permitOpen.join(' ')}`] : []),
+          'LogLevel ERROR',
+          '',
+        ].join('\n');
+        fs.writeFileSync(conf, cfg);
+        if (proc && proc.exitCode === null) {
+          const p = proc;
+          await new Promise<void>((resolve) => {
+            p.once('exit', () => resolve());
+            p.kill('SIGTERM');
+          });
+        }
+        // established sessions outlive a restarted listener: cut them, so the new rules hold
+        await exec(bastionNs, ['ss', '-K', '-t', 'state', 'established', '( sport = :22 )']);
+        const log = fs.openSync(path.join(dir, 'sshd_bastion.log'), 'a');
+        const p = spawn('ip', ['netns', 'exec', bastionNs, '/usr/sbin/sshd', '-D', '-e', '-f', conf], { stdio: ['ignore', log, log] });
+        fs.closeSync(log);
+        procs.add(p);
+        p.on('exit', () => procs.delete(p));
+        proc = p;
+        await waitPort(f4(2), 22, 15_000);
+      };
+      const sessions = async () => {
+        const r = await exec(bastionNs, ['ss', '-H', '-t', '-n', 'state', 'established', '( sport = :22 )']);
+        return r.stdout.split('\n').filter((l) => l.trim() !== '').length;
+      };
+      bastion = {
+        ns: bastionNs,
+        v4: f4(2),
+        v6: f6(2),
+        port: 22,
+        inner: { v4: v4(2), v6: v6(2) },
+        user,
+        knownHosts: `${f4(2)} ${pub}\n${f6(2)} ${pub}\n`,
+        wrongKnownHosts: `${f4(2)} ${wrongKey.pub.split(' ').slice(0, 2).join(' ')}\n`,
+        configure,
+        sessions,
+        async dropSessions() {
+          await exec(bastionNs, ['ss', '-K', '-t', 'state', 'established', '( sport = :22 )']);
+        },
+      };
+      await configure();
+    }
+
     const lab: Lab = {
       id,
       dir,
-      controller: { v4: v4(1), v6: v6(1), link: rootLink },
+      bastion,
+      controller: opts.bastion ? { v4: f4(1), v6: f6(1), link: rootLink } : { v4: v4(1), v6: v6(1), link: rootLink },
       hosts,
       peer: { ns: peerNs, v4: v4(3), v6: v6(3) },
       server: { v4: v4(5), v6: v6(5) },
@@ -593,7 +725,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       },
       async silence(index, on) {
         run(['ip', '-n', hosts[index].ns, 'link', 'set', 'eth0', on ? 'down' : 'up']);
-        if (!on) await waitPort(hosts[index].v4, 22, 15_000);
+        if (!on && opts.bastion) await waitListen(hosts[index].ns, 22, 15_000);
+        else if (!on) await waitPort(hosts[index].v4, 22, 15_000);
       },
       async killSshd(index) {
         for (const p of nsProcesses(hosts[index].ns)) if (p.comm.startsWith('sshd')) tryRun(['kill', '-9', p.pid]);
