@@ -6,6 +6,8 @@
  *     very batch the driver's isolate sent, no driver logic around it;
  *   - the peer: what a shell playbook does today, one OpenSSH `ssh` process per nft command of
  *     the same isolation.
+ * A second lab puts a bastion between the controller and one host: the warm isolate through it is
+ * measured interleaved with the direct one (`bastion` rows and keys).
  * Options: --runs N (default 30, at least 30 for the report), --hosts N (fan-out, default 50),
  * --json. Every loop is bounded by its count and by a deadline.
  */
@@ -228,6 +230,74 @@ async function main(): Promise<void> {
     }
     const openConnections = driver.connections;
 
+    // ---- through a bastion: the same warm isolate, interleaved with the direct one ----------
+    log('warm isolate through a bastion, side by side with the direct one ...');
+    const blab: Lab = await createLab({ hosts: 1, bastion: true });
+    const bdriver = new IsolationDriver();
+    const isoBastion: number[] = [];
+    const isoDirectPaired: number[] = [];
+    const floorBastion: number[] = [];
+    let isoBastionCold: number[] = [];
+    let bastionSessions = 0;
+    try {
+      const b = blab.bastion!;
+      const bh = blab.hosts[0];
+      const tb: TargetInput = {
+        host: bh.v4,
+        username: blab.users.root.username,
+        privateKey: blab.users.root.privateKey,
+        knownHosts: bh.knownHosts,
+        table: TABLE,
+        timeoutMs: 60_000,
+        jump: { host: b.v4, username: b.user.username, privateKey: b.user.privateKey, knownHosts: b.knownHosts },
+      };
+      const breset = () => blab.nft(bh.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+      await bdriver.status(tb);
+      const bconn = await bdriver.pooledConnection(tb);
+      const runBastion = async () => isoBastion.push(await timed(() => bdriver.isolate(tb, req)));
+      const runDirect = async () => isoDirectPaired.push(await timed(() => driver.isolate(t0, req)));
+      for (let i = 0; i < RUNS; i++) {
+        check();
+        for (const step of i % 2 === 0 ? [runBastion, runDirect] : [runDirect, runBastion]) {
+          await bdriver.unisolate(tb);
+          await driver.unisolate(t0);
+          await settle();
+          await step();
+        }
+      }
+      await bdriver.unisolate(tb);
+      await driver.unisolate(t0);
+      for (let i = 0; i < RUNS; i++) {
+        check();
+        await breset();
+        await settle();
+        floorBastion.push(
+          await timed(async () => {
+            const code = await bareExec(bconn.sshClient, 'nft -j -f -', batch);
+            if (code !== 0) throw new Error(`floor via bastion: nft exited ${code}`);
+          }),
+        );
+      }
+      await breset();
+      bastionSessions = await b.sessions();
+      isoBastionCold = await sample(
+        RUNS,
+        async () => {
+          const d = new IsolationDriver();
+          try {
+            await d.isolate(tb, req);
+          } finally {
+            await d.close();
+          }
+        },
+        breset,
+      );
+      await breset();
+    } finally {
+      await bdriver.close();
+      await blab.close();
+    }
+
     const res = {
       isolate_warm_p50_ms: r1(pct(isoWarm, 50)),
       isolate_warm_p95_ms: r1(pct(isoWarm, 95)),
@@ -247,6 +317,13 @@ async function main(): Promise<void> {
       fanout_cold_total_ms: r1(fanoutCold),
       fanout_connections_open: openConnections,
       peer_ssh_processes: commands.length,
+      // through a bastion (one host behind it), interleaved with the direct warm isolate
+      isolate_warm_bastion_p50_ms: r1(pct(isoBastion, 50)),
+      isolate_warm_bastion_p95_ms: r1(pct(isoBastion, 95)),
+      isolate_warm_direct_paired_p50_ms: r1(pct(isoDirectPaired, 50)),
+      floor_bastion_p50_ms: r1(pct(floorBastion, 50)),
+      isolate_cold_bastion_p50_ms: r1(pct(isoBastionCold, 50)),
+      bastion_sessions_open: bastionSessions,
       runs: RUNS,
       machine: machine(),
     };
@@ -260,6 +337,10 @@ async function main(): Promise<void> {
       ['unisolate, warm', `${res.unisolate_warm_p50_ms}`, `${r1(pct(unWarm, 95))}`],
       [`fan-out: isolate ${FANOUT} hosts, warm pool`, `${res.fanout_total_ms}`, `${res.fanout_total_p95_ms}`],
       [`fan-out: isolate ${FANOUT} hosts, cold (once)`, `${res.fanout_cold_total_ms}`, '-'],
+      ['bastion: isolate, warm (1 exec via the bastion)', `${res.isolate_warm_bastion_p50_ms}`, `${res.isolate_warm_bastion_p95_ms}`],
+      ['  direct, interleaved with it', `${res.isolate_warm_direct_paired_p50_ms}`, `${r1(pct(isoDirectPaired, 95))}`],
+      ['  floor via the bastion: bare ssh2 exec', `${res.floor_bastion_p50_ms}`, `${r1(pct(floorBastion, 95))}`],
+      ['bastion: isolate, cold (bastion + host connect)', `${res.isolate_cold_bastion_p50_ms}`, `${r1(pct(isoBastionCold, 95))}`],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
     console.log(`machine: ${res.machine}; ${RUNS} runs per figure`);
