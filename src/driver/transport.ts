@@ -373,6 +373,10 @@ export class Bastions {
       return { stream, release };
     } catch (err) {
       release();
+      if (err instanceof IsolationError && err.details.bastionLost && this.entries.get(key) === held) {
+        this.entries.delete(key);
+        held.ssh.then((s) => s.dispose()).catch(() => undefined);
+      }
       if (err instanceof IsolationError && err.details.via === undefined) throw viaBastion(err, targetLabel, bastion, 'bastion');
       throw err;
     }
@@ -421,6 +425,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Prom
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * A pooled bastion connection found dead when a channel was asked of it: nothing reached the host,
+ * so the driver may run the action once more, through a new bastion connection.
+ */
+function lost(err: UnreachableError): UnreachableError {
+  err.details.started = false;
+  err.details.bastionLost = true;
+  return err;
+}
+
 /** ssh2's reason codes for a refused channel open (RFC 4254, 5.1). */
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 
@@ -446,7 +460,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
         if (e.reason === OPEN_ADMINISTRATIVELY_PROHIBITED) {
           reject(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} refused to forward to ${targetLabel} (${why || 'administratively prohibited'}: its AllowTcpForwarding or PermitOpen)`, { cause: err }), targetLabel, bastion, 'forward'));
         } else if (e.reason === undefined) {
-          reject(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} lost: ${why}`, { cause: err }), targetLabel, bastion, 'bastion'));
+          reject(lost(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} lost: ${why}`, { cause: err }), targetLabel, bastion, 'bastion')));
         } else {
           reject(viaBastion(new UnreachableError(targetLabel, `not reachable from bastion ${bastion}: ${why || 'connect failed'}`, { cause: err }), targetLabel, bastion, 'target'));
         }
@@ -454,7 +468,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
     } catch (err) {
       settled = true;
       clearTimeout(timer);
-      reject(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} lost: ${(err as Error).message}`, { cause: err }), targetLabel, bastion, 'bastion'));
+      reject(lost(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} lost: ${(err as Error).message}`, { cause: err }), targetLabel, bastion, 'bastion')));
     }
   });
 }
