@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type HostState } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -20,7 +20,6 @@ function flows(lab: Lab, auditFile: string) {
     rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
     wires: [[next]],
   });
-  const httpIn = (id: string, method: string, url: string, next: string) => ({ id, type: 'http in', z: 'tab', url, method, wires: [[next]] });
   // nodes without x/y are taken for config nodes by the runtime: give every flow node a place
   const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
   return place([
@@ -52,18 +51,7 @@ function flows(lab: Lab, auditFile: string) {
     { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], ['audit']] },
     // the audit trail as a user would keep it: one JSON line per action in a file
     { id: 'audit', type: 'file', z: 'tab', filename: auditFile, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
-    { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
-    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
-    {
-      id: 'err',
-      type: 'change',
-      z: 'tab',
-      rules: [
-        { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
-        { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
-      ],
-      wires: [['resp']],
-    },
+    ...httpAnswerNodes(),
   ]);
 }
 

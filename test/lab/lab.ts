@@ -755,6 +755,25 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
 }
 
 /**
+ * The driver target for lab host `i` as the least-privileged sudo user (or `root`), on `table`,
+ * with `extra` over it. Typed loosely so that the lab does not depend on the driver.
+ */
+export function labTarget(lab: Lab, i: number, table: string, timeoutMs: number, extra: Record<string, unknown> = {}, as: 'sudo' | 'root' = 'sudo') {
+  const u = lab.users[as];
+  return {
+    host: lab.hosts[i].v4,
+    username: u.username,
+    privateKey: u.privateKey,
+    passphrase: u.passphrase,
+    sudo: as === 'sudo',
+    knownHosts: lab.hosts[i].knownHosts,
+    table,
+    timeoutMs,
+    ...extra,
+  };
+}
+
+/**
  * For a mocha `before` hook: skips the suite when the lab cannot be built here, but with
  * CI=true fails it instead, so that a CI run never counts a skipped integration suite as passing.
  */

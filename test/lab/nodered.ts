@@ -129,3 +129,29 @@ export async function startNodeRed(opts: { port?: number; userDir?: string; cred
     },
   };
 }
+
+/** An `http in` node of tab `tab` that passes to `next`. */
+export function httpIn(id: string, method: string, url: string, next: string, tab = 'tab'): Record<string, unknown> {
+  return { id, type: 'http in', z: tab, url, method, wires: [[next]] };
+}
+
+/**
+ * The end of a flow served over HTTP: the `resp` http response, and a Catch node that answers 500
+ * with the error (its `code` included) through it, so a test sees results and errors alike.
+ */
+export function httpAnswerNodes(tab = 'tab'): Record<string, unknown>[] {
+  return [
+    { id: 'resp', type: 'http response', z: tab, statusCode: '', headers: {} },
+    { id: 'catcher', type: 'catch', z: tab, scope: null, uncaught: false, wires: [['err']] },
+    {
+      id: 'err',
+      type: 'change',
+      z: tab,
+      rules: [
+        { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
+        { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
+      ],
+      wires: [['resp']],
+    },
+  ];
+}
