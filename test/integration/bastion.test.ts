@@ -9,7 +9,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -302,26 +302,15 @@ describe('through a bastion (hosts reachable only from it)', function () {
             jumpKnownHosts: b.knownHosts,
             credentials: { privateKey: lab.users.root.privateKey, jumpPrivateKey: b.user.privateKey },
           },
-          { id: 'in-iso', type: 'http in', z: 'tab', url: '/isolate', method: 'post', wires: [['m-iso']] },
+          httpIn('in-iso', 'post', '/isolate', 'm-iso'),
           toMsg('m-iso', ['host', 'hosts'], 'iso'),
           { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp'], []] },
-          { id: 'in-un', type: 'http in', z: 'tab', url: '/unisolate', method: 'post', wires: [['m-un']] },
+          httpIn('in-un', 'post', '/unisolate', 'm-un'),
           toMsg('m-un', ['host', 'hosts'], 'un'),
           { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], []] },
-          { id: 'in-st2', type: 'http in', z: 'tab', url: '/status2', method: 'get', wires: [['st2']] },
+          httpIn('in-st2', 'get', '/status2', 'st2'),
           { id: 'st2', type: 'isolation-status', z: 'tab', target: 'tgt2', wires: [['resp']] },
-          { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
-          { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
-          {
-            id: 'err',
-            type: 'change',
-            z: 'tab',
-            rules: [
-              { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
-              { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
-            ],
-            wires: [['resp']],
-          },
+          ...httpAnswerNodes(),
         ]),
       );
       // the flow file keeps no secret: the jump's key is in the credential store only
