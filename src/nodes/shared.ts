@@ -97,6 +97,7 @@ function num(v: unknown, fallback: number): number {
 export function targetOf(node: TargetNode): TargetInput {
   const c = node.config;
   const cred = node.credentials ?? {};
+  const jump = jumpOf(node);
   return {
     host: c.host,
     port: num(c.port, 22),
@@ -108,7 +109,7 @@ export function targetOf(node: TargetNode): TargetInput {
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,
-    jump: jumpOf(node),
+    ...(jump ? { jump } : {}),
   };
 }
 
