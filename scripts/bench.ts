@@ -8,7 +8,7 @@
  *     the same isolation.
  * A second lab puts a bastion between the controller and one host: the warm isolate through it is
  * measured interleaved with the direct one (`bastion` rows and keys).
- * Options: --runs N (default 30, at least 30 for the report), --hosts N (fan-out, default 50),
+ * Options: --runs N (default 30, at least 30 for the report), --peer-runs N (default --runs), --hosts N (fan-out, default 50),
  * --json. Every loop is bounded by its count and by a deadline.
  */
 import { execFileSync, spawn } from 'child_process';
@@ -185,7 +185,8 @@ async function main(): Promise<void> {
       ...all.map((c) => (c.add?.chain?.policy === 'drop' ? { add: { chain: { ...c.add.chain, policy: 'accept' } } } : c)),
       ...drops,
     ];
-    const peerRuns = Math.max(1, RUNS);
+    // the peer is slow (seconds a run): `--peer-runs N` takes fewer of it when only other rows matter
+    const peerRuns = Math.max(1, arg('--peer-runs', RUNS));
     const peer = await sample(
       peerRuns,
       async () => {

@@ -53,7 +53,11 @@ export { nftInput, type Timer } from './hostscript';
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
   idleMs?: number;
-  /** most connections kept open at once; beyond it the least recently used idle one closes (default 256) */
+  /**
+   * most connections kept open at once; beyond it the least recently used idle one closes (default
+   * 256). Bastion connections are counted apart, under the same bound, and live only while a host
+   * connection uses them (plus min(idleMs, 5 s))
+   */
   maxConnections?: number;
   /** most operations running at once across all hosts; the rest wait their turn (default 64) */
   maxConcurrent?: number;
