@@ -254,6 +254,11 @@ async function main(): Promise<void> {
       };
       const breset = () => blab.nft(bh.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
       await bdriver.status(tb);
+      // the floor through the bastion sends this host's own batch (the direct host's would keep
+      // the wrong management address and cut the floor's own session)
+      const bfirst: ApplyInfo = {};
+      await bdriver.isolate(tb, req, bfirst);
+      await bdriver.unisolate(tb);
       const bconn = await bdriver.pooledConnection(tb);
       const runBastion = async () => isoBastion.push(await timed(() => bdriver.isolate(tb, req)));
       const runDirect = async () => isoDirectPaired.push(await timed(() => driver.isolate(t0, req)));
@@ -274,7 +279,7 @@ async function main(): Promise<void> {
         await settle();
         floorBastion.push(
           await timed(async () => {
-            const code = await bareExec(bconn.sshClient, 'nft -j -f -', batch);
+            const code = await bareExec(bconn.sshClient, 'nft -j -f -', bfirst.batch!);
             if (code !== 0) throw new Error(`floor via bastion: nft exited ${code}`);
           }),
         );
