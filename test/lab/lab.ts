@@ -4,6 +4,8 @@
  * bridge with addresses from 198.18.0.0/15 and 2001:db8::/32. The controller (this process, in the
  * root namespace) reaches the bridge over one veth: only an address and its connected route are
  * added to the root namespace, never a firewall rule. Everything is removed on close, and on exit.
+ * With `bastion: true` that veth leads to a bastion namespace instead (its own sshd, no IP
+ * forwarding), and the hosts are reachable only through it, as behind a real jump host.
  */
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import { randomBytes } from 'crypto';
