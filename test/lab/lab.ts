@@ -20,6 +20,7 @@ export const PREFIX = 'nrhi-';
 export function SUDOERS_LINES(user: string): string {
   return [
     `${user} ALL=(root) NOPASSWD: /usr/sbin/nft -j -f -`,
+    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t -u state connected -F -`,
     `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t state connected -F -`,
     `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -u state connected -F -`,
   ].join('\n');
