@@ -287,8 +287,10 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
   if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
   const offsets = opts.hostOffsets ?? Array.from({ length: nHosts }, (_, i) => 10 + i);
-  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 2, 3, 4, 5, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
-    throw new Error('host offsets must be distinct and avoid .0 .1 .2 .3 .4 .5 .250 .255');
+  // .2 is the bastion's inner leg in a bastion lab
+  const reserved = opts.bastion ? [0, 1, 2, 3, 4, 5, 250, 255] : [0, 1, 3, 4, 5, 250, 255];
+  if (offsets.length !== nHosts || offsets.some((o) => reserved.includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
+    throw new Error(`host offsets must be distinct and avoid ${reserved.map((o) => `.${o}`).join(' ')}`);
   }
   const id = randomBytes(3).toString('hex');
   const n = opts.subnet ?? pickSubnet();
