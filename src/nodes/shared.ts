@@ -52,6 +52,7 @@ export interface TargetConfig {
   username: string;
   allowedHosts?: string[] | string;
   managementCidrs?: string[] | string;
+  protectedHosts?: string[] | string;
   /** the servers the dns, ntp and ldap/ldaps presets open to; empty: read from the host */
   dnsServers?: string[] | string;
   ntpServers?: string[] | string;
@@ -148,6 +149,7 @@ export function targetOf(node: TargetNode, atDeploy = false): TargetInput {
     sudo: c.sudo === true,
     timeoutMs: Math.round(num(c.timeout, 20) * 1000),
     managementCidrs: allowedHostsOf(c.managementCidrs),
+    protectedHosts: allowedHostsOf(c.protectedHosts),
     ...serversOf(c),
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
