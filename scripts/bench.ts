@@ -8,6 +8,8 @@
  *     same batch (`ssh host nft -j -f - < batch`); and, labelled apart, the naive playbook, one
  *     `ssh` process per nft command of the same isolation.
  * The default path, verify-then-commit, is reported beside the floor too: it is what users run.
+ * A second lab puts a bastion between the controller and one host: the warm isolate through it is
+ * measured interleaved with the direct one (`bastion` rows and keys).
  * Options: --runs N (default 30, at least 30 for the report), --naive-runs N (the per-command peer,
  * default 5: each run is some 90 ssh processes), --hosts N (fan-out, default 50, at most 600 lab
  * hosts), --fanout-only (the fan-out figures alone: cold and warm, verify-then-commit and
@@ -285,6 +287,82 @@ async function main(): Promise<void> {
     const p50 = (xs: number[]) => (xs.length > 0 ? r1(pct(xs, 50)) : null);
     const p95 = (xs: number[]) => (xs.length > 0 ? r1(pct(xs, 95)) : null);
 
+    // ---- through a bastion: the same warm isolate, interleaved with the direct one ----------
+    const isoBastion: number[] = [];
+    const isoDirectPaired: number[] = [];
+    const floorBastion: number[] = [];
+    let isoBastionCold: number[] = [];
+    let bastionSessions = 0;
+    if (!FANOUT_ONLY) {
+      const settle = () => new Promise((r) => setTimeout(r, 25));
+      log('warm isolate through a bastion, side by side with the direct one ...');
+      const blab: Lab = await createLab({ hosts: 1, bastion: true });
+      const bdriver = new IsolationDriver();
+      try {
+        const b = blab.bastion!;
+        const bh = blab.hosts[0];
+        const tb: TargetInput = {
+          host: bh.v4,
+          username: blab.users.root.username,
+          privateKey: blab.users.root.privateKey,
+          knownHosts: bh.knownHosts,
+          table: TABLE,
+          timeoutMs: 60_000,
+          jump: { host: b.v4, username: b.user.username, privateKey: b.user.privateKey, knownHosts: b.knownHosts },
+        };
+        const breset = () => blab.nft(bh.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+        await bdriver.status(tb);
+        // the floor through the bastion sends this host's own batch (the direct host's would keep
+        // the wrong management address and cut the floor's own session)
+        const bfirst: ApplyInfo = {};
+        await bdriver.isolate(tb, req, bfirst);
+        await bdriver.unisolate(tb);
+        const bconn = await bdriver.pooledConnection(tb);
+        const runBastion = async () => isoBastion.push(await timed(() => bdriver.isolate(tb, req)));
+        const runDirect = async () => isoDirectPaired.push(await timed(() => driver.isolate(t0, req)));
+        for (let i = 0; i < RUNS; i++) {
+          check();
+          for (const step of i % 2 === 0 ? [runBastion, runDirect] : [runDirect, runBastion]) {
+            await bdriver.unisolate(tb);
+            await driver.unisolate(t0);
+            await settle();
+            await step();
+          }
+        }
+        await bdriver.unisolate(tb);
+        await driver.unisolate(t0);
+        for (let i = 0; i < RUNS; i++) {
+          check();
+          await breset();
+          await settle();
+          floorBastion.push(
+            await timed(async () => {
+              const code = await bareExec(bconn.sshClient, 'nft -j -f -', bfirst.batch!);
+              if (code !== 0) throw new Error(`floor via bastion: nft exited ${code}`);
+            }),
+          );
+        }
+        await breset();
+        bastionSessions = await b.sessions();
+        isoBastionCold = await sample(
+          RUNS,
+          async () => {
+            const d = new IsolationDriver();
+            try {
+              await d.isolate(tb, req);
+            } finally {
+              await d.close();
+            }
+          },
+          breset,
+        );
+        await breset();
+      } finally {
+        await bdriver.close();
+        await blab.close();
+      }
+    }
+
     const res = {
       isolate_warm_p50_ms: p50(isoWarm),
       isolate_warm_p95_ms: p95(isoWarm),
@@ -327,6 +405,13 @@ async function main(): Promise<void> {
       peer_naive_p50_ms: p50(peerNaive),
       peer_naive_ssh_processes: commands.length,
       peer_naive_runs: NAIVE_RUNS,
+      // through a bastion (one host behind it), interleaved with the direct warm isolate
+      isolate_warm_bastion_p50_ms: p50(isoBastion),
+      isolate_warm_bastion_p95_ms: p95(isoBastion),
+      isolate_warm_direct_paired_p50_ms: p50(isoDirectPaired),
+      floor_bastion_p50_ms: p50(floorBastion),
+      isolate_cold_bastion_p50_ms: p50(isoBastionCold),
+      bastion_sessions_open: bastionSessions,
       runs: RUNS,
       machine: machine(),
     };
@@ -350,6 +435,14 @@ async function main(): Promise<void> {
       [`fan-out: isolate ${FANOUT} hosts, cold, verify (once)`, `${res.fanout_verify_cold_total_ms}`, '-'],
       [`fan-out: connect only, ${FANOUT} hosts (once)`, `${res.fanout_connect_cold_total_ms}`, '-'],
     );
+    if (!FANOUT_ONLY) {
+      rows.push(
+        ['bastion: isolate, warm (1 exec via the bastion)', `${res.isolate_warm_bastion_p50_ms}`, `${res.isolate_warm_bastion_p95_ms}`],
+        ['  direct, interleaved with it', `${res.isolate_warm_direct_paired_p50_ms}`, `${p95(isoDirectPaired)}`],
+        ['  floor via the bastion: bare ssh2 exec', `${res.floor_bastion_p50_ms}`, `${p95(floorBastion)}`],
+        ['bastion: isolate, cold (bastion + host connect)', `${res.isolate_cold_bastion_p50_ms}`, `${p95(isoBastionCold)}`],
+      );
+    }
     const w = Math.max(...rows.map((r) => r[0].length));
     console.log(`machine: ${res.machine}; ${RUNS} runs per figure; load average ${res.load_avg_1m_start} at start, ${res.load_avg_1m_end} at end`);
     console.log(`${'figure'.padEnd(w)}  p50 ms  p95 ms`);

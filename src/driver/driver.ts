@@ -54,7 +54,11 @@ export { nftInput, type Timer } from './hostscript';
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
   idleMs?: number;
-  /** most connections kept open at once; beyond it the least recently used idle one closes (default 1000, as many hosts as one msg.hosts names) */
+  /**
+   * most connections kept open at once; beyond it the least recently used idle one closes (default
+   * 1000, as many hosts as one msg.hosts names). Bastion connections are counted apart, under the
+   * same bound, and live only while a host connection uses them (plus min(idleMs, 5 s))
+   */
   maxConnections?: number;
   /** most operations running at once across all hosts; the rest wait their turn (default 64) */
   maxConcurrent?: number;
@@ -356,6 +360,11 @@ export class IsolationDriver {
     return this.pool.size;
   }
 
+  /** How many bastion connections the pool holds open now (each shared by the hosts behind it). */
+  get bastionConnections(): number {
+    return this.pool.bastions.size;
+  }
+
   /** Closes every pooled connection. */
   async close(): Promise<void> {
     await this.pool.closeAll();
@@ -398,7 +407,8 @@ export class IsolationDriver {
     const then = prevRelease && prevExpiry !== null ? { seconds: Math.max(1, prevExpiry - deadline), batch: prevRelease } : undefined;
     const out = await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen, deadline)), { seconds: this.verifyWindowS, release: rollback, then, sever });
     try {
-      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'));
+      // through the same bastion, when there is one: a new channel and a new session to the host
+      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions);
       try {
         const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
         const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));

@@ -15,6 +15,7 @@ export {
   isolateRequestSchema,
   unisolateRequestSchema,
   targetSchema,
+  jumpSchema,
   modeSchema,
   validate,
   type Exception,
@@ -24,6 +25,7 @@ export {
   type Mode,
   type PresetName,
   type Target,
+  type Jump,
   type TargetInput,
 } from './policy';
 export { PRESETS, expandPresets } from './presets';

@@ -234,6 +234,28 @@ export const hostSchema = z
     return p ? p.text : s.toLowerCase();
   });
 
+const usernameSchema = z.string().regex(LOGIN_NAME, 'username must be a POSIX user name');
+
+/**
+ * A jump host (bastion) the target is reached through, as `ssh -J` does: the driver logs in to it
+ * (its own pinned host key and credentials) and opens a forwarded channel to the target, over
+ * which the target's own SSH session runs end to end. It is never acted on itself.
+ */
+export const jumpSchema = z
+  .strictObject({
+    host: hostSchema,
+    port: z.number().int().min(1).max(65535).default(22),
+    username: usernameSchema,
+    privateKey: z.string().max(65536).optional(),
+    passphrase: z.string().max(1024).optional(),
+    password: z.string().max(1024).optional(),
+    knownHosts: z.string().min(1, 'knownHosts is required: pin the bastion\'s host key (ssh-keyscan -t ed25519 BASTION)').max(1 << 20),
+  })
+  .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
+    message: 'a privateKey or a password is required',
+  });
+export type Jump = z.infer<typeof jumpSchema>;
+
 /** hosts that must never be isolated: hostnames (lower-cased), addresses and CIDRs (canonical) */
 export const protectedHostsSchema = z
   .array(
@@ -254,11 +276,13 @@ export const targetSchema = z
   .strictObject({
     host: hostSchema,
     port: z.number().int().min(1).max(65535).default(22),
-    username: z.string().regex(LOGIN_NAME, 'username must be a POSIX user name'),
+    username: usernameSchema,
     privateKey: z.string().max(65536).optional(),
     passphrase: z.string().max(1024).optional(),
     password: z.string().max(1024).optional(),
     knownHosts: z.string().min(1, 'knownHosts is required: pin the host key (ssh-keyscan -t ed25519 HOST)').max(1 << 20),
+    /** reach the host through this bastion (one pooled connection to it, a forwarded channel per host) */
+    jump: jumpSchema.optional(),
     sudo: z.boolean().default(false),
     timeoutMs: z.number().int().min(100).max(600_000).default(20_000),
     table: tableNameSchema.default(DEFAULT_TABLE),

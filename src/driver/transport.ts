@@ -5,6 +5,7 @@
  */
 import { createHash } from 'crypto';
 import { NodeSSH } from 'node-ssh';
+import type { Duplex } from 'stream';
 import type { Client, ClientChannel } from 'ssh2';
 import {
   AuthFailedError,
@@ -19,7 +20,7 @@ import {
   UnreachableError,
 } from './errors';
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
-import type { Target } from './policy';
+import type { Jump, Target } from './policy';
 
 import { COMMANDS } from './hostscript';
 
@@ -88,12 +89,21 @@ export class SshConnection {
     return this.client;
   }
 
+  private readonly closeHooks: (() => void)[] = [];
+
+  /** Runs `fn` once, when this connection closes (however it ends). */
+  onClosed(fn: () => void): void {
+    if (this.closed) fn();
+    else this.closeHooks.push(fn);
+  }
+
   private markClosed(): void {
     this.closed = true;
+    for (const fn of this.closeHooks.splice(0)) fn();
   }
 
   close(): void {
-    this.closed = true;
+    this.markClosed();
     this.ssh.dispose();
   }
 
@@ -214,11 +224,20 @@ function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKe
   return new UnreachableError(host, e?.code ? `${e.code} ${msg}` : msg, { cause: err });
 }
 
-/** Opens, authenticates and host-key-verifies one connection within `timeoutMs`. */
-export async function connect(target: Target, timeoutMs: number): Promise<SshConnection> {
-  const label = target.port === 22 ? target.host : `${target.host}:${target.port}`;
-  const deadline = Date.now() + timeoutMs;
-  const entries = parseKnownHosts(target.knownHosts);
+/** What one SSH login needs: where, who, with what, and the pinned host key. */
+type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'>;
+
+function labelOf(e: { host: string; port: number }): string {
+  return e.port === 22 ? e.host : `${e.host}:${e.port}`;
+}
+
+/**
+ * Logs in to `ep` within `timeoutMs`: over a new TCP connection, or over `sock` (a channel
+ * forwarded by a bastion). The host key is verified against `ep.knownHosts` before anything is
+ * sent. Errors are classified under `label`.
+ */
+async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Duplex): Promise<NodeSSH> {
+  const entries = parseKnownHosts(ep.knownHosts);
   let hostKeyRefusal: HostKeyMismatchError | null = null;
   const ssh = new NodeSSH();
   let timer: NodeJS.Timeout | undefined;
@@ -228,18 +247,17 @@ export async function connect(target: Target, timeoutMs: number): Promise<SshCon
   try {
     await Promise.race([
       ssh.connect({
-        host: target.host,
-        port: target.port,
-        username: target.username,
-        privateKey: target.privateKey || undefined,
-        passphrase: target.passphrase || undefined,
-        password: target.password || undefined,
+        ...(sock ? { sock } : { host: ep.host, port: ep.port }),
+        username: ep.username,
+        privateKey: ep.privateKey || undefined,
+        passphrase: ep.passphrase || undefined,
+        password: ep.password || undefined,
         readyTimeout: timeoutMs,
         keepaliveInterval: KEEPALIVE_MS,
         keepaliveCountMax: 3,
         tryKeyboard: false,
         hostVerifier: (key: Buffer) => {
-          const verdict = verifyHostKey(entries, target.host, target.port, key);
+          const verdict = verifyHostKey(entries, ep.host, ep.port, key);
           if (verdict.ok) return true;
           hostKeyRefusal = new HostKeyMismatchError(label, verdict.reason, fingerprint(key));
           return false;
@@ -249,13 +267,238 @@ export async function connect(target: Target, timeoutMs: number): Promise<SshCon
     ]);
   } catch (err) {
     ssh.dispose();
+    sock?.destroy();
     throw classifyConnectError(label, err, hostKeyRefusal, timeoutMs);
   } finally {
     clearTimeout(timer);
   }
   // ssh2 leaves Nagle on: every exec would pay ~40 ms of delayed ACKs
   ssh.connection!.setNoDelay(true);
+  return ssh;
+}
+
+/**
+ * Marks an error as one met on the way through a bastion: `details.via = 'bastion'`, the
+ * bastion's address, and the `stage` it happened at (`bastion`: reaching or logging in to the
+ * bastion; `forward`: the bastion refused the forward; `target`: the target, reached from the
+ * bastion). The error stays the host's own (`host` is the target).
+ */
+function viaBastion<E extends IsolationError>(err: E, targetLabel: string, bastion: string, stage: 'bastion' | 'forward' | 'target'): E {
+  Object.assign(err.details, { host: targetLabel, via: 'bastion', bastion, stage });
+  (err as { host?: string }).host = targetLabel;
+  return err;
+}
+
+interface BastionEntry {
+  ssh: Promise<NodeSSH>;
+  /** target connections (and channels being opened) that use this bastion connection now */
+  users: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+/**
+ * Connections to bastions, one per (bastion, user, credentials, pinned key), shared by every
+ * target reached through it. A bastion connection lives while a target connection uses it (its
+ * channels ride on it), then `idleMs` more; one that drops leaves the pool and takes its targets'
+ * connections with it (they reconnect through a new one). At most `maxBastions` are kept: beyond
+ * that, unused ones close first.
+ */
+export class Bastions {
+  private readonly entries = new Map<string, BastionEntry>();
+
+  constructor(
+    private readonly idleMs = 0,
+    private readonly maxBastions = 64,
+  ) {}
+
+  static key(j: Jump): string {
+    const cred = createHash('sha256')
+      .update(JSON.stringify([j.privateKey ?? '', j.passphrase ?? '', j.password ?? '', j.knownHosts]))
+      .digest('hex')
+      .slice(0, 16);
+    return `${j.username}@${j.host}:${j.port}#${cred}`;
+  }
+
+  /** Bastion connections open (or opening) now. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * A channel from the bastion to `target`'s SSH port, within `timeoutMs`; `release` must be
+   * called once the channel (and the connection over it) is done with.
+   */
+  async forward(target: Target, timeoutMs: number): Promise<{ stream: ClientChannel; release: () => void }> {
+    const jump = target.jump!;
+    const key = Bastions.key(jump);
+    const targetLabel = labelOf(target);
+    const bastion = labelOf(jump);
+    const deadline = Date.now() + timeoutMs;
+    let entry = this.entries.get(key);
+    if (!entry) {
+      const fresh: BastionEntry = { ssh: login(jump, `bastion ${bastion} (jump to ${targetLabel})`, timeoutMs), users: 0 };
+      entry = fresh;
+      this.entries.set(key, fresh);
+      fresh.ssh.then(
+        (ssh) => {
+          const gone = () => {
+            if (this.entries.get(key) === fresh) this.entries.delete(key);
+            clearTimeout(fresh.idleTimer);
+          };
+          // keep our own listeners: a dropped bastion must not become an uncaught exception
+          ssh.connection!.on('error', gone);
+          ssh.connection!.on('close', gone);
+          ssh.connection!.on('end', gone);
+        },
+        () => {
+          if (this.entries.get(key) === fresh) this.entries.delete(key);
+        },
+      );
+      this.evict();
+    }
+    const held = entry;
+    held.users++;
+    clearTimeout(held.idleTimer);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      held.users--;
+      if (held.users === 0) this.idle(key, held);
+    };
+    try {
+      const ssh = await withTimeout(held.ssh, Math.max(1, deadline - Date.now()), () => new TimeoutError(`bastion ${bastion} (jump to ${targetLabel})`, 'SSH connect', timeoutMs));
+      const stream = await openForward(ssh.connection!, target, Math.max(1, deadline - Date.now()), targetLabel, bastion);
+      stream.once('close', release);
+      return { stream, release };
+    } catch (err) {
+      release();
+      if (err instanceof IsolationError && err.details.bastionLost && this.entries.get(key) === held) {
+        this.entries.delete(key);
+        held.ssh.then((s) => s.dispose()).catch(() => undefined);
+      }
+      if (err instanceof IsolationError && err.details.via === undefined) throw viaBastion(err, targetLabel, bastion, 'bastion');
+      throw err;
+    }
+  }
+
+  private idle(key: string, entry: BastionEntry): void {
+    clearTimeout(entry.idleTimer);
+    const closeIfUnused = () => {
+      if (entry.users > 0) return;
+      if (this.entries.get(key) === entry) this.entries.delete(key);
+      entry.ssh.then((s) => s.dispose()).catch(() => undefined);
+    };
+    if (this.idleMs <= 0) return closeIfUnused();
+    entry.idleTimer = setTimeout(closeIfUnused, this.idleMs);
+    entry.idleTimer.unref();
+  }
+
+  /** Closes unused bastion connections while more than `maxBastions` are open. */
+  private evict(): void {
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.maxBastions) return;
+      if (entry.users === 0) {
+        this.entries.delete(key);
+        clearTimeout(entry.idleTimer);
+        entry.ssh.then((s) => s.dispose()).catch(() => undefined);
+      }
+    }
+  }
+
+  closeAll(): void {
+    for (const [key, entry] of [...this.entries]) {
+      this.entries.delete(key);
+      clearTimeout(entry.idleTimer);
+      entry.ssh.then((s) => s.dispose()).catch(() => undefined);
+    }
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(onTimeout()), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A pooled bastion connection found dead when a channel was asked of it: nothing reached the host,
+ * so the driver may run the action once more, through a new bastion connection.
+ */
+function lost(err: UnreachableError): UnreachableError {
+  err.details.started = false;
+  err.details.bastionLost = true;
+  return err;
+}
+
+/** ssh2's reason codes for a refused channel open (RFC 4254, 5.1). */
+const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
+
+/** Asks the bastion for a channel to the target's SSH port (`direct-tcpip`, as `ssh -J` does), within `timeoutMs`. */
+function openForward(client: Client, target: Target, timeoutMs: number, targetLabel: string, bastion: string): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      settled = true;
+      reject(viaBastion(new TimeoutError(targetLabel, `forward through bastion ${bastion}`, timeoutMs), targetLabel, bastion, 'target'));
+    }, timeoutMs);
+    try {
+      client.forwardOut('127.0.0.1', 0, target.host, target.port, (err, stream) => {
+        if (settled) {
+          stream?.close(); // too late: the caller has given up
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        if (!err) return resolve(stream);
+        const e = err as Error & { reason?: number };
+        const why = hostText(e.message.replace(/^\(SSH\) Channel open failure:\s*/, ''));
+        if (e.reason === OPEN_ADMINISTRATIVELY_PROHIBITED) {
+          reject(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} refused to forward to ${targetLabel} (${why || 'administratively prohibited'}: its AllowTcpForwarding or PermitOpen)`, { cause: err }), targetLabel, bastion, 'forward'));
+        } else if (e.reason === undefined) {
+          reject(lost(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} lost: ${why}`, { cause: err }), targetLabel, bastion, 'bastion')));
+        } else {
+          reject(viaBastion(new UnreachableError(targetLabel, `not reachable from bastion ${bastion}: ${why || 'connect failed'}`, { cause: err }), targetLabel, bastion, 'target'));
+        }
+      });
+    } catch (err) {
+      settled = true;
+      clearTimeout(timer);
+      reject(lost(viaBastion(new UnreachableError(targetLabel, `bastion ${bastion} lost: ${(err as Error).message}`, { cause: err }), targetLabel, bastion, 'bastion')));
+    }
+  });
+}
+
+/**
+ * Opens, authenticates and host-key-verifies one connection within `timeoutMs`. A target with a
+ * `jump` is reached through a channel of a bastion connection from `bastions` (shared, pooled);
+ * the same time limit covers the bastion, the forward and the target's login.
+ */
+export async function connect(target: Target, timeoutMs: number, bastions?: Bastions): Promise<SshConnection> {
+  const label = labelOf(target);
+  const deadline = Date.now() + timeoutMs;
+  let ssh: NodeSSH;
+  let release: (() => void) | undefined;
+  if (target.jump) {
+    // without a pool, a bastion connection of its own that closes with this connection
+    const via = bastions ?? new Bastions(0);
+    const fwd = await via.forward(target, timeoutMs);
+    release = fwd.release;
+    try {
+      ssh = await login(target, label, Math.max(1, deadline - Date.now()), fwd.stream);
+    } catch (err) {
+      release();
+      throw err instanceof IsolationError ? viaBastion(err, label, labelOf(target.jump), 'target') : err;
+    }
+  } else {
+    ssh = await login(target, label, timeoutMs);
+  }
   const conn = new SshConnection(ssh, label);
+  if (release) conn.onClosed(release);
   try {
     // the same time limit covers login and this first command
     const who = await conn.exec(COMMANDS.whoami, '', Math.max(1, deadline - Date.now()));
@@ -302,15 +545,22 @@ export class ConnectionPool {
   /** insertion order = least recently used first */
   private readonly entries = new Map<string, PoolEntry>();
 
+  /** the bastions the pooled connections go through: each lives while a connection uses it */
+  readonly bastions: Bastions;
+
   constructor(
     private readonly idleMs = 60_000,
     private readonly maxConnections = 256,
-  ) {}
+  ) {
+    // a bastion outlives its last target connection by a little, so a burst of actions shares it
+    this.bastions = new Bastions(Math.min(idleMs, 5_000), maxConnections);
+  }
 
   static key(t: Target): string {
-    // credentials are part of the key so that two targets with other keys never share a session
+    // credentials are part of the key so that two targets with other keys never share a session;
+    // so is the path: a host reached through a bastion is not the same session as one reached directly
     const cred = createHash('sha256')
-      .update(JSON.stringify([t.privateKey ?? '', t.passphrase ?? '', t.password ?? '', t.knownHosts]))
+      .update(JSON.stringify([t.privateKey ?? '', t.passphrase ?? '', t.password ?? '', t.knownHosts, t.jump ? Bastions.key(t.jump) : '']))
       .digest('hex')
       .slice(0, 16);
     return `${t.username}@${t.host}:${t.port}#${cred}`;
@@ -330,7 +580,7 @@ export class ConnectionPool {
       entry.busy--;
       if (this.entries.get(key) === entry) this.drop(key);
     }
-    const fresh: PoolEntry = { conn: connect(target, timeoutMs), busy: 1 };
+    const fresh: PoolEntry = { conn: connect(target, timeoutMs, this.bastions), busy: 1 };
     this.entries.set(key, fresh);
     this.evict();
     try {
@@ -398,5 +648,6 @@ export class ConnectionPool {
         await e.conn.then((c) => c.close()).catch(() => undefined);
       }),
     );
+    this.bastions.closeAll();
   }
 }

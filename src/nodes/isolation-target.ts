@@ -21,7 +21,14 @@ export = function (RED: NodeAPI): void {
       knownHosts: config.knownHosts,
       sudo: config.sudo,
       timeout: config.timeout,
+      jumpTarget: config.jumpTarget || undefined,
+      jumpHost: config.jumpHost,
+      jumpPort: config.jumpPort,
+      jumpUser: config.jumpUser,
+      jumpKnownHosts: config.jumpKnownHosts,
     };
+    const jumpId = config.jumpTarget;
+    this.jumpNode = () => (jumpId ? (RED.nodes.getNode(jumpId) as TargetNode | null) : null);
     // checked when the flow starts; the nodes that use this target show it in their status
     this.problem = targetProblem(this);
     if (this.problem) this.error(this.problem.message);
@@ -30,6 +37,9 @@ export = function (RED: NodeAPI): void {
     privateKey: { type: 'password' },
     passphrase: { type: 'password' },
     password: { type: 'password' },
+    jumpPrivateKey: { type: 'password' },
+    jumpPassphrase: { type: 'password' },
+    jumpPassword: { type: 'password' },
   };
   RED.nodes.registerType('isolation-target', IsolationTargetNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1], {
     credentials,

@@ -39,6 +39,10 @@ export interface TargetCredentials {
   privateKey?: string;
   passphrase?: string;
   password?: string;
+  /** the jump host's own credentials (when it is given by its fields, not by another target) */
+  jumpPrivateKey?: string;
+  jumpPassphrase?: string;
+  jumpPassword?: string;
 }
 
 export interface TargetConfig {
@@ -56,12 +60,56 @@ export interface TargetConfig {
   knownHosts: string;
   sudo?: boolean;
   timeout?: number | string;
+  /** another isolation-target used as the jump host (its host, port, user, key and credentials) */
+  jumpTarget?: string;
+  /** or the jump host's own fields */
+  jumpHost?: string;
+  jumpPort?: number | string;
+  jumpUser?: string;
+  jumpKnownHosts?: string;
 }
 
 export interface TargetNode extends Node<TargetCredentials> {
   config: TargetConfig;
   /** what failed the check when the flow started (see targetProblem), or null */
   problem: IsolationError | null;
+  /** the isolation-target named as `jumpTarget`, looked up when an action needs it */
+  jumpNode?: () => TargetNode | null;
+}
+
+/** The jump host of a config node, if it names one; the driver validates every field of it. */
+function jumpOf(node: TargetNode, atDeploy = false): TargetInput['jump'] {
+  const c = node.config;
+  if (c.jumpTarget) {
+    const j = node.jumpNode?.() ?? null;
+    // at deploy the named target may simply not be built yet: it is checked on its own, and here at the first action
+    if (!j && atDeploy) return undefined;
+    if (!j) throw new ValidationError('the isolation-target named as jump host is not deployed', [{ path: 'target.jumpTarget', message: 'missing' }]);
+    if (j.config.jumpTarget || j.config.jumpHost) {
+      throw new ValidationError('a jump host reached through another jump host is not supported', [{ path: 'target.jumpTarget', message: 'chained jump' }]);
+    }
+    const cred = j.credentials ?? {};
+    return {
+      host: j.config.host,
+      port: num(j.config.port, 22),
+      username: j.config.username,
+      knownHosts: j.config.knownHosts,
+      privateKey: cred.privateKey || undefined,
+      passphrase: cred.passphrase || undefined,
+      password: cred.password || undefined,
+    };
+  }
+  if (!c.jumpHost || c.jumpHost.trim() === '') return undefined;
+  const cred = node.credentials ?? {};
+  return {
+    host: c.jumpHost,
+    port: num(c.jumpPort, 22),
+    username: c.jumpUser ?? '',
+    knownHosts: c.jumpKnownHosts ?? '',
+    privateKey: cred.jumpPrivateKey || undefined,
+    passphrase: cred.jumpPassphrase || undefined,
+    password: cred.jumpPassword || undefined,
+  };
 }
 
 export type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -89,9 +137,10 @@ function serversOf(c: TargetConfig): { servers?: Record<string, string[]> } {
 }
 
 /** The driver target for the config node; the driver validates every field of it. */
-export function targetOf(node: TargetNode): TargetInput {
+export function targetOf(node: TargetNode, atDeploy = false): TargetInput {
   const c = node.config;
   const cred = node.credentials ?? {};
+  const jump = jumpOf(node, atDeploy);
   return {
     host: c.host,
     port: num(c.port, 22),
@@ -105,6 +154,7 @@ export function targetOf(node: TargetNode): TargetInput {
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,
+    ...(jump ? { jump } : {}),
   };
 }
 
@@ -115,7 +165,8 @@ export function targetOf(node: TargetNode): TargetInput {
  */
 export function targetProblem(node: TargetNode): IsolationError | null {
   try {
-    validate(targetSchema, targetOf(node), 'target');
+    const target = validate(targetSchema, targetOf(node, true), 'target');
+    if (target.jump) parseKnownHosts(target.jump.knownHosts);
     validate(allowedHostsSchema, allowedHostsOf(node.config.allowedHosts), 'target.allowedHosts');
     const keys = parseKnownHosts(typeof node.config.knownHosts === 'string' ? node.config.knownHosts : '').filter((e) => e.marker === undefined);
     if (keys.length === 0) {

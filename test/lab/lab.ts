@@ -4,6 +4,8 @@
  * bridge with addresses from 198.18.0.0/15 and 2001:db8::/32. The controller (this process, in the
  * root namespace) reaches the bridge over one veth: only an address and its connected route are
  * added to the root namespace, never a firewall rule. Everything is removed on close, and on exit.
+ * With `bastion: true` that veth leads to a bastion namespace instead (its own sshd, no IP
+ * forwarding), and the hosts are reachable only through it, as behind a real jump host.
  */
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import { randomBytes } from 'crypto';
@@ -63,8 +65,32 @@ export interface Connection extends Closable {
   waitFor(text: string, timeoutMs: number): Promise<boolean>;
 }
 
+/** The bastion (jump host) of a lab made with `bastion: true`: the only way from the controller to the hosts. */
+export interface LabBastion {
+  ns: string;
+  /** its front leg, where the controller reaches it */
+  v4: string;
+  v6: string;
+  port: number;
+  /** its leg on the hosts' network: the address the hosts see SSH come from */
+  inner: { v4: string; v6: string };
+  /** a lab user that may log in to the bastion (key auth) and forward through it */
+  user: LabUser;
+  knownHosts: string;
+  /** the bastion's address with an unrelated key */
+  wrongKnownHosts: string;
+  /** sshd's forwarding rules on the bastion (sshd restarted with them); no argument: allowed to all */
+  configure(o?: { allowTcpForwarding?: boolean; permitOpen?: string[] }): Promise<void>;
+  /** SSH connections the bastion's sshd holds open now (established TCP on its port) */
+  sessions(): Promise<number>;
+  /** fault injection: every SSH connection to the bastion is cut (ss -K), the listener stays */
+  dropSessions(): Promise<void>;
+}
+
 export interface Lab {
   id: string;
+  /** present with `bastion: true`: the hosts are reachable only through it */
+  bastion?: LabBastion;
   dir: string;
   controller: { v4: string; v6: string; link: string };
   hosts: LabHost[];
@@ -190,7 +216,7 @@ export function cleanupStaleLabs(): void {
   }
   for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
     const u = line.split(':')[0];
-    if (/^nrh[0-9a-f]{6}[arn]$/.test(u)) tryRun(['userdel', '-f', u]);
+    if (/^nrh[0-9a-f]{6}[arnj]$/.test(u)) tryRun(['userdel', '-f', u]);
   }
   for (const f of fs.existsSync('/etc/sudoers.d') ? fs.readdirSync('/etc/sudoers.d') : []) {
     if (f.startsWith(PREFIX)) fs.rmSync(path.join('/etc/sudoers.d', f), { force: true });
@@ -246,18 +272,37 @@ function waitPort(host: string, port: number, timeoutMs: number): Promise<void> 
   });
 }
 
+/** Waits until something listens on TCP `port` inside `ns` (for hosts the controller cannot reach). */
+async function waitListen(ns: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let out = '';
+    try {
+      out = run(['ip', 'netns', 'exec', ns, 'ss', '-H', '-l', '-t', '-n', `sport = :${port}`]);
+    } catch {
+      /* not yet */
+    }
+    if (out.trim() !== '') return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${ns}:${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /**
  * `hosts` lab hosts at 198.18.N.(10+i) unless `hostOffsets` says otherwise; `subnet` picks N
  * (random and unused by default). The controller is .1, the peer .3, the silent sink .4.
+ * With `bastion`, the controller's veth leads not to the hosts' bridge but to a bastion namespace
+ * (front leg 198.19.N.2, controller 198.19.N.1; its other leg 198.18.N.2 on the bridge) that runs
+ * its own sshd and forwards nothing at the IP layer: the hosts are reachable only through it.
  */
-export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[] } = {}): Promise<Lab> {
+export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[]; bastion?: boolean } = {}): Promise<Lab> {
   const avail = labAvailable();
   if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
   if (nHosts < 1 || nHosts > MAX_LAB_HOSTS) throw new Error(`hosts must be 1..${MAX_LAB_HOSTS}`);
   const offsets = opts.hostOffsets ?? defaultOffsets(nHosts);
-  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || (o > 255 && RESERVED_OCTETS.includes(o & 255)) || o >= 1024) || new Set(offsets).size !== nHosts) {
-    throw new Error('host offsets must be distinct, below 1024, and avoid .0 .1 .3 .4 .5 .250 .255 (and .0-.5 .250 .255 beyond the first /24)');
+  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || (opts.bastion && o === 2) || (o > 255 && RESERVED_OCTETS.includes(o & 255)) || o >= 1024) || new Set(offsets).size !== nHosts) {
+    throw new Error('host offsets must be distinct, below 1024, and avoid .0 .1 .3 .4 .5 .250 .255 (.2 too with a bastion) (and .0-.5 .250 .255 beyond the first /24)');
   }
   // more than one /24: offset o is host (o & 255) of the (o >> 8)-th /24 after N, all on one bridge
   const segments = (Math.max(...offsets) >> 8) + 1;
@@ -268,6 +313,10 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
   }
   const v4 = (i: number) => `198.18.${n + (i >> 8)}.${i & 255}`;
   const v6 = (i: number) => `2001:db8:${n.toString(16)}::${i.toString(16)}`;
+  // the bastion's front network (only with `bastion`): 198.19.N.0/24, 2001:db8:1NNN::/64
+  const f4 = (i: number) => `198.19.${n}.${i}`;
+  const f6 = (i: number) => `2001:db8:1${n.toString(16).padStart(3, '0')}::${i.toString(16)}`;
+  if (opts.bastion && run(['ip', '-o', 'addr', 'show']).includes(`198.19.${n}.`)) throw new Error(`198.19.${n}.0/24 is in use`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}${id}-`));
   fs.chmodSync(dir, 0o711);
   const sw = `${PREFIX}${id}-sw`;
@@ -321,11 +370,27 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     run(['ip', '-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
     run(['ip', '-n', sw, 'link', 'set', 'br0', 'up']);
     // the controller side: this process reaches the lab through it
-    run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'ctl', 'netns', sw]);
-    run(['ip', '-n', sw, 'link', 'set', 'ctl', 'master', 'br0', 'up']);
-    // the controller is .1 of each of the lab's /24s (so another lab never picks one of them)
-    for (let k = 0; k < segments; k++) run(['ip', 'addr', 'add', `${v4(256 * k + 1)}/24`, 'dev', rootLink]);
-    run(['ip', '-6', 'addr', 'add', `${v6(1)}/64`, 'dev', rootLink, 'nodad']);
+    const bastionNs = `${PREFIX}${id}-bastion`;
+    if (!opts.bastion) {
+      run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'ctl', 'netns', sw]);
+      run(['ip', '-n', sw, 'link', 'set', 'ctl', 'master', 'br0', 'up']);
+      // the controller is .1 of each of the lab's /24s (so another lab never picks one of them)
+      for (let k = 0; k < segments; k++) run(['ip', 'addr', 'add', `${v4(256 * k + 1)}/24`, 'dev', rootLink]);
+      run(['ip', '-6', 'addr', 'add', `${v6(1)}/64`, 'dev', rootLink, 'nodad']);
+    } else {
+      if (segments > 1) throw new Error('a bastion lab has at most one /24 of hosts');
+      // controller -> bastion (front leg, its own /24) -> bridge (inner leg): no IP forwarding in
+      // the bastion (a new namespace has none), so only its sshd connects the two
+      addNs(bastionNs);
+      run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'front', 'netns', bastionNs]);
+      run(['ip', '-n', bastionNs, 'addr', 'add', `${f4(2)}/24`, 'dev', 'front']);
+      run(['ip', '-n', bastionNs, '-6', 'addr', 'add', `${f6(2)}/64`, 'dev', 'front', 'nodad']);
+      run(['ip', '-n', bastionNs, 'link', 'set', 'front', 'up']);
+      run(['ip', 'netns', 'exec', bastionNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0']);
+      attach(bastionNs, 'bastion', 2);
+      run(['ip', 'addr', 'add', `${f4(1)}/24`, 'dev', rootLink]);
+      run(['ip', '-6', 'addr', 'add', `${f6(1)}/64`, 'dev', rootLink, 'nodad']);
+    }
     run(['ip', 'link', 'set', rootLink, 'up']);
 
     const peerNs = `${PREFIX}${id}-peer`;
@@ -341,7 +406,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
 
     // users: a sudo user (nft only), one without sudo, and a uid-0 alias whose shell is /bin/sh
     fs.mkdirSync(path.join(dir, 'authorized_keys'), { mode: 0o755 });
-    const mkUser = (suffix: 'a' | 'n' | 'r', passphrase?: string): LabUser => {
+    const mkUser = (suffix: 'a' | 'n' | 'r' | 'j', passphrase?: string): LabUser => {
       const username = `nrh${id}${suffix}`;
       const home = path.join(dir, `home-${suffix}`);
       fs.mkdirSync(home, { mode: 0o755 });
@@ -433,7 +498,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       procs.add(p);
       sshd.set(i, p);
       p.on('exit', () => procs.delete(p));
-      await waitPort(h.v4, 22, 15_000);
+      if (opts.bastion) await waitListen(h.ns, 22, 15_000);
+      else await waitPort(h.v4, 22, 15_000);
     };
     const stopSshd = async (i: number) => {
       const p = sshd.get(i);
@@ -445,6 +511,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     };
     // at most 32 sshd starting at once: a large lab must not starve the machine it shares
     for (let k = 0; k < hosts.length; k += 32) await Promise.all(hosts.slice(k, k + 32).map((h) => startSshd(h.index)));
+
 
     const guardNs = (ns: string) => {
       if (!namespaces.includes(ns)) throw new Error(`refusing to act outside this lab's namespaces: ${ns}`);
@@ -508,10 +575,78 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       },
     });
 
+    let bastion: LabBastion | undefined;
+    if (opts.bastion) {
+      const user = mkUser('j');
+      const hk = keygen(path.join(dir, 'host_key_bastion'));
+      const pub = hk.pub.split(' ').slice(0, 2).join(' ');
+      const conf = path.join(dir, 'sshd_bastion.conf');
+      let proc: ChildProcess | undefined;
+      const configure = async (o: { allowTcpForwarding?: boolean; permitOpen?: string[] } = {}) => {
+        const cfg = [
+          'Port 22',
+          `ListenAddress ${f4(2)}`,
+          `ListenAddress ${f6(2)}`,
+          `HostKey ${path.join(dir, 'host_key_bastion')}`,
+          `PidFile ${path.join(dir, 'sshd_bastion.pid')}`,
+          `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}/%u`,
+          'StrictModes no',
+          'PasswordAuthentication no',
+          'KbdInteractiveAuthentication no',
+          'PermitRootLogin no',
+          `AllowUsers ${user.username}`,
+          'UsePAM no',
+          'MaxStartups 200:30:400',
+          `AllowTcpForwarding ${o.allowTcpForwarding === false ? 'no' : 'yes'}`,
+          ...(o.permitOpen ? [`PermitOpen ${o.permitOpen.join(' ')}`] : []),
+          'LogLevel ERROR',
+          '',
+        ].join('\n');
+        fs.writeFileSync(conf, cfg);
+        if (proc && proc.exitCode === null) {
+          const p = proc;
+          await new Promise<void>((resolve) => {
+            p.once('exit', () => resolve());
+            p.kill('SIGTERM');
+          });
+        }
+        // established sessions outlive a restarted listener: cut them, so the new rules hold
+        await exec(bastionNs, ['ss', '-K', '-t', 'state', 'established', '( sport = :22 )']);
+        const log = fs.openSync(path.join(dir, 'sshd_bastion.log'), 'a');
+        const p = spawn('ip', ['netns', 'exec', bastionNs, '/usr/sbin/sshd', '-D', '-e', '-f', conf], { stdio: ['ignore', log, log] });
+        fs.closeSync(log);
+        procs.add(p);
+        p.on('exit', () => procs.delete(p));
+        proc = p;
+        await waitPort(f4(2), 22, 15_000);
+      };
+      const sessions = async () => {
+        const r = await exec(bastionNs, ['ss', '-H', '-t', '-n', 'state', 'established', '( sport = :22 )']);
+        return r.stdout.split('\n').filter((l) => l.trim() !== '').length;
+      };
+      bastion = {
+        ns: bastionNs,
+        v4: f4(2),
+        v6: f6(2),
+        port: 22,
+        inner: { v4: v4(2), v6: v6(2) },
+        user,
+        knownHosts: `${f4(2)} ${pub}\n${f6(2)} ${pub}\n`,
+        wrongKnownHosts: `${f4(2)} ${wrongKey.pub.split(' ').slice(0, 2).join(' ')}\n`,
+        configure,
+        sessions,
+        async dropSessions() {
+          await exec(bastionNs, ['ss', '-K', '-t', 'state', 'established', '( sport = :22 )']);
+        },
+      };
+      await configure();
+    }
+
     const lab: Lab = {
       id,
       dir,
-      controller: { v4: v4(1), v6: v6(1), link: rootLink },
+      bastion,
+      controller: opts.bastion ? { v4: f4(1), v6: f6(1), link: rootLink } : { v4: v4(1), v6: v6(1), link: rootLink },
       hosts,
       peer: { ns: peerNs, v4: v4(3), v6: v6(3) },
       server: { v4: v4(5), v6: v6(5) },
@@ -612,7 +747,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       },
       async silence(index, on) {
         run(['ip', '-n', hosts[index].ns, 'link', 'set', 'eth0', on ? 'down' : 'up']);
-        if (!on) await waitPort(hosts[index].v4, 22, 15_000);
+        if (!on && opts.bastion) await waitListen(hosts[index].ns, 22, 15_000);
+        else if (!on) await waitPort(hosts[index].v4, 22, 15_000);
       },
       async killSshd(index) {
         for (const p of nsProcesses(hosts[index].ns)) if (p.comm.startsWith('sshd')) tryRun(['kill', '-9', p.pid]);
