@@ -6,9 +6,12 @@
 import { strict as assert } from 'assert';
 import helper from 'node-red-node-test-helper';
 import * as sinon from 'sinon';
-import { HostKeyMismatchError, NotIsolatedError, type HostState } from '../../src/driver';
+import * as fs from 'fs';
+import * as path from 'path';
+import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
 import { driverOptions, SETTINGS } from '../../src/nodes/settings';
+import { REPO_ROOT } from '../lab/nodered';
 import { sharedDriver } from '../../src/nodes/shared';
 
 const driver = sharedDriver();
@@ -524,7 +527,7 @@ describe('nodes', function () {
   });
 
   it('runtime settings: defaults, units, and a bad value named', () => {
-    assert.deepEqual(driverOptions({}), { maxConcurrent: 64, maxConnections: 256, idleMs: 60_000, verifyWindowS: 30 });
+    assert.deepEqual(driverOptions({}), {}, "left out: the driver's own defaults");
     assert.deepEqual(driverOptions({ isolationTargetMaxConcurrent: 8, isolationTargetPoolSize: 16, isolationTargetIdleTimeout: 2.5, isolationTargetVerifyWindow: 60 }), {
       maxConcurrent: 8,
       maxConnections: 16,
@@ -537,5 +540,23 @@ describe('nodes', function () {
       (err: Error & { code?: string }) =>
         err.code === 'VALIDATION' && /settings\.isolationTargetMaxConcurrent/.test(err.message) && /settings\.isolationTargetIdleTimeout/.test(err.message),
     );
+  });
+
+  it("the documented defaults of the runtime settings are the driver's own", () => {
+    // the driver keeps them private: read them here only, to hold the README and the help to them
+    const d = new IsolationDriver() as unknown as { slots: { max: number }; pool: { maxConnections: number; idleMs: number }; verifyWindowS: number };
+    const effective: Record<string, number> = {
+      isolationTargetMaxConcurrent: d.slots.max,
+      isolationTargetPoolSize: d.pool.maxConnections,
+      isolationTargetIdleTimeout: d.pool.idleMs / 1000,
+      isolationTargetVerifyWindow: d.verifyWindowS,
+    };
+    assert.deepEqual(Object.keys(effective).sort(), Object.keys(SETTINGS).sort());
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'isolation-target.html'), 'utf8');
+    for (const [name, value] of Object.entries(effective)) {
+      assert.equal(Number(new RegExp(`${name}: (\\d+),`).exec(readme)?.[1]), value, `README: ${name}`);
+      assert.equal(Number(new RegExp(`<code>${name}</code>\\s*\\([^)]*?(\\d+)\\)`).exec(help)?.[1]), value, `help: ${name}`);
+    }
   });
 });
