@@ -122,6 +122,15 @@ export function decodeState(comments: string[]): StateDoc {
   return r.data as StateDoc;
 }
 
+/** A listed protocol: a name where the host has /etc/protocols, its number where not (minimal hosts). */
+function protoName(p: string | number): string {
+  const n = typeof p === 'number' ? p : /^\d+$/.test(p) ? Number(p) : null;
+  if (n === 1 || n === 58 || p === 'ipv6-icmp') return 'icmp';
+  if (n === 6) return 'tcp';
+  if (n === 17) return 'udp';
+  return String(p);
+}
+
 /** Parses the JSON of `list table`; throws StateParseError when it is not our table. */
 export function parseTable(json: string, table: string): ParsedTable {
   let raw: unknown;
@@ -157,7 +166,7 @@ export function parseTable(json: string, table: string): ParsedTable {
           const [addr, proto, port] = el.data.elem.val.concat;
           observed.push({
             direction: obs[1] as 'in' | 'out',
-            proto: proto === 'ipv6-icmp' ? 'icmp' : String(proto),
+            proto: protoName(proto),
             addr: String(addr),
             port: typeof port === 'number' ? port : port === undefined ? null : Number(port),
             packets: el.data.elem.counter?.packets ?? 0,
