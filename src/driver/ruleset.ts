@@ -487,6 +487,11 @@ export function renderUnisolate(table: string): Batch {
   };
 }
 
+/** Lists only the host's table names: its answer's metainfo says which nft the host runs. */
+export function renderVersionProbe(): Batch {
+  return { nftables: [{ list: { tables: null } }] };
+}
+
 export function renderList(table: string): Batch {
   return { nftables: [{ list: { table: { family: 'inet', name: table } } }] };
 }

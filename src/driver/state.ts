@@ -122,6 +122,20 @@ export function decodeState(comments: string[]): StateDoc {
   return r.data as StateDoc;
 }
 
+/** The nft version a host's JSON answer names in its metainfo (`1.0.6`), or null. */
+export function parseNftVersion(json: string): string | null {
+  try {
+    const items = (JSON.parse(json) as { nftables?: unknown[] }).nftables ?? [];
+    for (const it of items) {
+      const v = (it as { metainfo?: { version?: unknown } })?.metainfo?.version;
+      if (typeof v === 'string' && /^\d+(\.\d+){1,3}$/.test(v)) return v;
+    }
+  } catch {
+    /* not JSON */
+  }
+  return null;
+}
+
 /** A listed protocol: a name where the host has /etc/protocols, its number where not (minimal hosts). */
 function protoName(p: string | number): string {
   const n = typeof p === 'number' ? p : /^\d+$/.test(p) ? Number(p) : null;

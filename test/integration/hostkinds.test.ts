@@ -6,7 +6,7 @@
  * Real traffic from the lab's peer checks what each isolation claims.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type TargetInput } from '../../src/driver';
+import { IsolationDriver, type IsolationError, type TargetInput } from '../../src/driver';
 import { containerAvailable, createContainer, NFT_VERSION, SUITES, type ContainerHost } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
@@ -132,6 +132,19 @@ describe('host kinds: Debian systems under systemd-nspawn (bookworm nft 1.0.6, t
       assert.equal((await h.exec(['sh', '-c', 'test -e /etc/protocols; echo $?'])).stdout.trim(), '1', 'minbase has no /etc/protocols');
       const target = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
       await roundTrip(lab, driver, { ns: h.ns, v4: h.v4, v6: h.v6, target });
+    });
+
+    it(`${suite}: a systemd unit exception is refused as UNSUPPORTED naming nft ${NFT_VERSION[suite]}, and nothing changes`, async () => {
+      const h = hosts[i];
+      const target = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+      // ssh.service's cgroup exists on this host: only nft's JSON parser stands in the way
+      await assert.rejects(driver.isolate(target, { presets: ['ssh'], exceptions: [{ direction: 'out', proto: 'any', unit: 'ssh.service' }] }), (err: IsolationError) => {
+        assert.equal(err.code, 'UNSUPPORTED', err.message);
+        assert.ok(err.message.includes(`nft ${NFT_VERSION[suite]}`), err.message);
+        assert.equal(err.details.nftVersion, NFT_VERSION[suite]);
+        return true;
+      });
+      assert.equal((await driver.status(target)).state, 'free', 'nothing applied');
     });
   }
 });
