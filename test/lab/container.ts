@@ -191,9 +191,11 @@ export async function createContainer(lab: Lab, suite: Suite, index: number, opt
     path.join(root, 'etc/systemd/network/10-lab.network'),
     ['[Match]', 'Name=eth0', '[Network]', `Address=${v4}/24`, `Address=${v6}/64`, 'IPv6AcceptRA=no', 'IPv6DuplicateAddressDetection=0', 'LinkLocalAddressing=ipv6', ''].join('\n'),
   );
-  // a user's processes die with their last session: what a timer in the SSH session must survive
+  // a user's processes die with their last session, root's too (logind spares root unless
+  // KillExcludeUsers names someone else: here a user that does not exist):
+  // what a timer in the SSH session must survive
   fs.mkdirSync(path.join(root, 'etc/systemd/logind.conf.d'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'etc/systemd/logind.conf.d/nrhi-lab.conf'), '[Login]\nKillUserProcesses=yes\n');
+  fs.writeFileSync(path.join(root, 'etc/systemd/logind.conf.d/nrhi-lab.conf'), '[Login]\nKillUserProcesses=yes\nKillExcludeUsers=nrhi-nobody\n');
   // the distribution's own firewall service loads /etc/nftables.conf (`flush ruleset` first) at boot
   sh(['chroot', root, 'systemctl', 'enable', '--quiet', 'systemd-networkd.service', 'ssh.service', 'nftables.service']);
   opts.setup?.(root);
