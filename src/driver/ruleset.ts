@@ -509,6 +509,9 @@ export function renderBootUnit(table: string, batch: Batch): string {
     `Description=Keep this host network-isolated across reboots (node-red-host-isolation, ${table})`,
     'DefaultDependencies=no',
     'Wants=network-pre.target',
+    // after the distribution's own firewall service: Debian's nftables.service loads
+    // /etc/nftables.conf, which begins with `flush ruleset` and would remove this table
+    'After=nftables.service',
     'Before=network-pre.target shutdown.target',
     'Conflicts=shutdown.target',
     '',

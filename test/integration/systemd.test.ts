@@ -155,3 +155,75 @@ describe('systemd hosts: the release timer is a transient unit (issue 13, item 1
     });
   }
 });
+
+describe('systemd hosts: persist across a real reboot, after the distribution\'s firewall (issue 13, item 2)', function () {
+  this.timeout(300_000);
+  let lab: Lab;
+  let driver: IsolationDriver;
+  const hosts: ContainerHost[] = [];
+
+  before(async function () {
+    requireLab(this, containerAvailable());
+    lab = await createLab({ hosts: 1 });
+    driver = new IsolationDriver();
+    for (const [i, suite] of SUITES.entries()) hosts.push(await createContainer(lab, suite, i));
+  });
+  after(async () => {
+    await driver?.close();
+    for (const h of hosts) await h.close();
+    await lab?.close();
+  });
+
+  for (const [i, suite] of SUITES.entries()) {
+    it(`${suite}: comes up isolated before its network, after nftables.service's flush ruleset; free again once unisolated`, async () => {
+      const h = hosts[i];
+      const t: TargetInput = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+      const conf = (await h.exec(['cat', '/etc/nftables.conf'])).stdout;
+      assert.match(conf, /^flush ruleset$/m, "Debian's /etc/nftables.conf flushes the ruleset");
+      assert.equal((await h.exec(['systemctl', 'is-enabled', 'nftables.service'])).stdout.trim(), 'enabled');
+      const exceptions = [{ direction: 'in' as const, proto: 'tcp' as const, addr: lab.peer.v4, port: 7031 }];
+      const iso = await driver.isolate(t, { presets: ['ssh'], exceptions, persist: true, reason: 'persist test' });
+      assert.equal(iso.persist, true);
+      const bootNs = h.ns;
+      const ms = Date.now();
+      await h.reboot();
+      const bootMs = Date.now() - ms;
+      // a fresh network namespace: only the boot unit can have put the table there
+      assert.notEqual(lab.processes(h.ns).length, 0);
+      const show = async (unit: string, prop: string) => Number((await h.exec(['systemctl', 'show', unit, '-p', prop, '--value'])).stdout.trim());
+      const flushed = await show('nftables.service', 'ExecMainExitTimestampMonotonic');
+      const ours = await show(`node-red-isolation-${TABLE}.service`, 'ExecMainStartTimestampMonotonic');
+      const oursDone = await show(`node-red-isolation-${TABLE}.service`, 'ExecMainExitTimestampMonotonic');
+      const network = await show('systemd-networkd.service', 'ExecMainStartTimestampMonotonic');
+      assert.ok(flushed > 0 && ours > 0 && network > 0, `timestamps ${flushed} ${ours} ${network}`);
+      assert.ok(ours >= flushed, `the boot unit ran after nftables.service (${ours} >= ${flushed})`);
+      assert.ok(oursDone <= network, `the table was in before networkd started (${oursDone} <= ${network})`);
+      assert.equal((await h.exec(['nft', 'list', 'table', 'inet', 'filter'])).code, 0, "nftables.service's own table is there too");
+      const l1 = await lab.listen(h.ns, 7031);
+      const l2 = await lab.listen(h.ns, 7032);
+      try {
+        const st = await driver.status(t);
+        assert.equal(st.state, 'isolated');
+        assert.equal(st.since, iso.since, 'the same record');
+        assert.equal(st.reason, 'persist test');
+        assert.deepEqual(st.exceptions, iso.exceptions);
+        assert.deepEqual(st.tampered, [], st.tampered.join('; '));
+        assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7031), true, 'the exception holds after the reboot');
+        assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7032), false, 'the rest is dropped');
+      } finally {
+        l1.close();
+        l2.close();
+      }
+      await driver.unisolate(t);
+      await h.reboot();
+      assert.equal((await driver.status(t)).state, 'free', 'unisolated: comes up free');
+      const l3 = await lab.listen(h.ns, 7032);
+      try {
+        assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7032), true);
+      } finally {
+        l3.close();
+      }
+      console.log(`      (${suite}: reboot to sshd in ${bootMs} ms; netns ${bootNs === h.ns ? 're-adopted' : 'renamed'})`);
+    });
+  }
+});

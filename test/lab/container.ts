@@ -18,6 +18,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import type { ExecResult, Lab } from './lab';
 
@@ -90,6 +91,20 @@ export interface ContainerHost {
 
 function sh(argv: string[], input?: string, timeout = 30_000): string {
   return execFileSync(argv[0], argv.slice(1), { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout });
+}
+
+/** Whether an SSH server greets from addr:22 within `ms`. */
+function sshBanner(addr: string, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: addr, port: 22 });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(ms, () => done(false));
+    s.once('error', () => done(false));
+    s.once('data', (d) => done(d.toString().startsWith('SSH-')));
+  });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -260,7 +275,8 @@ export async function createContainer(lab: Lab, suite: Suite, index: number, opt
       host.ns = ns;
       // sshd answering on the lab address
       while (Date.now() < deadline) {
-        if ((await lab.tcpOpen(lab.peer.ns, v4, 22, 1000)) && (await host.exec(['systemctl', 'is-active', '--quiet', 'ssh.service'])).code === 0) {
+        // from the controller (an isolated host keeps SSH open to its management address only)
+        if ((await sshBanner(v4, 1000)) && (await host.exec(['systemctl', 'is-active', '--quiet', 'ssh.service'])).code === 0) {
           host.lastBootMs = Date.now() - t0;
           return;
         }
@@ -285,7 +301,8 @@ export async function createContainer(lab: Lab, suite: Suite, index: number, opt
       const p = nspawn;
       if (!p) throw new Error('not running');
       const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-      await host.exec(['systemctl', 'reboot']);
+      // --no-block: do not wait on the shutdown it starts; -i: logged-in sessions do not hold it back
+      await host.exec(['systemctl', '--no-block', '-i', 'reboot'], undefined, 10_000);
       const t = setTimeout(() => p.kill('SIGKILL'), 30_000);
       await exited;
       clearTimeout(t);

@@ -621,6 +621,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       startSshd,
       addr: (i) => ({ v4: v4(i), v6: v6(i) }),
       plug(link) {
+        // the same link of a previous boot (its namespace kept alive by the lab's name for it)
+        tryRun(['ip', '-n', sw, 'link', 'del', link]);
         run(['ip', 'link', 'set', link, 'netns', sw]);
         run(['ip', '-n', sw, 'link', 'set', link, 'master', 'br0', 'up']);
       },
