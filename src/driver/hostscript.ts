@@ -116,8 +116,8 @@ function applyScript(nft: string, priv: string): string {
     // alone (a timer that escaped its cancellation never reads a newer one's batches); the unit's
     // command line holds no $ or % for systemd to expand
     `    f="${TIMER_DIR}/$t.$$"`,
-    `    ${priv}mkdir -p -m 700 ${TIMER_DIR} && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" | ${priv}tee "$f" >/dev/null &&`,
-    `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null &&`,
+    `    ${priv}mkdir -p -m 700 ${TIMER_DIR} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" | ${priv}tee "$f" >/dev/null 2>&1 &&`,
+    `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null 2>&1 &&`,
     `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "nrhi-release:$t:" >/dev/null 2>&1 && armed=systemd`,
     '  fi',
     `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "nrhi-release:$t:" >/dev/null 2>&1 & armed=process; fi`,
