@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'nodes/**/*.js', 'eslint.config.mjs'] },
+  { ignores: ['dist/**', 'node_modules/**', 'nodes/**/*.js', 'eslint.config.mjs', 'resources/driver-rules.js', 'test/runtimes/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -14,6 +14,11 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // shared editor code, run by the browser in Node-RED's editor
+    files: ['resources/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser, $: 'readonly', RED: 'readonly' } },
   },
   {
     files: ['**/*.ts'],

@@ -1,41 +1,20 @@
 /**
- * `npm run demo`: the main job, as root on a fresh machine. Installs the Debian packages it needs
- * when they are missing, starts three lab hosts (198.18.0.2, .20, .21) and a peer (198.18.0.3) in
- * network namespaces with keys generated now, starts Node-RED on 127.0.0.1 with this pack and the
+ * `npm run demo`: the main job, as root on a fresh machine. `npm run demo` first installs the
+ * Debian packages it needs when they are missing (scripts/ensure-deps.js demo); this then starts
+ * three lab hosts (198.18.0.2, .20, .21) and a peer (198.18.0.3) in network namespaces with keys
+ * generated now, starts Node-RED on 127.0.0.1 with this pack and the
  * example flows wired to the lab, and prints the editor URL and a curl command that fires an alert.
  * Ctrl-C removes everything it made.
  *
  * `npm run demo -- --check` plays the whole story headless, a line per step, and exits non-zero on
  * any failure. `--port N` picks Node-RED's port (default 1880, or a free one if that is taken).
  */
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../src/driver';
 import { createLab, labAvailable, type Lab } from '../test/lab/lab';
 import { REPO_ROOT, startNodeRed, type NodeRed } from '../test/lab/nodered';
-
-const PACKAGES: Record<string, string> = { nft: 'nftables', sshd: 'openssh-server', 'ssh-keygen': 'openssh-client', ip: 'iproute2', sudo: 'sudo', ping: 'iputils-ping' };
-
-function have(cmd: string): boolean {
-  return ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => fs.existsSync(path.join(d, cmd)));
-}
-
-/** Installs missing Debian packages, or says exactly what is missing when it cannot. */
-function ensurePackages(): void {
-  const missing = [...new Set(Object.entries(PACKAGES).filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
-  if (missing.length === 0) return;
-  const canApt = process.getuid?.() === 0 && have('apt-get');
-  if (!canApt) {
-    console.error(`missing Debian packages: ${missing.join(' ')}\ninstall them as root: apt-get install -y ${missing.join(' ')}`);
-    process.exit(2);
-  }
-  console.log(`installing ${missing.join(' ')} ...`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
-}
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -136,10 +115,9 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const checkMode = args.includes('--check');
   const portArg = args.indexOf('--port');
-  ensurePackages();
   const avail = labAvailable();
   if (!avail.ok) {
-    console.error(`the demo needs root (network namespaces, nftables inside them): ${avail.why}`);
+    console.error(`the demo needs root (network namespaces, nftables inside them): ${avail.why}\n(npm run demo installs the missing Debian packages when run as root)`);
     process.exit(2);
   }
   const lab = await createLab({ subnet: 0, hostOffsets: [2, 20, 21] });

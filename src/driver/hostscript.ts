@@ -15,7 +15,11 @@ export const SUDO_NFT = 'sudo -n nft -j -f -';
 export const BOOT_UNIT_DIR = '/etc/systemd/system';
 
 /** The exact `ss` command lines that cut connections (pinned in the documented sudoers lines). */
-export const SS_KILL = { tcp: 'ss -K -H -n -t state connected -F -', udp: 'ss -K -H -n -u state connected -F -' } as const;
+export const SS_KILL = {
+  both: 'ss -K -H -n -t -u state connected -F -',
+  tcp: 'ss -K -H -n -t state connected -F -',
+  udp: 'ss -K -H -n -u state connected -F -',
+} as const;
 
 /**
  * Where systemd runs (/run/systemd/system), the release timer is the transient unit
@@ -60,9 +64,9 @@ export const EXIT = {
  *   changes nothing), moved into place and enabled after it; removed after a successful apply
  *   that does not persist. Exit 93: the host has no systemd; 94: it could not be written.
  * - Cutting: once the batch is in, every connected TCP/UDP socket outside the filters is destroyed
- *   (`ss -K`: the kernel's sock_diag destroy); the script answers `nrhi-severed CUT LEFT WHY` with
- *   how many were cut, how many established ones outside the filters are still there, and why
- *   not all (ok, no-ss, refused).
+ *   (`ss -K`: the kernel's sock_diag destroy; one pass when both filters are the same); the script
+ *   answers `nrhi-severed CUT LEFT WHY` with how many were cut, how many established ones outside
+ *   the filters are still there when none could be cut, and why not all (ok, no-ss, refused).
  * - Notices go through `wall` as the SSH user; a host without wall just gets none.
  */
 function applyScript(nft: string, priv: string): string {
@@ -123,15 +127,34 @@ function applyScript(nft: string, priv: string): string {
     `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "nrhi-release:$t:" >/dev/null 2>&1 & armed=process; fi`,
     '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
     'fi',
+    // one ss for both protocols when their filters agree (the usual case), two otherwise; the
+    // established sockets left are listed only when nothing was cut (a kernel without destroy
+    // support cuts nothing and says nothing); lines are counted in the shell, no extra process
     'cut=0; left=0; why=ok',
+    'lines() { n=0; while IFS= read -r l; do [ -n "$l" ] && n=$((n + 1)); done; }',
     'sever() {',
     '  [ -n "$2" ] || return 0',
     '  if ! command -v ss >/dev/null 2>&1; then why=no-ss; return 0; fi',
-    `  o=$(printf '%s\\n' "$2" | ${priv}ss -K -H -n "$1" state connected -F - 2>/dev/null) || why=refused`,
-    '  if [ -n "$o" ]; then cut=$((cut + $(printf \'%s\\n\' "$o" | wc -l))); fi',
-    '  left=$((left + $(printf \'%s\\n\' "$2" | ss -H -n "$1" state established -F - 2>/dev/null | wc -l)))',
+    `  o=$(${priv}ss -K -H -n $1 state connected -F - 2>/dev/null <<EOF`,
+    '$2',
+    'EOF',
+    '  ) || why=refused',
+    '  lines <<EOF',
+    '$o',
+    'EOF',
+    '  cut=$((cut + n))',
+    '  [ $n -eq 0 ] || return 0',
+    '  o=$(ss -H -n $1 state established -F - 2>/dev/null <<EOF',
+    '$2',
+    'EOF',
+    '  )',
+    '  lines <<EOF',
+    '$o',
+    'EOF',
+    '  left=$((left + n))',
     '}',
-    'if [ -n "$kt$ku" ]; then sever -t "$kt"; sever -u "$ku"; printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
+    'if [ "$kt" = "$ku" ]; then sever "-t -u" "$kt"; else sever -t "$kt"; sever -u "$ku"; fi',
+    'if [ -n "$kt$ku" ]; then printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
     'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
     'exit 0',
   ].join('\n');
@@ -245,22 +268,23 @@ function ssPort(field: 'sport' | 'dport', port: number | string): string {
  * and open again through the exception.
  */
 export function severFilters(management: readonly ManagementEndpoint[], exceptions: readonly Exception[]): SeverFilters {
-  const keep = { tcp: [...LOOPBACK], udp: [...LOOPBACK] };
+  // one list for both protocols: a flow an exception names by peer and port is kept whatever its
+  // protocol (it goes to a peer the operator chose), so that one ss pass serves both
+  const keep = [...LOOPBACK];
   const whole = { tcp: false, udp: false };
-  for (const m of management) keep.tcp.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
+  for (const m of management) keep.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
   for (const e of exceptions) {
     if (e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined || e.proto === 'icmp') continue;
     const terms: string[] = [];
     if (e.addr !== undefined) terms.push(ssAddr(e.addr));
     if (e.port !== undefined) terms.push(ssPort(e.direction === 'in' ? 'sport' : 'dport', e.port));
-    for (const proto of ['tcp', 'udp'] as const) {
-      if (e.proto !== 'any' && e.proto !== proto) continue;
-      if (terms.length === 0) whole[proto] = true;
-      else keep[proto].push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
-    }
+    if (terms.length === 0) {
+      if (e.proto !== 'udp') whole.tcp = true;
+      if (e.proto !== 'tcp') whole.udp = true;
+    } else keep.push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
   }
-  const filter = (p: 'tcp' | 'udp') => (whole[p] ? '' : `! ( ${[...new Set(keep[p])].join(' or ')} )`);
-  return { tcp: filter('tcp'), udp: filter('udp') };
+  const filter = `! ( ${[...new Set(keep)].join(' or ')} )`;
+  return { tcp: whole.tcp ? '' : filter, udp: whole.udp ? '' : filter };
 }
 
 /** The apply script's `nrhi-severed` line, or null when it cut nothing (not asked, or an old script). */
@@ -272,7 +296,7 @@ export function parseSevered(stdout: string): SeverReport | null {
 /** What to tell the operator about a cut that was not complete (null: it was). */
 export function severWarning(r: SeverReport): string | null {
   if (r.why === 'no-ss') return 'open connections were NOT cut: the host has no `ss` (iproute2); they are frozen by the drop rules but resume when the isolation ends';
-  if (r.why === 'refused') return `open connections were NOT all cut: running \`${SS_KILL.tcp}\` was refused (sudo rule missing?); ${r.left} established connection(s) outside the exceptions remain, frozen`;
+  if (r.why === 'refused') return `open connections were NOT all cut: running \`${SS_KILL.both}\` was refused (sudo rule missing?); ${r.left} established connection(s) outside the exceptions remain, frozen`;
   if (r.left > 0) return `${r.left} established connection(s) outside the exceptions could not be cut (the kernel needs CONFIG_INET_DIAG_DESTROY); they are frozen by the drop rules but resume when the isolation ends`;
   return null;
 }

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { HostNotAllowedError, ValidationError } from './errors';
 import { parseAddr } from './net';
+import { CGROUP_PATH, cgroupSegmentsOk, HOST_NAME, LOGIN_NAME, portRange, TABLE_NAME, UNIT_NAME, USER_NAME } from './patterns';
 
 /** ICMP types an exception may name. Each maps to its number per family; a name missing in a family does not apply there. */
 export const ICMP_TYPES: Record<string, { v4?: number; v6?: number }> = {
@@ -49,31 +50,29 @@ const addrSchema = z.string().transform((s, ctx) => {
 const portNumber = z.number().int().min(1).max(65535);
 const portSchema = z.union([portNumber, z.string()]).transform((v, ctx): number | string => {
   if (typeof v === 'number') return v;
-  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(v.trim());
-  const lo = m ? Number(m[1]) : NaN;
-  const hi = m && m[2] !== undefined ? Number(m[2]) : lo;
-  if (!m || lo < 1 || hi > 65535 || lo > hi) {
+  const range = portRange(v);
+  if (!range) {
     ctx.addIssue({ code: 'custom', message: 'port must be 1-65535 or "lo-hi" with 1 <= lo <= hi <= 65535' });
     return z.NEVER;
   }
+  const [lo, hi] = range;
   return lo === hi ? lo : `${lo}-${hi}`;
 });
 
 /** a uid, or a user name (POSIX portable, as useradd takes it) that nft resolves on the host */
 const uidSchema = z.union([
   z.number().int().min(0).max(4294967294),
-  z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'uid must be a number or a user name (lower case letters, digits, _ and -)'),
+  z.string().regex(USER_NAME, 'uid must be a number or a user name (lower case letters, digits, _ and -)'),
 ]);
 const unitSchema = z
   .string()
-  .regex(/^[A-Za-z0-9:_.\\@-]{1,240}\.(service|scope|slice)$/, 'unit must be a systemd unit name such as "backup-agent.service"')
+  .regex(UNIT_NAME, 'unit must be a systemd unit name such as "backup-agent.service"')
   .refine((s) => !s.startsWith('.') && !s.includes('..'), 'unit must be a systemd unit name');
 const cgroupSchema = z
   .string()
   .max(1024)
-  // never a leading @ or $: nft's JSON parser reads those as a set or variable reference
-  .regex(/^[A-Za-z0-9_.][A-Za-z0-9:_.\\@-]*(\/[A-Za-z0-9:_.\\@-]+){0,15}$/, 'cgroup must be a relative cgroup v2 path such as "system.slice/backup.service"')
-  .refine((s) => s.split('/').every((seg) => seg !== '.' && seg !== '..'), 'cgroup must not contain "." or ".." segments');
+  .regex(CGROUP_PATH, 'cgroup must be a relative cgroup v2 path such as "system.slice/backup.service"')
+  .refine(cgroupSegmentsOk, 'cgroup must not contain "." or ".." segments');
 
 export const exceptionSchema = z
   .strictObject({
@@ -145,7 +144,7 @@ export const exceptionListSchema = z.array(exceptionSchema).max(MAX_EXCEPTIONS);
 
 export const tableNameSchema = z
   .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'table name must be an identifier: a letter, then letters, digits or _ (max 32)');
+  .regex(TABLE_NAME, 'table name must be an identifier: a letter, then letters, digits or _ (max 32)');
 
 export const presetListSchema = z.array(z.enum(PRESET_NAMES)).max(PRESET_NAMES.length * 2);
 
@@ -221,7 +220,7 @@ export type ExceptionOp = z.infer<typeof exceptionOpSchema>;
 export const hostnameSchema = z
   .string()
   .max(253)
-  .regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/)
+  .regex(HOST_NAME)
   .refine((s) => !/^[\d.]+$/.test(s), 'a numeric host must be a dotted-quad IPv4 address');
 
 export const hostSchema = z
@@ -239,7 +238,7 @@ export const targetSchema = z
   .strictObject({
     host: hostSchema,
     port: z.number().int().min(1).max(65535).default(22),
-    username: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/, 'username must be a POSIX user name'),
+    username: z.string().regex(LOGIN_NAME, 'username must be a POSIX user name'),
     privateKey: z.string().max(65536).optional(),
     passphrase: z.string().max(1024).optional(),
     password: z.string().max(1024).optional(),

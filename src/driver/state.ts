@@ -88,7 +88,8 @@ const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not a da
 const docSchema = z.object({
   v: z.literal(1),
   since: isoDate,
-  reason: z.string().nullable(),
+  // what isolate accepts (1024 characters); a longer one was not written by the pack
+  reason: z.string().max(1024).nullable(),
   mode: z.enum(['enforce', 'audit']),
   expiresAt: isoDate.nullable(),
   management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })).max(128),

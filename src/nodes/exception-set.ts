@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { Exception, ExceptionOp } from '../driver';
-import { arrayField, driver, handleInput } from './shared';
+import { arrayField, handleInput, sharedDriver } from './shared';
 
 interface ExceptionSetConfig extends NodeDef {
   target: string;
@@ -9,6 +9,7 @@ interface ExceptionSetConfig extends NodeDef {
 }
 
 export = function (RED: NodeAPI): void {
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
   function ExceptionSetNode(this: Node, config: ExceptionSetConfig) {
     RED.nodes.createNode(this, config);
     const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ValidationError, type Exception, type IsolateRequestInput, type PresetName } from '../driver';
-import { arrayField, driver, handleInput, wallOf, type Msg } from './shared';
+import { arrayField, handleInput, sharedDriver, wallOf, type Msg } from './shared';
 
 interface IsolateHostConfig extends NodeDef {
   target: string;
@@ -26,6 +26,7 @@ const OVERRIDE_FIELDS = ['mode', 'force', 'persist', 'duration', 'presets', 'exc
 const present = (v: unknown) => v !== undefined && v !== null;
 
 export = function (RED: NodeAPI): void {
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
   function IsolateHostNode(this: Node, config: IsolateHostConfig) {
     RED.nodes.createNode(this, config);
     // no preset unless chosen: the management channel is kept anyway

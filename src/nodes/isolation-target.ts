@@ -1,7 +1,10 @@
 import type { NodeAPI, NodeDef } from 'node-red';
-import type { TargetConfig, TargetCredentials, TargetNode } from './shared';
+import { settingsDeclaration } from './settings';
+import { sharedDriver, targetProblem, type TargetConfig, type TargetCredentials, type TargetNode } from './shared';
 
 export = function (RED: NodeAPI): void {
+  // the driver's limits come from settings.js (validated): a bad value stops the pack loading here
+  sharedDriver(RED.settings as unknown as Record<string, unknown>);
   function IsolationTargetNode(this: TargetNode, config: NodeDef & TargetConfig) {
     RED.nodes.createNode(this, config);
     this.config = {
@@ -11,10 +14,16 @@ export = function (RED: NodeAPI): void {
       username: config.username,
       allowedHosts: config.allowedHosts,
       managementCidrs: config.managementCidrs,
+      dnsServers: config.dnsServers,
+      ntpServers: config.ntpServers,
+      ldapServers: config.ldapServers,
       knownHosts: config.knownHosts,
       sudo: config.sudo,
       timeout: config.timeout,
     };
+    // checked when the flow starts; the nodes that use this target show it in their status
+    this.problem = targetProblem(this);
+    if (this.problem) this.error(this.problem.message);
   }
   const credentials: Record<keyof TargetCredentials, { type: 'password' }> = {
     privateKey: { type: 'password' },
@@ -23,5 +32,7 @@ export = function (RED: NodeAPI): void {
   };
   RED.nodes.registerType('isolation-target', IsolationTargetNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1], {
     credentials,
-  });
+    // runtime settings (settings.js), e.g. isolationTargetMaxConcurrent: see settings.ts and the README
+    settings: settingsDeclaration(),
+  } as Parameters<NodeAPI['nodes']['registerType']>[2]);
 };

@@ -4,12 +4,36 @@
  * exactly one send or one error, also when the node is closed while an operation runs.
  */
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { hostText, IsolationDriver, IsolationError, MAX_ERROR_MESSAGE, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../driver';
+import {
+  allowedHostsSchema,
+  hostText,
+  IsolationDriver,
+  IsolationError,
+  MAX_ERROR_MESSAGE,
+  targetForHost,
+  targetSchema,
+  validate,
+  ValidationError,
+  type ApplyInfo,
+  type HostState,
+  type TargetInput,
+} from '../driver';
+import { parseKnownHosts } from '../driver/knownhosts';
+import { driverOptions } from './settings';
 
 export const CATEGORY = 'host isolation';
 
-/** The driver every node uses: connections to a host are pooled and its operations serialised. */
-export const driver = new IsolationDriver();
+let shared: IsolationDriver | undefined;
+
+/**
+ * The driver every node uses: connections to a host are pooled and its operations serialised. Built
+ * once, by the first node module the runtime loads, with the limits of settings.js (see
+ * settings.ts; a bad value throws, and the pack does not load). Later calls return the same driver.
+ */
+export function sharedDriver(settings?: Record<string, unknown>): IsolationDriver {
+  if (!shared) shared = new IsolationDriver(settings ? driverOptions(settings) : {});
+  return shared;
+}
 
 export interface TargetCredentials {
   privateKey?: string;
@@ -24,6 +48,10 @@ export interface TargetConfig {
   username: string;
   allowedHosts?: string[] | string;
   managementCidrs?: string[] | string;
+  /** the servers the dns, ntp and ldap/ldaps presets open to; empty: read from the host */
+  dnsServers?: string[] | string;
+  ntpServers?: string[] | string;
+  ldapServers?: string[] | string;
   knownHosts: string;
   sudo?: boolean;
   timeout?: number | string;
@@ -31,6 +59,8 @@ export interface TargetConfig {
 
 export interface TargetNode extends Node<TargetCredentials> {
   config: TargetConfig;
+  /** what failed the check when the flow started (see targetProblem), or null */
+  problem: IsolationError | null;
 }
 
 export type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -47,6 +77,16 @@ function num(v: unknown, fallback: number): number {
   return Number.isFinite(n) ? n : NaN;
 }
 
+/** The servers named on the config node, per kind; a kind left empty is read from the host. */
+function serversOf(c: TargetConfig): { servers?: Record<string, string[]> } {
+  const servers: Record<string, string[]> = {};
+  for (const [kind, v] of [['dns', c.dnsServers], ['ntp', c.ntpServers], ['ldap', c.ldapServers]] as const) {
+    const list = allowedHostsOf(v);
+    if (list.length > 0) servers[kind] = list;
+  }
+  return Object.keys(servers).length > 0 ? { servers } : {};
+}
+
 /** The driver target for the config node; the driver validates every field of it. */
 export function targetOf(node: TargetNode): TargetInput {
   const c = node.config;
@@ -59,10 +99,40 @@ export function targetOf(node: TargetNode): TargetInput {
     sudo: c.sudo === true,
     timeoutMs: Math.round(num(c.timeout, 20) * 1000),
     managementCidrs: allowedHostsOf(c.managementCidrs),
+    ...serversOf(c),
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,
     password: cred.password || undefined,
   };
+}
+
+/**
+ * The config node's check when the flow starts: every field as the driver will validate it, the
+ * allowlist, and the known_hosts lines, so that a bad host, CIDR or key line shows at deploy, not
+ * at the first alert. Null when all pass.
+ */
+export function targetProblem(node: TargetNode): IsolationError | null {
+  try {
+    validate(targetSchema, targetOf(node), 'target');
+    validate(allowedHostsSchema, allowedHostsOf(node.config.allowedHosts), 'target.allowedHosts');
+    const keys = parseKnownHosts(typeof node.config.knownHosts === 'string' ? node.config.knownHosts : '').filter((e) => e.marker === undefined);
+    if (keys.length === 0) {
+      throw new ValidationError('knownHosts holds no host key line: pin the host key (ssh-keyscan -t ed25519 HOST)', [{ path: 'target.knownHosts', message: 'no host key' }]);
+    }
+    return null;
+  } catch (err) {
+    if (err instanceof IsolationError) return err;
+    throw err;
+  }
+}
+
+/** A target problem in a few words, for a node status: the field, else the message. */
+export function problemText(err: IsolationError): string {
+  const issue = err instanceof ValidationError ? err.issues[0] : undefined;
+  // the driver's names for what the config node calls otherwise
+  const field = issue?.path.replace(/^target\.?/, '').replace(/^timeoutMs$/, 'timeout');
+  if (field) return field;
+  return err.message.replace(/^invalid target: target: /, '').split(':')[0].slice(0, 60);
 }
 
 /** Most characters of a node's status text (the editor shows one short line under the node). */
@@ -223,6 +293,12 @@ export function handleInput<P = undefined>(
   const inflight = new Set<Promise<void>>();
   let running = 0;
 
+  // at deploy: a missing or invalid target shows now, not at the first alert (config nodes start first)
+  const configured = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
+  if (!configured) node.status({ fill: 'red', shape: 'ring', text: 'no target' });
+  else if (configured.problem) node.status(nodeStatus('red', 'ring', `target invalid: ${problemText(configured.problem)}`));
+  else node.status({}); // clears what an earlier deploy showed (a fixed target, say)
+
   node.on('input', (msgIn, send, done) => {
     const msg = msgIn as Msg;
     running++;
@@ -233,6 +309,7 @@ export function handleInput<P = undefined>(
       try {
         const cfg = targetId ? (RED.nodes.getNode(targetId) as TargetNode | null) : null;
         if (!cfg) throw new ValidationError('no isolation-target is configured for this node', [{ path: 'target', message: 'missing' }]);
+        if (cfg.problem) throw cfg.problem;
         const prepared = (prepare ? prepare(msg) : undefined) as P;
         const action: Action = (t, m, i) => actionWith(t, m, i, prepared);
         if (msg.hosts !== undefined && msg.hosts !== null) {

@@ -1,7 +1,8 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { driver, handleInput, wallOf } from './shared';
+import { handleInput, sharedDriver, wallOf } from './shared';
 
 export = function (RED: NodeAPI): void {
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
   function UnisolateHostNode(this: Node, config: NodeDef & { target: string; wall?: string }) {
     RED.nodes.createNode(this, config);
     handleInput(RED, this, config.target, (target, msg, info) => driver.unisolate(target, { wall: wallOf(msg, config.wall) }, info), 'unisolate');

@@ -4,6 +4,7 @@
  * the lockout paths it must keep. Each test here failed on the code before issue 11.
  */
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/driver';
 import { renderIsolate, renderRollback, type StateDoc } from '../../src/driver/ruleset';
@@ -134,6 +135,31 @@ describe('adversary: containment against the host it contains', function () {
       assert.ok(st.warnings.some((w) => /NOT cut/.test(w) && /ss/.test(w)), JSON.stringify(st.warnings));
     } finally {
       await lab.hostExec(0, ['sh', '-c', 'for d in /usr/bin /bin /usr/sbin /sbin; do umount $d/ss 2>/dev/null; done; true']);
+      c.close();
+      l.close();
+    }
+  });
+
+  it('says so when the kernel cannot destroy sockets: the connections left are counted, not claimed cut', async () => {
+    const l = await lab.listen(lab.peer.ns, 7111);
+    const c = await lab.openConnection(host().ns, lab.peer.v4, 7111);
+    // an `ss` whose -K destroys nothing (as on a kernel without CONFIG_INET_DIAG_DESTROY): it lists only
+    const real = `${lab.dir}/ss.real`;
+    fs.copyFileSync('/usr/bin/ss', real);
+    // (ss -K prints the sockets it closed and silently skips those the kernel will not close)
+    fs.writeFileSync(
+      `${lab.dir}/ss.nokill`,
+      `#!/bin/sh\nk=\nfor a; do shift; if [ "$a" = -K ]; then k=1; else set -- "$@" "$a"; fi; done\nif [ -n "$k" ]; then exec ${real} "$@" >/dev/null; fi\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const wrap = await lab.hostExec(0, ['mount', '--bind', `${lab.dir}/ss.nokill`, '/usr/bin/ss']);
+    assert.equal(wrap.code, 0, wrap.stderr);
+    try {
+      const st = await driver.isolate(target, { verify: false });
+      assert.equal(st.severed, 0);
+      assert.ok(st.warnings.some((w) => /could not be cut/.test(w) && /CONFIG_INET_DIAG_DESTROY/.test(w)), JSON.stringify(st.warnings));
+    } finally {
+      await lab.hostExec(0, ['umount', '/usr/bin/ss']);
       c.close();
       l.close();
     }

@@ -16,8 +16,8 @@ import * as path from 'path';
 import { Server, utils, type ServerChannel } from 'ssh2';
 import { IsolationDriver, IsolationError, MAX_ERROR_MESSAGE, MAX_HOST_TEXT, targetSchema, validate, type HostState, type TargetInput } from '../../src/driver';
 import { COMMANDS, connect, MAX_EXEC_OUTPUT } from '../../src/driver/transport';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { createLab, requireLab, type Lab, labTarget } from '../lab/lab';
+import { httpAnswerNodes, httpIn, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'nrhi_flood';
 const MiB = 1024 * 1024;
@@ -219,17 +219,7 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
   const TIMEOUT_MS = 8000;
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
-  const target = (i: number, extra: Partial<TargetInput> = {}): TargetInput => ({
-    host: lab.hosts[i].v4,
-    username: lab.users.sudo.username,
-    privateKey: lab.users.sudo.privateKey,
-    passphrase: lab.users.sudo.passphrase,
-    sudo: true,
-    knownHosts: lab.hosts[i].knownHosts,
-    table: TABLE,
-    timeoutMs: TIMEOUT_MS,
-    ...extra,
-  });
+  const target = (i: number, extra: Partial<TargetInput> = {}): TargetInput => labTarget(lab, i, TABLE, TIMEOUT_MS, extra);
   const procs = (i: number) => lab.processes(lab.hosts[i].ns);
   const sshdCount = (i: number) => procs(i).filter((c) => c.startsWith('sshd')).length;
   /** an endless flood, bounded on the host by `timeout` in case the controller never hangs up */
@@ -364,7 +354,6 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
 
     const flows = () => {
       const h = lab.hosts[0];
-      const httpIn = (id: string, method: string, url: string, next: string) => ({ id, type: 'http in', z: 'tab', url, method, wires: [[next]] });
       const nodes: Record<string, unknown>[] = [
         { id: 'tab', type: 'tab', label: 'flood' },
         {
@@ -387,18 +376,7 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
         httpIn('in-ping', 'get', '/ping', 'pong'),
         { id: 'pong', type: 'change', z: 'tab', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: 'pong', tot: 'str' }], wires: [['resp']] },
         { id: 'audit', type: 'file', z: 'tab', filename: '', filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
-        { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
-        { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
-        {
-          id: 'err',
-          type: 'change',
-          z: 'tab',
-          rules: [
-            { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
-            { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
-          ],
-          wires: [['resp']],
-        },
+        ...httpAnswerNodes(),
       ];
       return nodes.map((n) => (n.id === 'audit' ? { ...n, filename: auditFile() } : n)).map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
     };

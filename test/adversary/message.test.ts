@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type HostState, type TargetInput } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 const UNIT = `/etc/systemd/system/node-red-isolation-${TABLE}.service`;
@@ -97,18 +97,7 @@ function flows(lab: Lab, files: { audit: string; status: string }) {
     { id: 'watch-p', type: 'change', z: 'tab', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: 'status', tot: 'msg' }], wires: [['watch-f']] },
     { id: 'watch-f', type: 'file', z: 'tab', filename: files.status, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
     { id: 'audit', type: 'file', z: 'tab', filename: files.audit, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
-    { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
-    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
-    {
-      id: 'err',
-      type: 'change',
-      z: 'tab',
-      rules: [
-        { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
-        { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
-      ],
-      wires: [['resp']],
-    },
+    ...httpAnswerNodes(),
   ]);
 }
 

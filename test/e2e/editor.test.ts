@@ -11,7 +11,7 @@ import * as path from 'path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { wiredExamples } from '../../scripts/demo';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { REPO_ROOT, startNodeRed, type NodeRed } from '../lab/nodered';
+import { REPO_ROOT, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
@@ -24,11 +24,11 @@ declare const RED: {
     getType(t: string): unknown;
     node(id: string): Record<string, unknown>;
   };
-  editor: { edit(n: unknown): void; editConfig(name: string, type: string, id: string): void };
+  editor: { edit(n: unknown): void; editConfig(name: string, type: string, id: string): void; validateNode(n: unknown): boolean };
   view: { importNodes(n: unknown, opts?: unknown): void };
 };
 
-describe('the editor in headless Chromium', function () {
+for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chromium`, function () {
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
@@ -36,12 +36,15 @@ describe('the editor in headless Chromium', function () {
   let page: Page;
   let userData: string;
   const consoleErrors: string[] = [];
+  // Node-RED 4's screenshots keep their names; the other runtime's get a suffix
+  const shot = (name: string) => path.join(SHOTS, rt.id === '4' ? name : name.replace(/\.png$/, `-nr${rt.id}.png`));
 
   before(async function () {
     requireLab(this, { ok: fs.existsSync(CHROMIUM), why: `no ${CHROMIUM} (apt-get install chromium)` });
+    requireRuntime(this, rt);
     fs.mkdirSync(SHOTS, { recursive: true });
     lab = await createLab({ hosts: 1 });
-    red = await startNodeRed();
+    red = await startNodeRed({ runtime: rt });
     await red.deploy(wiredExamples(lab));
     userData = fs.mkdtempSync(path.join(os.tmpdir(), 'nrhi-chromium-'));
     // a fresh user data dir each run (playwright passes it as --user-data-dir)
@@ -84,7 +87,7 @@ describe('the editor in headless Chromium', function () {
       assert.equal(inCategory, 1, `${type} in the host isolation category`);
     }
     assert.ok(await page.evaluate(() => !!RED.nodes.getType('isolation-target')), 'config node type registered');
-    await page.screenshot({ path: path.join(SHOTS, 'palette-and-flow.png') });
+    await page.screenshot({ path: shot('palette-and-flow.png') });
   });
 
   it('opens the edit dialog of every type', async () => {
@@ -93,7 +96,7 @@ describe('the editor in headless Chromium', function () {
       await page.waitForSelector('#node-input-target', { state: 'visible' });
       if (type === 'isolate-host') {
         await page.waitForTimeout(600); // let the tray finish sliding in
-        await page.screenshot({ path: path.join(SHOTS, 'isolate-host-dialog.png') });
+        await page.screenshot({ path: shot('isolate-host-dialog.png') });
       }
       await page.click('#node-dialog-cancel');
       await page.waitForSelector('#node-input-target', { state: 'detached' });
@@ -110,7 +113,7 @@ describe('the editor in headless Chromium', function () {
     await page.waitForSelector('#node-config-input-knownHosts', { state: 'visible' });
     assert.equal(await page.locator('textarea#node-config-input-knownHosts').count(), 1, 'multi-line known_hosts field');
     assert.match((await page.locator('.form-tips').first().innerText()).toString(), /ssh-keyscan/);
-    await page.screenshot({ path: path.join(SHOTS, 'isolation-target-dialog.png') });
+    await page.screenshot({ path: shot('isolation-target-dialog.png') });
     await page.click('#node-config-dialog-cancel');
   });
 
@@ -152,6 +155,34 @@ describe('the editor in headless Chromium', function () {
     ]);
   });
 
+  it('checks flows written by hand with the driver rules: blank defaults pass, a bad field says why', async () => {
+    // nodes as another tool writes them, checked as the editor checks a node (not added to the workspace)
+    const verdicts = await page.evaluate(() => {
+      const v = (n: Record<string, unknown>) => {
+        const node = { ...n, _def: RED.nodes.getType(n.type as string) } as Record<string, unknown>;
+        RED.editor.validateNode(node);
+        return { valid: node.valid as boolean, errors: (node.validationErrors as string[] | undefined) ?? [] };
+      };
+      return {
+        // a target without port and timeout: the runtime defaults both
+        tgt: v({ id: 'hand-tgt', type: 'isolation-target', host: '198.18.0.2', username: 'isolator', knownHosts: '198.18.0.2 ssh-ed25519 AAAA', sudo: true }),
+        badTgt: v({ id: 'hand-tgt2', type: 'isolation-target', host: '198.18.0.256', username: 'isolator', knownHosts: 'x', timeout: 'soon', managementCidrs: ['198.18.0.0/33'] }),
+        bad: v({ id: 'hand-bad', type: 'isolate-host', target: '', presets: ['ssh', 'telnet'], exceptions: [{ direction: 'in', proto: 'tcp', port: 99999 }], duration: '' }),
+        svc: v({ id: 'hand-svc', type: 'exception-set', target: '', op: 'add', exceptions: [{ direction: 'in', proto: 'tcp' }, { direction: 'in', proto: 'any', unit: 'edr-agent.service' }] }),
+      };
+    });
+    assert.deepEqual(verdicts.tgt, { valid: true, errors: [] }, 'a target without port and timeout is valid');
+    assert.equal(verdicts.bad.valid, false);
+    assert.ok(verdicts.bad.errors.some((e) => /^exception 1: port must be 1-65535/.test(e)), JSON.stringify(verdicts.bad.errors));
+    assert.ok(verdicts.bad.errors.some((e) => /unknown preset telnet/.test(e)), JSON.stringify(verdicts.bad.errors));
+    assert.equal(verdicts.svc.valid, false, 'exception-set checks its rows with the same rules');
+    assert.ok(verdicts.svc.errors.some((e) => /exception 2: unit exceptions are outbound only/.test(e)), JSON.stringify(verdicts.svc.errors));
+    assert.equal(verdicts.badTgt.valid, false);
+    for (const re of [/host must be an IP address or a DNS host name/, /^timeout: must be a number/, /^management CIDRs: "198.18.0.0\/33" is not an IP address or CIDR/]) {
+      assert.ok(verdicts.badTgt.errors.some((e) => re.test(e)), `${re}: ${JSON.stringify(verdicts.badTgt.errors)}`);
+    }
+  });
+
   it('imports an example and deploys it', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string };
     const ex = await red.request('GET', `/library/examples/flows/${pkg.name}/05-fleet-sweep`);
@@ -159,7 +190,7 @@ describe('the editor in headless Chromium', function () {
     await page.evaluate((nodes) => RED.view.importNodes(nodes, { generateIds: true, addFlow: true }), ex.body);
     await page.click('#red-ui-header-button-deploy');
     await page.waitForSelector('.red-ui-notification:has-text("Successfully deployed")', { timeout: 20_000 });
-    await page.screenshot({ path: path.join(SHOTS, 'example-deployed.png') });
+    await page.screenshot({ path: shot('example-deployed.png') });
     const flows = (await red.request('GET', '/flows')).body as { flows: { type: string; label?: string }[] };
     assert.ok(flows.flows.filter((n) => n.type === 'tab' && n.label === 'Fleet sweep').length >= 2, 'imported tab deployed');
   });

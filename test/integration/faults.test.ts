@@ -8,7 +8,7 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
 import { SshConnection } from '../../src/driver/transport';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { createLab, requireLab, type Lab, labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_fault';
 
@@ -28,17 +28,7 @@ describe('faults on the lab', function () {
   let driver: IsolationDriver;
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
-  const target = (i: number, extra: Partial<TargetInput> = {}): TargetInput => ({
-    host: lab.hosts[i].v4,
-    username: lab.users.sudo.username,
-    privateKey: lab.users.sudo.privateKey,
-    passphrase: lab.users.sudo.passphrase,
-    sudo: true,
-    knownHosts: lab.hosts[i].knownHosts,
-    table: TABLE,
-    timeoutMs: 4000,
-    ...extra,
-  });
+  const target = (i: number, extra: Partial<TargetInput> = {}): TargetInput => labTarget(lab, i, TABLE, 4000, extra);
   /** the table on the host is absent, or complete and as its record says (never half) */
   const wholeOrNothing = async (i: number): Promise<HostState> => {
     const d = new IsolationDriver();

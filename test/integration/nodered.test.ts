@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type HostState } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -20,7 +20,6 @@ function flows(lab: Lab, auditFile: string) {
     rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
     wires: [[next]],
   });
-  const httpIn = (id: string, method: string, url: string, next: string) => ({ id, type: 'http in', z: 'tab', url, method, wires: [[next]] });
   // nodes without x/y are taken for config nodes by the runtime: give every flow node a place
   const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
   return place([
@@ -52,22 +51,11 @@ function flows(lab: Lab, auditFile: string) {
     { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], ['audit']] },
     // the audit trail as a user would keep it: one JSON line per action in a file
     { id: 'audit', type: 'file', z: 'tab', filename: auditFile, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
-    { id: 'resp', type: 'http response', z: 'tab', statusCode: '', headers: {} },
-    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['err']] },
-    {
-      id: 'err',
-      type: 'change',
-      z: 'tab',
-      rules: [
-        { t: 'set', p: 'payload', pt: 'msg', to: 'error', tot: 'msg' },
-        { t: 'set', p: 'statusCode', pt: 'msg', to: '500', tot: 'num' },
-      ],
-      wires: [['resp']],
-    },
+    ...httpAnswerNodes(),
   ]);
 }
 
-describe('nodes in a real Node-RED runtime against the lab host', function () {
+for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.label}) against the lab host`, function () {
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
@@ -75,8 +63,10 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
 
   before(async function () {
     requireLab(this);
-    lab = await createLab({ hosts: 3 });
-    red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
+    requireRuntime(this, rt);
+    // hosts 3 and 4 are the runtime-settings test's own: no other test connects to them
+    lab = await createLab({ hosts: 5 });
+    red = await startNodeRed({ runtime: rt, quiet: process.env.NRHI_NODERED_LOG !== '1' });
     await red.deploy(flows(lab, auditFile()));
   });
 
@@ -282,6 +272,72 @@ describe('nodes in a real Node-RED runtime against the lab host', function () {
     assert.equal(red.process.exitCode, null, 'Node-RED still running');
     assert.equal((await red.request('GET', '/settings')).status, 200);
     await red.deploy(flows(lab, auditFile()));
+  });
+
+  it('checks the target at deploy: the log names the bad line, the nodes that use it turn red, an alert on them fails at once', async () => {
+    const h = lab.hosts[0];
+    const bad = flows(lab, auditFile()).map((n) => (n.id === 'tgt' ? { ...n, knownHosts: `${h.v4} ssh-ed25519 AAAA%%\n` } : n));
+    await red.deploy(bad);
+    const deadline = Date.now() + 5000;
+    while (!/\[error\] \[isolation-target:lab host\]/.test(red.log()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.match(red.log(), /\[error\] \[isolation-target:lab host\] knownHosts line 1: key is not valid base64/);
+    const st = await red.statuses();
+    for (const id of ['iso', 'st', 'exc', 'un']) assert.deepEqual(st[id], { fill: 'red', shape: 'ring', text: 'target invalid: knownHosts line 1' }, id);
+    const r = await red.request('POST', '/isolate', { reason: 'alert on a broken target' });
+    assert.equal(r.status, 500);
+    assert.equal((r.body as { code: string }).code, 'VALIDATION');
+    await red.deploy(flows(lab, auditFile()));
+    const fixed = await red.statuses();
+    for (const id of ['iso', 'st', 'exc', 'un']) assert.equal(fixed[id], undefined, `${id}: the red status is gone once the target is fixed`);
+  });
+
+  it('runtime settings from settings.js take effect: pool size and idle time of the shared driver', async () => {
+    const [, , , h3, h4] = lab.hosts;
+    // an open SSH connection shows on the host as sshd processes beside its listener
+    const connected = (h: typeof h3) => lab.processes(h.ns).filter((c) => c === 'sshd').length > 1;
+    const until = async (what: string, ok: () => boolean, ms: number) => {
+      const end = Date.now() + ms;
+      while (!ok()) {
+        assert.ok(Date.now() < end, `timed out: ${what}`);
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    };
+    assert.ok(!connected(h3) && !connected(h4), 'no connection to the spare hosts yet');
+    const tuned = await startNodeRed({ runtime: rt, settings: { isolationTargetPoolSize: 1, isolationTargetIdleTimeout: 3 } });
+    try {
+      await tuned.deploy(flows(lab, path.join(tuned.userDir, 'audit.jsonl')));
+      assert.equal((await tuned.request('POST', '/unisolate', { host: h3.v4 })).status, 200);
+      assert.ok(connected(h3), 'the connection stays warm after the action');
+      assert.equal((await tuned.request('POST', '/unisolate', { host: h4.v4 })).status, 200);
+      // a pool of one: the connection to h3 closed when the one to h4 opened
+      await until('pool of one closes the older connection', () => !connected(h3) && connected(h4), 3000);
+      // idle 3 s: the last one closes too
+      await until('idle connection closed', () => !connected(h4), 10_000);
+    } finally {
+      await tuned.stop();
+      fs.rmSync(tuned.userDir, { recursive: true, force: true });
+    }
+    // the same with the defaults (pool 256, idle 60 s): both stay open
+    assert.equal((await red.request('POST', '/unisolate', { host: h3.v4 })).status, 200);
+    assert.equal((await red.request('POST', '/unisolate', { host: h4.v4 })).status, 200);
+    await new Promise((res) => setTimeout(res, 4000));
+    assert.ok(connected(h3) && connected(h4), 'default runtime keeps both connections');
+  });
+
+  it('a bad runtime setting stops the pack from loading and says which', async () => {
+    const broken = await startNodeRed({ runtime: rt, settings: { isolationTargetMaxConcurrent: 0 } });
+    try {
+      const sets = ((await broken.request('GET', '/nodes')).body as { module: string; types: string[]; err?: unknown }[]).filter(
+        (set) => set.module === '@soc-playbooks/node-red-host-isolation',
+      );
+      assert.equal(sets.length, 5);
+      // Node-RED 4 reports the error as text, Node-RED 5 as the error object (our toJSON)
+      for (const set of sets) assert.match(typeof set.err === 'string' ? set.err : JSON.stringify(set.err), /settings\.isolationTargetMaxConcurrent: Too small/, JSON.stringify(set));
+      assert.match(broken.log(), /isolationTargetMaxConcurrent/);
+    } finally {
+      await broken.stop();
+      fs.rmSync(broken.userDir, { recursive: true, force: true });
+    }
   });
 
   it('a timed isolation releases itself even when Node-RED is killed', async () => {

@@ -18,6 +18,7 @@ export const PREFIX = 'nrhi-';
 export function SUDOERS_LINES(user: string): string {
   return [
     `${user} ALL=(root) NOPASSWD: /usr/sbin/nft -j -f -`,
+    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t -u state connected -F -`,
     `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t state connected -F -`,
     `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -u state connected -F -`,
   ].join('\n');
@@ -646,6 +647,25 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     cleanupSync();
     throw err;
   }
+}
+
+/**
+ * The driver target for lab host `i` as the least-privileged sudo user (or `root`), on `table`,
+ * with `extra` over it. Typed loosely so that the lab does not depend on the driver.
+ */
+export function labTarget(lab: Lab, i: number, table: string, timeoutMs: number, extra: Record<string, unknown> = {}, as: 'sudo' | 'root' = 'sudo') {
+  const u = lab.users[as];
+  return {
+    host: lab.hosts[i].v4,
+    username: u.username,
+    privateKey: u.privateKey,
+    passphrase: u.passphrase,
+    sudo: as === 'sudo',
+    knownHosts: lab.hosts[i].knownHosts,
+    table,
+    timeoutMs,
+    ...extra,
+  };
 }
 
 /**

@@ -22,12 +22,14 @@ import {
   VerifyFailedError,
 } from '../../src/driver';
 import { MAX_EXEC_OUTPUT, nftError } from '../../src/driver/transport';
-import { driver, MAX_STATUS_TEXT } from '../../src/nodes/shared';
+import { MAX_STATUS_TEXT, sharedDriver } from '../../src/nodes/shared';
 import targetNode from '../../src/nodes/isolation-target';
 import isolateNode from '../../src/nodes/isolate-host';
 import statusNode from '../../src/nodes/isolation-status';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const catchNode = require('@node-red/nodes/core/common/25-catch.js');
+
+const driver = sharedDriver();
 
 /** What must never survive: C0 but newline and tab, DEL, C1, bidi overrides, and so any ESC. */
 // eslint-disable-next-line no-control-regex

@@ -8,7 +8,10 @@ import helper from 'node-red-node-test-helper';
 import * as sinon from 'sinon';
 import { HostKeyMismatchError, NotIsolatedError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
-import { driver } from '../../src/nodes/shared';
+import { driverOptions, SETTINGS } from '../../src/nodes/settings';
+import { sharedDriver } from '../../src/nodes/shared';
+
+const driver = sharedDriver();
 import targetNode from '../../src/nodes/isolation-target';
 import isolateNode from '../../src/nodes/isolate-host';
 import unisolateNode from '../../src/nodes/unisolate-host';
@@ -18,6 +21,9 @@ import exceptionSetNode from '../../src/nodes/exception-set';
 const catchNode = require('@node-red/nodes/core/common/25-catch.js');
 
 helper.init(require.resolve('node-red'));
+
+/** Node-RED's log level of errors */
+const LOG_ERROR = 20;
 
 const ALL = [targetNode, isolateNode, unisolateNode, statusNode, exceptionSetNode, catchNode];
 
@@ -125,6 +131,16 @@ describe('nodes', function () {
       password: undefined,
     });
     assert.deepEqual(req, { duration: 0, presets: ['ssh', 'dns'], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: false });
+  });
+
+  it('the servers named on the target reach the driver per kind; kinds left empty are read from the host', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.2'));
+    const withServers = { ...TARGET, dnsServers: ['198.18.0.53', '2001:db8::53'], ntpServers: '198.18.0.123\n', ldapServers: [] };
+    await helper.load(ALL, [withServers, ...flow({ type: 'isolate-host', presets: ['dns', 'ntp', 'ldap'] }).slice(1)], CREDS);
+    const got = next('out');
+    (helper.getNode('n1') as unknown as AnyNode).receive({ payload: 'x' });
+    await got;
+    assert.deepEqual(iso.firstCall.args[0].servers, { dns: ['198.18.0.53', '2001:db8::53'], ntp: ['198.18.0.123'] });
   });
 
   it('isolate-host with msg overrides on: msg fields override and add to the configured presets and exceptions; payload is the state; the rest passes through', async () => {
@@ -297,6 +313,7 @@ describe('nodes', function () {
     await helper.load(ALL, flow({ type: 'unisolate-host' }), CREDS);
     const n = helper.getNode('n1') as unknown as AnyNode;
     const statusSpy = n.status; // the test helper already spies on status
+    statusSpy.resetHistory(); // the blank status each node starts with
     const caught = next('caught');
     n.receive({ payload: 1 });
     const m = await caught;
@@ -442,5 +459,61 @@ describe('nodes', function () {
     await closing;
     assert.equal(closed, true);
     assert.deepEqual(after, [{ fill: 'green', shape: 'dot', text: '198.18.0.2 isolated since 14:04' }], 'the operation ran to its end');
+  });
+
+  it('checks the target when the flow starts: a bad host, CIDR or known_hosts line is logged by the target and shown red on its nodes', async () => {
+    const cases: [Record<string, unknown>, RegExp, string][] = [
+      [{ host: '198.18.0.256' }, /invalid target: target\.host: host must be an IP address or a DNS hostname/, 'target invalid: host'],
+      [{ managementCidrs: ['198.18.0.0/33'] }, /managementCidrs\.0: not an IPv4\/IPv6 address or CIDR/, 'target invalid: managementCidrs.0'],
+      [{ allowedHosts: ['web 01'] }, /allowedHosts\.0: each allowed host must be a hostname, an IP or a CIDR/, 'target invalid: allowedHosts.0'],
+      [{ knownHosts: '198.18.0.2 ssh-ed25519 AAAA%%' }, /knownHosts line 1: key is not valid base64/, 'target invalid: knownHosts line 1'],
+      [{ knownHosts: '# only a comment' }, /knownHosts holds no host key line/, 'target invalid: knownHosts'],
+      [{ timeout: 'soon' }, /timeoutMs/, 'target invalid: timeout'],
+    ];
+    for (const [change, logged, status] of cases) {
+      const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.2'));
+      const nodes = flow({ type: 'isolate-host' }).map((n) => (n.id === 'tgt' ? { ...n, ...change } : n));
+      await helper.load(ALL, nodes, CREDS);
+      const errors = helper
+        .log()
+        .args.map((a: { level: number; id: string; msg: unknown }[]) => a[0])
+        .filter((e: { level: number; id: string }) => e.level === LOG_ERROR && e.id === 'tgt');
+      assert.equal(errors.length, 1, `${JSON.stringify(change)}: one error from the target`);
+      assert.match(String(errors[0].msg), logged);
+      const n1 = helper.getNode('n1') as unknown as AnyNode;
+      const statuses = n1.status.getCalls().filter((c) => (c.thisValue as { id: string }).id === 'n1').map((c) => c.args[0]);
+      assert.deepEqual(statuses, [{ fill: 'red', shape: 'ring', text: status }], JSON.stringify(change));
+      // an alert on it fails at once with the same error, and nothing is sent
+      const caught = next('caught');
+      n1.receive({ payload: 'alert' });
+      assert.equal(((await caught).error as { code: string }).code, 'VALIDATION');
+      assert.equal(iso.callCount, 0);
+      await helper.unload();
+      sb.restore();
+    }
+  });
+
+  it('a valid target logs nothing, and its nodes start with a blank status (clearing an earlier red one)', async () => {
+    await helper.load(ALL, flow({ type: 'isolation-status' }), CREDS);
+    const errors = helper.log().args.filter((a: { level: number }[]) => a[0].level === LOG_ERROR);
+    assert.deepEqual(errors, []);
+    const n1 = helper.getNode('n1') as unknown as AnyNode;
+    assert.deepEqual(n1.status.getCalls().filter((c) => (c.thisValue as { id: string }).id === 'n1').map((c) => c.args[0]), [{}]);
+  });
+
+  it('runtime settings: defaults, units, and a bad value named', () => {
+    assert.deepEqual(driverOptions({}), { maxConcurrent: 64, maxConnections: 256, idleMs: 60_000, verifyWindowS: 30 });
+    assert.deepEqual(driverOptions({ isolationTargetMaxConcurrent: 8, isolationTargetPoolSize: 16, isolationTargetIdleTimeout: 2.5, isolationTargetVerifyWindow: 60 }), {
+      maxConcurrent: 8,
+      maxConnections: 16,
+      idleMs: 2500,
+      verifyWindowS: 60,
+    });
+    for (const name of Object.keys(SETTINGS)) assert.match(name, /^isolationTarget[A-Z]/, 'Node-RED requires the type name as prefix');
+    assert.throws(
+      () => driverOptions({ isolationTargetMaxConcurrent: 0, isolationTargetIdleTimeout: '60' }),
+      (err: Error & { code?: string }) =>
+        err.code === 'VALIDATION' && /settings\.isolationTargetMaxConcurrent/.test(err.message) && /settings\.isolationTargetIdleTimeout/.test(err.message),
+    );
   });
 });

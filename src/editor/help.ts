@@ -1,0 +1,105 @@
+/**
+ * The parts of the nodes' help that are the same for every node, in one place, built from the
+ * driver at build time: scripts/copy-assets.js replaces each `<!-- #shared NAME -->` in
+ * nodes/*.html with `sharedHelp()[NAME]`. The state's fields come from the driver's own state
+ * object, the presets from its preset table, the error codes from ERROR_MEANINGS (typed by the
+ * driver's ErrorCode: a code added there does not compile until it is described here).
+ */
+import type { ErrorCode } from '../driver/errors';
+import { PRESETS } from '../driver/presets';
+import { notIsolated } from '../driver/state';
+import type { Exception } from '../driver/policy';
+
+/** What each error code means, for the help and the README. */
+export const ERROR_MEANINGS: Record<ErrorCode, string> = {
+  VALIDATION: 'an input field failed its schema (<code>err.issues</code> lists each); nothing was sent',
+  HOST_NOT_ALLOWED: "the host is not on the target's allowlist; nothing was connected",
+  HOST_KEY_MISMATCH: 'the host key is not the pinned one (or is unknown or revoked); nothing was sent',
+  AUTH_FAILED: 'login refused, or the private key could not be decrypted',
+  UNREACHABLE: 'connection refused, no route, or lost',
+  TIMEOUT: "connect or command exceeded the target's timeout",
+  NFT_MISSING: '<code>nft</code> is not installed on the host',
+  NFT_FAILED: "nft refused the batch; <code>err.stderr</code> is nft's stderr (control characters removed, at most 2048 characters); nothing was applied",
+  PARSE_ERROR: "the table exists but is not the pack's, or its record is damaged",
+  NOT_ISOLATED: 'exception-set on a host that is not isolated',
+  PRIVILEGE: 'sudo refused, or the user may not change the firewall',
+  CONCURRENT_CHANGE: 'someone else kept changing the isolation between our read and our write',
+  MANAGEMENT_UNKNOWN: 'the management channel could not be determined; isolating could lock us out',
+  VERIFY_FAILED: 'after isolating, a fresh SSH connection failed; the isolation was rolled back (see <code>rolledBack</code>)',
+  UNSUPPORTED: "the host's nft or kernel cannot do what was asked (a <code>unit</code>/<code>cgroup</code> exception); nothing was applied",
+  SERVERS_UNKNOWN:
+    "a <code>dns</code>, <code>ntp</code>, <code>ldap</code> or <code>ldaps</code> preset, and the host's servers of that kind could not be found (<code>err.details.kind</code>); name them in <code>servers</code>; nothing was applied",
+  OUTPUT_LIMIT: 'the host sent more than 4 MiB of output for one command (broken or hostile); reading stopped and the connection was dropped; read the status before relying on the outcome',
+};
+
+function code(s: string): string {
+  return `<code>${s}</code>`;
+}
+
+function exceptionText(e: Exception): string {
+  const parts = [e.direction, e.proto === 'any' ? 'any proto' : e.proto];
+  if (e.port !== undefined) parts.push(String(e.port));
+  if (e.icmpType !== undefined) parts.push(e.icmpType);
+  if (e.addr !== undefined) parts.push(e.addr.includes(':') ? `(IPv6 ${e.addr})` : `(${e.addr})`);
+  return parts.join(' ');
+}
+
+/** The state's fields, in the driver's order. */
+export function stateFields(): string[] {
+  return Object.keys(notIsolated('x'));
+}
+
+export function sharedHelp(): Record<string, string> {
+  const state = `{ ${stateFields().join(', ')} }`;
+  return {
+    'host-inputs': `<dt class="optional">host <span class="property-type">string</span></dt>
+    <dd>the host to act on, if not the target's own; it must be on the target's allowlist (else ${code('HOST_NOT_ALLOWED')}, before any connection).</dd>
+    <dt class="optional">hosts <span class="property-type">array</span></dt>
+    <dd>up to 1000 hosts to act on at once (not with <code>msg.host</code>): the message goes on once, when every
+      host has answered, with <code>payload</code> one <code>{ host, ok, state }</code> or <code>{ host, ok: false, error: { code, message } }</code>
+      per host, in the order given. A host that fails, fails alone.</dd>`,
+    outputs: `<h3>Outputs</h3>
+  <ol class="node-ports">
+  <li>State
+  <dl class="message-properties">
+    <dt>payload <span class="property-type">object</span></dt>
+    <dd>the host's state <code>${state}</code> (times as ISO strings);
+      every other property of the message passes through. <code>state</code> is <code>"isolated"</code>
+      (enforce: traffic is dropped), <code>"audit"</code> (audit mode: nothing is dropped, the host is
+      watched, not contained) or <code>"free"</code>; <code>isolated</code> is true only for <code>"isolated"</code>.</dd>
+  </dl>
+  </li>
+  <li>Audit record
+  <dl class="message-properties">
+    <dt>payload <span class="property-type">object</span></dt>
+    <dd><code>{ when, node, host, action, reason, result, error?, isolated, state, mode, since, expiresAt, exceptions, digest }</code>
+      for every action, also a failed one (then with <code>error: { code, message }</code>); <code>digest</code> is the
+      sha256 of the nft batch the action applied. <code>topic</code> is <code>host-isolation/audit</code>.</dd>
+  </dl>
+  </li>
+  </ol>`,
+    errors: `<p>Status: blue <i>working</i>, green <i>isolated since HH:MM</i> (enforce), a yellow ring <i>audit since
+    HH:MM</i> (audit mode: the host is watched, not contained), a yellow dot when the isolation came with
+    warnings, grey <i>not isolated</i>, a red ring with the error code, or <i>n/m hosts ok</i> for
+    <code>msg.hosts</code>; a red ring <i>target invalid</i> when the target's configuration failed its
+    check at deploy (the log says which field).</p>
+  <p>Errors reach a Catch node with <code>msg.error.code</code>:</p>
+  <dl class="message-properties">
+${(Object.entries(ERROR_MEANINGS) as [ErrorCode, string][]).map(([c, m]) => `    <dt>${c}</dt><dd>${m}</dd>`).join('\n')}
+  </dl>`,
+    presets: `<dl class="message-properties">
+${Object.entries(PRESETS)
+  .map(([name, list]) => `    <dt>${name}</dt><dd>${[...new Set(list.map(exceptionText))].join(', ')}</dd>`)
+  .join('\n')}
+  </dl>`,
+  };
+}
+
+/** Replaces every `<!-- #shared NAME -->` in `html`; an unknown NAME is an error (a typo must not ship). */
+export function expandShared(html: string, file: string, fragments: Record<string, string> = sharedHelp()): string {
+  return html.replace(/<!-- #shared ([a-z-]+) -->/g, (_m, name: string) => {
+    const f = fragments[name];
+    if (f === undefined) throw new Error(`${file}: unknown shared help fragment "${name}" (one of ${Object.keys(fragments).join(', ')})`);
+    return f;
+  });
+}
