@@ -20,6 +20,7 @@ import {
   VerifyFailedError,
 } from './errors';
 import { parseAddr } from './net';
+import { ProtectionCheck, type Resolver } from './protect';
 import {
   dedupeExceptions,
   exceptionKey,
@@ -53,7 +54,7 @@ export { nftInput, type Timer } from './hostscript';
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
   idleMs?: number;
-  /** most connections kept open at once; beyond it the least recently used idle one closes (default 256) */
+  /** most connections kept open at once; beyond it the least recently used idle one closes (default 1000, as many hosts as one msg.hosts names) */
   maxConnections?: number;
   /** most operations running at once across all hosts; the rest wait their turn (default 64) */
   maxConcurrent?: number;
@@ -61,6 +62,8 @@ export interface DriverOptions {
   verifyWindowS?: number;
   /** clock, for tests */
   now?: () => Date;
+  /** name resolution for the protected-host check (default: the system resolver), for tests */
+  resolve?: Resolver;
 }
 
 interface Op {
@@ -98,6 +101,9 @@ export interface ApplyInfo {
   batch?: string;
 }
 
+/** a fleet-wide sweep (msg.hosts names up to 1000) keeps every connection warm for the next one */
+const DEFAULT_MAX_CONNECTIONS = 1000;
+
 /** What the host's users are told when a timed isolation they were told about ends by itself. */
 export const RELEASE_NOTICE = 'The network isolation of this host has ended (timed release).';
 
@@ -108,14 +114,16 @@ export class IsolationDriver {
   private readonly slots: Slots;
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
+  private readonly protection: ProtectionCheck;
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
 
   constructor(opts: DriverOptions = {}) {
-    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections);
+    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.slots = new Slots(opts.maxConcurrent ?? 64);
     this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
+    this.protection = new ProtectionCheck(opts.resolve);
   }
 
   /**
@@ -129,6 +137,7 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
     assertRenderable(req.exceptions);
+    await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
@@ -235,6 +244,8 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     const opName = validate(exceptionOpSchema, opInput, 'op');
     const parsed = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
+    // adding an exception only loosens an isolation: allowed on a protected host (isolated by mistake)
+    if (opName !== 'add') await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const given = await this.resolveUsers(op, conn, parsed);
@@ -266,7 +277,11 @@ export class IsolationDriver {
               cached = undefined; // it was our cache that was stale, not a race
               continue;
             }
-            if (attempt < 3) continue;
+            // another controller changed it between our read and our write: read again and retry
+            if (attempt < MAX_RACE_ATTEMPTS) {
+              await raceBackoff(attempt);
+              continue;
+            }
             throw new ConcurrentChangeError(target.host);
           }
           throw err;
@@ -293,20 +308,38 @@ export class IsolationDriver {
   async setMode(targetInput: TargetInput, modeInput: Mode, info?: ApplyInfo): Promise<HostState> {
     const target = validate(targetSchema, targetInput, 'target');
     const mode = validate(modeSchema, modeInput, 'mode');
+    // switching to audit drops nothing: allowed on a protected host (isolated by mistake)
+    if (mode === 'enforce') await this.refuseProtected(target);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
-      const current = await this.read(op, conn);
-      if (!current) throw new NotIsolatedError(target.host);
-      const doc: StateDoc = { ...current.doc, mode };
-      const gen = current.gen + 1;
-      // switching to enforce cuts what the exceptions do not name, as isolate does
-      const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
-      const timer: Timer | undefined =
-        doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}) } : undefined;
-      const out = await this.apply(op, conn, renderIsolate(target.table, doc, gen), timer);
-      this.remember(target, { doc, gen });
-      const zero = { packets: 0, bytes: 0 };
-      return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
+      for (let attempt = 1; ; attempt++) {
+        const current = await this.read(op, conn);
+        if (!current) throw new NotIsolatedError(target.host);
+        const doc: StateDoc = { ...current.doc, mode };
+        const gen = current.gen + 1;
+        // switching to enforce cuts what the exceptions do not name, as isolate does
+        const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
+        const timer: Timer | undefined =
+          doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}) } : undefined;
+        let out: string;
+        try {
+          // the rebuilt table claims the generation it was read at: a change made meanwhile (by
+          // another controller) is never overwritten with the old exceptions
+          out = await this.apply(op, conn, withGuard(guardFor(target.table, current), renderIsolate(target.table, doc, gen)), timer);
+        } catch (err) {
+          if (err instanceof NftFailedError && /No such file or directory/.test(err.stderr)) {
+            if (attempt < MAX_RACE_ATTEMPTS) {
+              await raceBackoff(attempt);
+              continue;
+            }
+            throw new ConcurrentChangeError(target.host);
+          }
+          throw err;
+        }
+        this.remember(target, { doc, gen });
+        const zero = { packets: 0, bytes: 0 };
+        return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
+      }
     }, info);
   }
 
@@ -326,6 +359,14 @@ export class IsolationDriver {
   /** Closes every pooled connection. */
   async close(): Promise<void> {
     await this.pool.closeAll();
+  }
+
+  /**
+   * PROTECTED_HOST before any connection when the host must never be isolated (listed in the
+   * target's protectedHosts, or the controller itself, by name or by what its name resolves to).
+   */
+  private async refuseProtected(target: Target): Promise<void> {
+    await this.protection.assert(target.host, target.protectedHosts, target.timeoutMs);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -366,6 +407,13 @@ export class IsolationDriver {
         fresh.close();
       }
     } catch (err) {
+      // the confirm found its rollback deadline gone: another controller released or replaced this
+      // isolation while it was being verified. Theirs is the newer change: nothing to roll back
+      // (the rollback claims the same element and would fail), and no timer of ours is left to fire
+      if (err instanceof NftFailedError && /No such file or directory/.test(err.stderr)) {
+        this.forget(target);
+        throw new ConcurrentChangeError(target.host, 'it was released or replaced by another controller while being verified');
+      }
       let rolledBack = false;
       try {
         const left = prevExpiry !== null ? Math.max(1, prevExpiry - Math.floor(this.now().getTime() / 1000)) : 0;
@@ -636,6 +684,18 @@ function applyError(host: string, res: ExecResult, batch: Batch, timer?: Timer):
     return new ValidationError(`invalid exceptions: a uid names no user on ${host}`, [{ path: 'exceptions.uid', message: 'no such user on the host' }]);
   }
   return err;
+}
+
+/**
+ * Most tries of a change that lost a race with another controller (its generation guard failed):
+ * each one reads the host again, after a short random pause so that two losers do not collide
+ * again in step.
+ */
+export const MAX_RACE_ATTEMPTS = 6;
+
+function raceBackoff(attempt: number): Promise<void> {
+  const ms = Math.round((10 + Math.random() * 40) * attempt);
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The isolation as the driver last saw it on a host. */

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'VERIFY_FAILED'
   | 'UNSUPPORTED'
   | 'SERVERS_UNKNOWN'
-  | 'OUTPUT_LIMIT';
+  | 'OUTPUT_LIMIT'
+  | 'PROTECTED_HOST';
 
 /** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
 export const MAX_HOST_TEXT = 2048;
@@ -96,6 +97,16 @@ export class HostNotAllowedError extends IsolationError {
   }
 }
 
+/**
+ * The host must never be isolated (listed in the target's protectedHosts, or the controller
+ * itself, by name or by an address its name resolves to); nothing was connected.
+ */
+export class ProtectedHostError extends IsolationError {
+  constructor(host: string, why: string) {
+    super('PROTECTED_HOST', `host ${host} is protected and is never isolated: ${why}`, { host, why });
+  }
+}
+
 /** The server's host key is not the one pinned in known_hosts; nothing was sent. */
 export class HostKeyMismatchError extends IsolationError {
   constructor(host: string, reason: string, fingerprint: string) {
@@ -165,8 +176,8 @@ export class PrivilegeError extends IsolationError {
 
 /** The isolation was changed by someone else between our read and our write, more than once. */
 export class ConcurrentChangeError extends IsolationError {
-  constructor(host: string) {
-    super('CONCURRENT_CHANGE', `isolation on ${host} changed concurrently; retry`, { host });
+  constructor(host: string, why?: string) {
+    super('CONCURRENT_CHANGE', why ? `isolation on ${host} changed concurrently: ${why}` : `isolation on ${host} changed concurrently; retry`, { host });
   }
 }
 

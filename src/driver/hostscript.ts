@@ -92,7 +92,7 @@ function applyScript(nft: string, priv: string): string {
     `case "$w$rw" in *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$p" in -) ;; *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
-    `case "$kt$ku" in *[!A-Za-z0-9.:/\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
     `u="${unit}"`,
     'if [ -n "$p" ] && [ "$p" != - ]; then',
     `  [ -d ${BOOT_UNIT_DIR} ] || exit ${EXIT.NO_SYSTEMD}`,
@@ -133,27 +133,23 @@ function applyScript(nft: string, priv: string): string {
     'cut=0; left=0; why=ok',
     'lines() { n=0; while IFS= read -r l; do [ -n "$l" ] && n=$((n + 1)); done; }',
     'sever() {',
-    '  [ -n "$2" ] || return 0',
+    '  f=$1; shift',
+    '  [ -n "$f" ] || return 0',
     '  if ! command -v ss >/dev/null 2>&1; then why=no-ss; return 0; fi',
-    `  o=$(${priv}ss -K -H -n $1 state connected -F - 2>/dev/null <<EOF`,
-    '$2',
-    'EOF',
-    '  ) || why=refused',
+    // the filter's terms, a line each (ss refuses a filter line over 1 KiB); no globbing of its brackets
+    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ${priv}ss -K -H -n "$@" state connected -F - 2>/dev/null) || why=refused`,
     '  lines <<EOF',
     '$o',
     'EOF',
     '  cut=$((cut + n))',
     '  [ $n -eq 0 ] || return 0',
-    '  o=$(ss -H -n $1 state established -F - 2>/dev/null <<EOF',
-    '$2',
-    'EOF',
-    '  )',
+    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ss -H -n "$@" state established -F - 2>/dev/null)`,
     '  lines <<EOF',
     '$o',
     'EOF',
     '  left=$((left + n))',
     '}',
-    'if [ "$kt" = "$ku" ]; then sever "-t -u" "$kt"; else sever -t "$kt"; sever -u "$ku"; fi',
+    'if [ "$kt" = "$ku" ]; then sever "$kt" -t -u; else sever "$kt" -t; sever "$ku" -u; fi',
     'if [ -n "$kt$ku" ]; then printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
     'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
     'exit 0',
@@ -283,7 +279,8 @@ export function severFilters(management: readonly ManagementEndpoint[], exceptio
       if (e.proto !== 'tcp') whole.udp = true;
     } else keep.push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
   }
-  const filter = `! ( ${[...new Set(keep)].join(' or ')} )`;
+  // `,` ends a line of the filter file the script hands to ss (which refuses lines over 1 KiB)
+  const filter = `! ( ${[...new Set(keep)].join(' ,or ')} )`;
   return { tcp: whole.tcp ? '' : filter, udp: whole.udp ? '' : filter };
 }
 

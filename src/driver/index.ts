@@ -5,6 +5,7 @@ export {
   ICMP_TYPES,
   PRESET_NAMES,
   allowedHostsSchema,
+  protectedHostsSchema,
   exceptionSchema,
   isHostAllowed,
   targetForHost,
@@ -26,5 +27,6 @@ export {
   type TargetInput,
 } from './policy';
 export { PRESETS, expandPresets } from './presets';
+export { ProtectionCheck, type Resolver } from './protect';
 export type { HostState, IsolationState, Counter, ObservedFlow } from './state';
 export type { ManagementEndpoint } from './ruleset';

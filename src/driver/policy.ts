@@ -234,6 +234,22 @@ export const hostSchema = z
     return p ? p.text : s.toLowerCase();
   });
 
+/** hosts that must never be isolated: hostnames (lower-cased), addresses and CIDRs (canonical) */
+export const protectedHostsSchema = z
+  .array(
+    z
+      .string()
+      .transform((s) => s.trim())
+      .transform((s, ctx) => {
+        const p = parseAddr(s);
+        if (p) return p.text;
+        if (hostnameSchema.safeParse(s).success) return s.toLowerCase();
+        ctx.addIssue({ code: 'custom', message: `each protected host must be a hostname, an IP or a CIDR: ${JSON.stringify(s.slice(0, 80))}` });
+        return z.NEVER;
+      }),
+  )
+  .max(1024);
+
 export const targetSchema = z
   .strictObject({
     host: hostSchema,
@@ -250,6 +266,8 @@ export const targetSchema = z
     managementCidrs: z.array(addrSchema).max(64).default([]),
     /** the servers the dns, ntp and ldap/ldaps presets open to; kinds left out are read from the host */
     servers: serversSchema.optional(),
+    /** hosts never to isolate (names, addresses, CIDRs); the controller's own addresses are always protected */
+    protectedHosts: protectedHostsSchema.default([]),
   })
   .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
     message: 'a privateKey or a password is required',

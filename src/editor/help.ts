@@ -14,6 +14,8 @@ import type { Exception } from '../driver/policy';
 export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   VALIDATION: 'an input field failed its schema (<code>err.issues</code> lists each); nothing was sent',
   HOST_NOT_ALLOWED: "the host is not on the target's allowlist; nothing was connected",
+  PROTECTED_HOST:
+    "the host must never be isolated (the target's <code>protectedHosts</code>, or this controller itself, by name or by an address its name resolves to); nothing was connected",
   HOST_KEY_MISMATCH: 'the host key is not the pinned one (or is unknown or revoked); nothing was sent',
   AUTH_FAILED: 'login refused, or the private key could not be decrypted',
   UNREACHABLE: 'connection refused, no route, or lost',
@@ -23,7 +25,7 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   PARSE_ERROR: "the table exists but is not the pack's, or its record is damaged",
   NOT_ISOLATED: 'exception-set on a host that is not isolated',
   PRIVILEGE: 'sudo refused, or the user may not change the firewall',
-  CONCURRENT_CHANGE: 'someone else kept changing the isolation between our read and our write',
+  CONCURRENT_CHANGE: 'another controller kept changing the isolation between our read and our write (6 tries), or released or replaced it while it was being verified',
   MANAGEMENT_UNKNOWN: 'the management channel could not be determined; isolating could lock us out',
   VERIFY_FAILED: 'after isolating, a fresh SSH connection failed; the isolation was rolled back (see <code>rolledBack</code>)',
   UNSUPPORTED: "the host's nft or kernel cannot do what was asked (a <code>unit</code>/<code>cgroup</code> exception); nothing was applied",

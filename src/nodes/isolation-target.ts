@@ -14,6 +14,7 @@ export = function (RED: NodeAPI): void {
       username: config.username,
       allowedHosts: config.allowedHosts,
       managementCidrs: config.managementCidrs,
+      protectedHosts: config.protectedHosts,
       dnsServers: config.dnsServers,
       ntpServers: config.ntpServers,
       ldapServers: config.ldapServers,

@@ -48,6 +48,7 @@ export interface TargetConfig {
   username: string;
   allowedHosts?: string[] | string;
   managementCidrs?: string[] | string;
+  protectedHosts?: string[] | string;
   /** the servers the dns, ntp and ldap/ldaps presets open to; empty: read from the host */
   dnsServers?: string[] | string;
   ntpServers?: string[] | string;
@@ -99,6 +100,7 @@ export function targetOf(node: TargetNode): TargetInput {
     sudo: c.sudo === true,
     timeoutMs: Math.round(num(c.timeout, 20) * 1000),
     managementCidrs: allowedHostsOf(c.managementCidrs),
+    protectedHosts: allowedHostsOf(c.protectedHosts),
     ...serversOf(c),
     privateKey: cred.privateKey || undefined,
     passphrase: cred.passphrase || undefined,

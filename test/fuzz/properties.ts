@@ -216,7 +216,7 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
         if (lines[0] !== table || !/^(\d+|keep)$/.test(lines[1])) throw new Error('header changed');
         for (const l of lines.slice(3, 6)) if (!/^(-|[A-Za-z0-9+/=]*)$/.test(l)) throw new Error(`header line not base64: ${l.slice(0, 40)}`);
         JSON.parse(lines[2]);
-        for (const l of lines.slice(6, 8)) if (!/^[A-Za-z0-9.:/ ()[\]=<>!]*$/.test(l)) throw new Error(`ss filter line holds more than a filter: ${l.slice(0, 40)}`);
+        for (const l of lines.slice(6, 8)) if (!/^[A-Za-z0-9.:/, ()[\]=<>!]*$/.test(l)) throw new Error(`ss filter line holds more than a filter: ${l.slice(0, 40)}`);
         if (!/^\d*$/.test(lines[8])) throw new Error('second timer seconds changed');
         if (lines[8] !== '') JSON.parse(lines[9]);
         if (JSON.stringify(JSON.parse(lines[10])) !== JSON.stringify(batch)) throw new Error('batch line changed');

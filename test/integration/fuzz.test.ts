@@ -57,7 +57,7 @@ describe('fuzz: nft check mode accepts every rendered batch (lab host)', functio
       if (r.code !== 0) assert.match(r.stderr, /Invalid socket key|cgroupv2|No such file or directory/, 'a unit/cgroup batch fails only for what the host lacks');
     }
     // and nothing in any of them reached a command line: the batches go on stdin only
-    const { cmd } = nftInput({ host: '198.18.0.2', port: 22, username: 'x', knownHosts: 'x', password: 'x', sudo: false, timeoutMs: 1000, table: 'nrhi_fz0', managementCidrs: [] }, plain[0]);
+    const { cmd } = nftInput({ host: '198.18.0.2', port: 22, username: 'x', knownHosts: 'x', password: 'x', sudo: false, timeoutMs: 1000, table: 'nrhi_fz0', managementCidrs: [], protectedHosts: [] }, plain[0]);
     assert.ok(!cmd.includes('nrhi_fz0') && !cmd.includes('{'));
   });
 });

@@ -206,13 +206,27 @@ export function cleanupStaleLabs(): void {
   }
 }
 
-function pickSubnet(): number {
+/** `segments` consecutive free /24s 198.18.N.0/24 ... 198.18.(N+segments-1).0/24 */
+function pickSubnet(segments = 1): number {
   const used = run(['ip', '-o', 'addr', 'show']);
   for (let i = 0; i < 50; i++) {
-    const n = 1 + Math.floor(Math.random() * 250);
-    if (!used.includes(`198.18.${n}.`) && !used.includes(`2001:db8:${n.toString(16)}::`)) return n;
+    const n = 1 + Math.floor(Math.random() * (251 - segments));
+    const free = (k: number) => !used.includes(`198.18.${k}.`) && !used.includes(`2001:db8:${k.toString(16)}::`);
+    if (Array.from({ length: segments }, (_, k) => n + k).every(free)) return n;
   }
   throw new Error('no free lab subnet in 198.18.0.0/16');
+}
+
+/** Most lab hosts: beyond one /24 they spread over consecutive /24s on the same bridge. */
+export const MAX_LAB_HOSTS = 600;
+/** last octets never given to a host, in any of the lab's /24s (.1 .3 .4 .5 .250 of the first are the lab's own) */
+const RESERVED_OCTETS = [0, 1, 2, 3, 4, 5, 250, 255];
+
+/** The default host offsets: 10, 11, ... within the first /24, then on in the next ones. */
+function defaultOffsets(n: number): number[] {
+  const out: number[] = [];
+  for (let o = 10; out.length < n; o++) if (!RESERVED_OCTETS.includes(o & 255)) out.push(o);
+  return out;
 }
 
 function keygen(file: string, passphrase = '', type = 'ed25519'): { priv: string; pub: string } {
@@ -249,17 +263,19 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
   const avail = labAvailable();
   if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
-  if (nHosts < 1 || nHosts > 200) throw new Error('hosts must be 1..200');
-  const offsets = opts.hostOffsets ?? Array.from({ length: nHosts }, (_, i) => 10 + i);
-  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || o > 254) || new Set(offsets).size !== nHosts) {
-    throw new Error('host offsets must be distinct and avoid .0 .1 .3 .4 .5 .250 .255');
+  if (nHosts < 1 || nHosts > MAX_LAB_HOSTS) throw new Error(`hosts must be 1..${MAX_LAB_HOSTS}`);
+  const offsets = opts.hostOffsets ?? defaultOffsets(nHosts);
+  if (offsets.length !== nHosts || offsets.some((o) => [0, 1, 3, 4, 5, 250, 255].includes(o) || (o > 255 && RESERVED_OCTETS.includes(o & 255)) || o >= 1024) || new Set(offsets).size !== nHosts) {
+    throw new Error('host offsets must be distinct, below 1024, and avoid .0 .1 .3 .4 .5 .250 .255 (and .0-.5 .250 .255 beyond the first /24)');
   }
+  // more than one /24: offset o is host (o & 255) of the (o >> 8)-th /24 after N, all on one bridge
+  const segments = (Math.max(...offsets) >> 8) + 1;
   const id = randomBytes(3).toString('hex');
-  const n = opts.subnet ?? pickSubnet();
+  const n = opts.subnet ?? pickSubnet(segments);
   if (opts.subnet !== undefined && run(['ip', '-o', 'addr', 'show']).includes(`198.18.${n}.`)) {
     throw new Error(`198.18.${n}.0/24 is in use (another lab or demo running?)`);
   }
-  const v4 = (i: number) => `198.18.${n}.${i}`;
+  const v4 = (i: number) => `198.18.${n + (i >> 8)}.${i & 255}`;
   const v6 = (i: number) => `2001:db8:${n.toString(16)}::${i.toString(16)}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}${id}-`));
   fs.chmodSync(dir, 0o711);
@@ -316,7 +332,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     // the controller side: this process reaches the lab through it
     run(['ip', 'link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'ctl', 'netns', sw]);
     run(['ip', '-n', sw, 'link', 'set', 'ctl', 'master', 'br0', 'up']);
-    run(['ip', 'addr', 'add', `${v4(1)}/24`, 'dev', rootLink]);
+    // the controller is .1 of each of the lab's /24s (so another lab never picks one of them)
+    for (let k = 0; k < segments; k++) run(['ip', 'addr', 'add', `${v4(256 * k + 1)}/24`, 'dev', rootLink]);
     run(['ip', '-6', 'addr', 'add', `${v6(1)}/64`, 'dev', rootLink, 'nodad']);
     run(['ip', 'link', 'set', rootLink, 'up']);
 
@@ -435,7 +452,8 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         p.kill('SIGTERM');
       });
     };
-    await Promise.all(hosts.map((h) => startSshd(h.index)));
+    // at most 32 sshd starting at once: a large lab must not starve the machine it shares
+    for (let k = 0; k < hosts.length; k += 32) await Promise.all(hosts.slice(k, k + 32).map((h) => startSshd(h.index)));
 
     const guardNs = (ns: string) => {
       if (!namespaces.includes(ns)) throw new Error(`refusing to act outside this lab's namespaces: ${ns}`);

@@ -126,6 +126,7 @@ describe('nodes', function () {
       sudo: true,
       timeoutMs: 7000,
       managementCidrs: [],
+      protectedHosts: [],
       privateKey: 'PRIVATE KEY',
       passphrase: 'pp',
       password: undefined,
@@ -269,6 +270,27 @@ describe('nodes', function () {
       n.receive(bad);
       assert.equal(((await caught).error as { code: string }).code, 'VALIDATION', JSON.stringify(bad));
     }
+  });
+
+  it('msg.hosts: protected hosts are refused with PROTECTED_HOST in their own rows, before any connection (the real driver)', async () => {
+    const iso = sb.spy(driver, 'isolate');
+    const opened = driver.connections;
+    const withProtected = flow({ type: 'isolate-host' }).map((n) => (n.id === 'tgt' ? { ...n, protectedHosts: ['198.18.0.20', '198.18.0.32/30'] } : n));
+    await helper.load(ALL, withProtected, CREDS);
+    const out = next('out');
+    (helper.getNode('n1') as unknown as AnyNode).receive({ hosts: ['198.18.0.20', '198.18.0.33', '203.0.113.9'] });
+    const rows = (await out).payload as { host: string; ok: boolean; error?: { code: string; message: string } }[];
+    assert.deepEqual(
+      rows.map((r) => [r.host, r.ok, r.error?.code]),
+      [
+        ['198.18.0.20', false, 'PROTECTED_HOST'],
+        ['198.18.0.33', false, 'PROTECTED_HOST'],
+        ['203.0.113.9', false, 'HOST_NOT_ALLOWED'],
+      ],
+    );
+    assert.match(rows[1].error!.message, /198\.18\.0\.32\/30/);
+    assert.equal(iso.callCount, 2, 'the driver was asked for the allowlisted two, and refused them');
+    assert.equal(driver.connections, opened, 'no connection was opened');
   });
 
   it('refuses a msg.host outside the allowlist before any driver call, to a Catch node with its code', async () => {
