@@ -35,7 +35,8 @@ const LAB = {
   pgrep: 'procps',
 };
 const NEEDS = {
-  test: { ...LAB, chromium: 'chromium' },
+  // the container hosts (test/lab/container.ts): systemd-nspawn boots debootstrap trees
+  test: { ...LAB, chromium: 'chromium', 'systemd-nspawn': 'systemd-container', debootstrap: 'debootstrap' },
   demo: LAB,
   bench: { ...LAB, ssh: 'openssh-client' },
 };

@@ -42,10 +42,10 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
-import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
-import { notIsolated, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
-import { nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
+import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
+import { EXIT, nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
 
@@ -506,9 +506,21 @@ export class IsolationDriver {
     const res = await this.nft(op, conn, batch, timer);
     if (res.code !== 0) {
       this.forget(op.target);
-      throw applyError(op.target.host, res, batch, timer);
+      const err = applyError(op.target.host, res, batch, timer);
+      // what the host lacks is said with the nft it runs (one more exec, only on this path)
+      if (err instanceof UnsupportedError && err.details.nftVersion === undefined && res.code !== EXIT.NO_SYSTEMD) {
+        const version = await this.nftVersion(op, conn).catch(() => null);
+        if (version) throw new UnsupportedError(op.target.host, err.feature, err.hint, err.stderr, version);
+      }
+      throw err;
     }
     return res.stdout;
+  }
+
+  /** The host's nft version, from the metainfo of a listing of its table names (the constant nft command). */
+  private async nftVersion(op: Op, conn: SshConnection): Promise<string | null> {
+    const res = await this.nft(op, conn, renderVersionProbe());
+    return res.code === 0 ? parseNftVersion(res.stdout) : null;
   }
 
   /**
@@ -651,7 +663,7 @@ export function nextExceptions(current: readonly Exception[], op: ExceptionOp, g
 
 /**
  * Says so clearly when the host's nft or kernel lacks what a service exception needs: nft
- * refuses `socket cgroupv2` in JSON up to 1.0.6 ("Invalid socket key value"), kernels before
+ * refuses `socket cgroupv2` in JSON (1.0.6 and 1.1.3: "Invalid socket key value"), kernels before
  * 5.13 refuse the expression ("Operation not supported").
  */
 function unsupportedOr(err: IsolationError, host: string, batch: Batch): IsolationError {
@@ -660,7 +672,7 @@ function unsupportedOr(err: IsolationError, host: string, batch: Batch): Isolati
     return new UnsupportedError(
       host,
       'match a systemd unit or cgroup (nft "socket cgroupv2")',
-      'it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (newer than 1.0.6); a uid exception works everywhere',
+      'it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (1.0.6 and 1.1.3 do not); a uid exception works everywhere',
       err.stderr,
     );
   }

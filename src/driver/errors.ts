@@ -211,9 +211,17 @@ export class VerifyFailedError extends IsolationError {
  * cgroup). Nothing was applied: the transaction failed as a whole.
  */
 export class UnsupportedError extends IsolationError {
-  constructor(host: string, feature: string, hint: string, stderrIn: string) {
+  readonly feature: string;
+  readonly hint: string;
+  readonly stderr: string;
+  /** `nftVersion`: what the host's nft says it is (named in the message when known) */
+  constructor(host: string, feature: string, hint: string, stderrIn: string, nftVersion?: string) {
     const stderr = hostText(stderrIn);
-    super('UNSUPPORTED', `host ${host} cannot ${feature}: ${hint}. nft said: ${stderr.trim()}`, { host, feature, stderr });
+    const version = nftVersion === undefined ? '' : ` (the host runs nft ${hostText(nftVersion, 32)})`;
+    super('UNSUPPORTED', `host ${host} cannot ${feature}${version}: ${hint}. nft said: ${stderr.trim()}`, { host, feature, stderr, ...(nftVersion === undefined ? {} : { nftVersion: hostText(nftVersion, 32) }) });
+    this.feature = feature;
+    this.hint = hint;
+    this.stderr = stderr;
   }
 }
 

@@ -21,6 +21,16 @@ export const SS_KILL = {
   udp: 'ss -K -H -n -u state connected -F -',
 } as const;
 
+/**
+ * Where systemd runs (/run/systemd/system), the release timer is the transient unit
+ * `nrhi-release-<table>` (a .timer and its .service), armed with systemd-run: it belongs to the
+ * system manager, not to the SSH session, so it fires even when logind kills the session's
+ * processes (KillUserProcesses=yes) and the controller is gone. Its batches wait in a root-only
+ * file under TIMER_DIR. Elsewhere it is a detached process (setsid) of the session.
+ */
+export const TIMER_UNIT = 'nrhi-release-$t';
+export const TIMER_DIR = '/run/nrhi-release';
+
 /** Exit codes of the apply script itself (nft's own are 1). */
 export const EXIT = {
   /** stdin ended before the header did */
@@ -62,12 +72,16 @@ export const EXIT = {
 function applyScript(nft: string, priv: string): string {
   const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
   const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
-  const timer = [
-    'IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2; exec </dev/null',
-    `sleep "$s"; printf "%s\\n" "$r" | ${nft} || exit 0`,
-    'if [ -n "$n" ]; then printf %s "$n" | base64 -d | wall; fi',
-    `if [ -n "$s2" ]; then sleep "$s2"; printf "%s\\n" "$r2" | ${nft}; fi`,
-  ].join('\n');
+  const timerOf = (n: string) =>
+    [
+      'IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2; exec </dev/null',
+      `sleep "$s"; printf "%s\\n" "$r" | ${n} || exit 0`,
+      'if [ -n "$n" ]; then printf %s "$n" | base64 -d | wall; fi',
+      `if [ -n "$s2" ]; then sleep "$s2"; printf "%s\\n" "$r2" | ${n}; fi`,
+    ].join('\n');
+  const timer = timerOf(nft);
+  // the transient unit runs as root: its nft needs no sudo; it reads its batches, then drops them
+  const unitScript = ['exec <"$1"; rm -f "$1" "$0"', timerOf(NFT)].join('\n');
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
@@ -98,7 +112,20 @@ function applyScript(nft: string, priv: string): string {
     'if [ "$secs" != keep ]; then',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
     '  for q in $(pgrep -f "nrhi-release:$t:"); do kill -- "-$q" 2>/dev/null; done',
-    `  if [ "$secs" -gt 0 ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "nrhi-release:$t:" >/dev/null 2>&1 & fi`,
+    // under systemd the timer is a transient unit: stop it (and a release it is running) and its data
+    `  if [ -d /run/systemd/system ]; then ${priv}systemctl stop "${TIMER_UNIT}.timer" "${TIMER_UNIT}.service" >/dev/null 2>&1; ${priv}rm -f "${TIMER_DIR}/$t".* 2>/dev/null; fi`,
+    '  armed=',
+    '  if [ "$secs" -gt 0 ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then',
+    // the unit's script and its batches wait in root-only files under /run, named for this arming
+    // alone (a timer that escaped its cancellation never reads a newer one's batches); the unit's
+    // command line holds no $ or % for systemd to expand
+    `    f="${TIMER_DIR}/$t.$$"`,
+    `    ${priv}mkdir -p -m 700 ${TIMER_DIR} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" | ${priv}tee "$f" >/dev/null 2>&1 &&`,
+    `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null 2>&1 &&`,
+    `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "nrhi-release:$t:" >/dev/null 2>&1 && armed=systemd`,
+    '  fi',
+    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "nrhi-release:$t:" >/dev/null 2>&1 & armed=process; fi`,
+    '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
     'fi',
     // one ss for both protocols when their filters agree (the usual case), two otherwise; the
     // established sockets left are listed only when nothing was cut (a kernel without destroy

@@ -86,6 +86,15 @@ function setType(fam: Family, kind: Kind): string | string[] {
 }
 
 const PROTO_NUM = { tcp: 6n, udp: 17n } as const;
+/**
+ * IP protocol numbers, rendered as numbers: a protocol name in the batch makes nft look it up in
+ * the host's /etc/protocols, which minimal hosts (no netbase: container images, debootstrap
+ * minbase, appliances) do not have ("Could not resolve protocol name"). Nothing in a batch may
+ * depend on the host's name databases. ICMP types, `ct state` and `meta nfproto` values are nft's
+ * own symbols and need no lookup.
+ */
+export const IPPROTO = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58 } as const;
+const TCP_UDP = { set: [IPPROTO.tcp, IPPROTO.udp] };
 
 function portInterval(port: number | string | undefined): Interval {
   if (port === undefined) return [0n, 65535n];
@@ -197,19 +206,19 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
   // ICMP errors about a flow that passed (conntrack relates them): path MTU, unreachable, time exceeded
   rules.push([
     match({ ct: { key: 'state' } }, 'related', 'in'),
-    match(meta('l4proto'), 'icmp'),
+    match(meta('l4proto'), IPPROTO.icmp),
     match(payload('icmp', 'type'), { set: ['destination-unreachable', 'time-exceeded', 'parameter-problem'] }),
     ACCEPT,
   ]);
   rules.push([
     match({ ct: { key: 'state' } }, 'related', 'in'),
-    match(meta('l4proto'), 'ipv6-icmp'),
+    match(meta('l4proto'), IPPROTO.icmpv6),
     match(payload('icmpv6', 'type'), { set: ['destination-unreachable', 'packet-too-big', 'time-exceeded', 'parameter-problem'] }),
     ACCEPT,
   ]);
   // the reply to an echo request that passed (an unsolicited echo reply has no conntrack entry)
-  rules.push([ctDir('reply'), match(meta('l4proto'), 'icmp'), match(payload('icmp', 'type'), 'echo-reply'), ACCEPT]);
-  rules.push([ctDir('reply'), match(meta('l4proto'), 'ipv6-icmp'), match(payload('icmpv6', 'type'), 'echo-reply'), ACCEPT]);
+  rules.push([ctDir('reply'), match(meta('l4proto'), IPPROTO.icmp), match(payload('icmp', 'type'), 'echo-reply'), ACCEPT]);
+  rules.push([ctDir('reply'), match(meta('l4proto'), IPPROTO.icmpv6), match(payload('icmpv6', 'type'), 'echo-reply'), ACCEPT]);
 
   const here: Dir = hook === 'input' ? 'in' : 'out'; // flows this hook sees in original direction
   const there: Dir = hook === 'input' ? 'out' : 'in'; // flows whose replies this hook sees
@@ -224,7 +233,7 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
     rules.push([ctDir('reply'), match(payload(ip, local), `@${setName(there, fam, '_any')}`), ACCEPT]);
     const icmpProto = fam === 4 ? 'icmp' : 'icmpv6';
     rules.push([
-      match(l4, fam === 4 ? 'icmp' : 'ipv6-icmp'),
+      match(l4, fam === 4 ? IPPROTO.icmp : IPPROTO.icmpv6),
       match({ concat: [payload(ip, local), payload(icmpProto, 'type')] }, `@${setName(here, fam, '_icmp')}`),
       ACCEPT,
     ]);
@@ -246,12 +255,12 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
       const key = [payload(ip, local), meta('l4proto')];
       rules.push([
         ctDir('original'),
-        match(meta('l4proto'), { set: ['tcp', 'udp'] }),
+        match(meta('l4proto'), TCP_UDP),
         { set: { op: 'update', elem: { concat: [...key, payload('th', 'dport')] }, set: `@${observedSet(here, fam, false)}`, stmt: [{ counter: null }] } },
       ]);
       rules.push([
         ctDir('original'),
-        match(meta('l4proto'), { set: ['tcp', 'udp'] }, '!='),
+        match(meta('l4proto'), TCP_UDP, '!='),
         { set: { op: 'update', elem: { concat: key }, set: `@${observedSet(here, fam, true)}`, stmt: [{ counter: null }] } },
       ]);
     }
@@ -289,12 +298,12 @@ export function ownerRules(exceptions: readonly Exception[]): unknown[][] {
       const ported = [payload(ip, 'daddr'), meta('l4proto'), payload('th', 'dport'), payload('th', 'sport')];
       const record = (other: boolean) => ({ set: { op: 'update', elem: { concat: other ? ported.slice(0, 2) : ported }, set: `@owner${fam}${other ? '_other' : ''}` } });
       if (e.proto === 'tcp' || e.proto === 'udp') {
-        const expr = [...head, match(meta('l4proto'), e.proto)];
+        const expr = [...head, match(meta('l4proto'), IPPROTO[e.proto])];
         if (e.port !== undefined) expr.push(match(payload('th', 'dport'), intToNft(portInterval(e.port))));
         rules.push([...expr, record(false), ACCEPT]);
       } else {
-        rules.push([...head, match(meta('l4proto'), { set: ['tcp', 'udp'] }), record(false), ACCEPT]);
-        rules.push([...head, match(meta('l4proto'), { set: ['tcp', 'udp'] }, '!='), record(true), ACCEPT]);
+        rules.push([...head, match(meta('l4proto'), TCP_UDP), record(false), ACCEPT]);
+        rules.push([...head, match(meta('l4proto'), TCP_UDP, '!='), record(true), ACCEPT]);
       }
     }
   }
@@ -478,6 +487,11 @@ export function renderUnisolate(table: string): Batch {
   };
 }
 
+/** Lists only the host's table names: its answer's metainfo says which nft the host runs. */
+export function renderVersionProbe(): Batch {
+  return { nftables: [{ list: { tables: null } }] };
+}
+
 export function renderList(table: string): Batch {
   return { nftables: [{ list: { table: { family: 'inet', name: table } } }] };
 }
@@ -495,6 +509,9 @@ export function renderBootUnit(table: string, batch: Batch): string {
     `Description=Keep this host network-isolated across reboots (node-red-host-isolation, ${table})`,
     'DefaultDependencies=no',
     'Wants=network-pre.target',
+    // after the distribution's own firewall service: Debian's nftables.service loads
+    // /etc/nftables.conf, which begins with `flush ruleset` and would remove this table
+    'After=nftables.service',
     'Before=network-pre.target shutdown.target',
     'Conflicts=shutdown.target',
     '',

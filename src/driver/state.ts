@@ -123,6 +123,29 @@ export function decodeState(comments: string[]): StateDoc {
   return r.data as StateDoc;
 }
 
+/** The nft version a host's JSON answer names in its metainfo (`1.0.6`), or null. */
+export function parseNftVersion(json: string): string | null {
+  try {
+    const items = (JSON.parse(json) as { nftables?: unknown[] }).nftables ?? [];
+    for (const it of items) {
+      const v = (it as { metainfo?: { version?: unknown } })?.metainfo?.version;
+      if (typeof v === 'string' && /^\d+(\.\d+){1,3}$/.test(v)) return v;
+    }
+  } catch {
+    /* not JSON */
+  }
+  return null;
+}
+
+/** A listed protocol: a name where the host has /etc/protocols, its number where not (minimal hosts). */
+function protoName(p: string | number): string {
+  const n = typeof p === 'number' ? p : /^\d+$/.test(p) ? Number(p) : null;
+  if (n === 1 || n === 58 || p === 'ipv6-icmp') return 'icmp';
+  if (n === 6) return 'tcp';
+  if (n === 17) return 'udp';
+  return String(p);
+}
+
 /** Parses the JSON of `list table`; throws StateParseError when it is not our table. */
 export function parseTable(json: string, table: string): ParsedTable {
   let raw: unknown;
@@ -158,7 +181,7 @@ export function parseTable(json: string, table: string): ParsedTable {
           const [addr, proto, port] = el.data.elem.val.concat;
           observed.push({
             direction: obs[1] as 'in' | 'out',
-            proto: proto === 'ipv6-icmp' ? 'icmp' : String(proto),
+            proto: protoName(proto),
             addr: String(addr),
             port: typeof port === 'number' ? port : port === undefined ? null : Number(port),
             packets: el.data.elem.counter?.packets ?? 0,

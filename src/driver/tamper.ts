@@ -99,6 +99,13 @@ function normDeep(v: Json): Json {
   return out;
 }
 
+/** Protocol names (as a host with /etc/protocols prints them) to their numbers, in sets too. */
+function protoNumbers(v: Json): Json {
+  if (typeof v === 'string' && v in PROTOS) return PROTOS[v];
+  if (isObj(v) && Array.isArray(v.set)) return { set: v.set.map(protoNumbers) };
+  return v;
+}
+
 /** One rule's statements, with nft's listing shorthands undone on both sides. */
 function normRule(expr: Json[]): string {
   const out: Json[] = [];
@@ -110,8 +117,10 @@ function normRule(expr: Json[]): string {
       // `meta nfproto ipv4` before an `ip daddr`: implied too
       if (isObj(left) && isObj(left.meta) && left.meta.key === 'nfproto' && op === '==') continue;
       const l = normDeep(left);
-      // a user name is printed back as its uid: only the host can map one to the other
-      const r = isObj(l) && isObj(l.meta) && l.meta.key === 'skuid' ? 'uid' : normValue(right);
+      // a user name is printed back as its uid: only the host can map one to the other; a
+      // protocol number as its name where the host has /etc/protocols, as the number where not
+      const key = isObj(l) && isObj(l.meta) ? l.meta.key : undefined;
+      const r = key === 'skuid' ? 'uid' : key === 'l4proto' ? normValue(protoNumbers(right)) : normValue(right);
       out.push({ match: { op, left: l, right: r } });
     } else {
       out.push(normDeep(st));

@@ -135,6 +135,15 @@ export interface Lab {
   newHostKey(index: number): Promise<string>;
   stopSshd(index: number): Promise<void>;
   startSshd(index: number): Promise<void>;
+  /** the lab's addresses at offset `i` of its subnet (containers take offsets 100 and up) */
+  addr(i: number): { v4: string; v6: string };
+  /** moves a link of the root namespace (a container's veth) onto the lab bridge */
+  plug(link: string): void;
+  /**
+   * names the network namespace of process `pid` (a container's) `nrhi-<lab id>-<suffix>`, a lab
+   * namespace from then on (exec, listen, cleanup); again after a reboot re-points the name
+   */
+  adoptNs(suffix: string, pid: number): string;
   close(): Promise<void>;
 }
 
@@ -765,6 +774,24 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       },
       stopSshd,
       startSshd,
+      addr: (i) => ({ v4: v4(i), v6: v6(i) }),
+      plug(link) {
+        // the same link of a previous boot (its namespace kept alive by the lab's name for it)
+        tryRun(['ip', '-n', sw, 'link', 'del', link]);
+        run(['ip', 'link', 'set', link, 'netns', sw]);
+        run(['ip', '-n', sw, 'link', 'set', link, 'master', 'br0', 'up']);
+      },
+      adoptNs(suffix, pid) {
+        if (!/^[a-z0-9]{1,8}$/.test(suffix)) throw new Error(`adoptNs: bad suffix ${suffix}`);
+        const name = `${PREFIX}${id}-${suffix}`;
+        // never name this machine's own namespace: cleanup kills every process of a lab namespace
+        const netns = (p: number | string) => fs.readlinkSync(`/proc/${p}/ns/net`);
+        if (netns(pid) === netns(process.pid)) throw new Error(`adoptNs: process ${pid} is in the root network namespace`);
+        tryRun(['ip', 'netns', 'del', name]);
+        run(['ip', 'netns', 'attach', name, String(pid)]);
+        if (!namespaces.includes(name)) namespaces.push(name);
+        return name;
+      },
       async close() {
         cleanupSync();
       },

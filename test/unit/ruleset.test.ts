@@ -3,6 +3,7 @@ import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
 import { expandPresets } from '../../src/driver';
 import { ALL_SETS, cgroupOf, encodeState, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
+import { tamperFindings } from '../../src/driver/tamper';
 
 const doc: StateDoc = {
   v: 1,
@@ -153,13 +154,13 @@ describe('ruleset', () => {
     const cg = m({ socket: { key: 'cgroupv2', level: 2 } }, 'unified/system.slice/x.service');
     const fam = (f: 4 | 6) => m({ meta: { key: 'nfproto' } }, f === 4 ? 'ipv4' : 'ipv6');
     assert.deepEqual(ownerRules(owners), [
-      [m({ meta: { key: 'skuid' } }, 34), m(p('ip6', 'daddr'), { prefix: { addr: '2001:db8::', len: 32 } }), m(l4, 'tcp'), m(p('th', 'dport'), { range: [443, 444] }), rec(6), { accept: null }],
-      [unit, fam(4), m(l4, { set: ['tcp', 'udp'] }), rec(4), { accept: null }],
-      [unit, fam(4), m(l4, { set: ['tcp', 'udp'] }, '!='), rec(4, true), { accept: null }],
-      [unit, fam(6), m(l4, { set: ['tcp', 'udp'] }), rec(6), { accept: null }],
-      [unit, fam(6), m(l4, { set: ['tcp', 'udp'] }, '!='), rec(6, true), { accept: null }],
-      [cg, fam(4), m(l4, 'udp'), m(p('th', 'dport'), 53), rec(4), { accept: null }],
-      [cg, fam(6), m(l4, 'udp'), m(p('th', 'dport'), 53), rec(6), { accept: null }],
+      [m({ meta: { key: 'skuid' } }, 34), m(p('ip6', 'daddr'), { prefix: { addr: '2001:db8::', len: 32 } }), m(l4, 6), m(p('th', 'dport'), { range: [443, 444] }), rec(6), { accept: null }],
+      [unit, fam(4), m(l4, { set: [6, 17] }), rec(4), { accept: null }],
+      [unit, fam(4), m(l4, { set: [6, 17] }, '!='), rec(4, true), { accept: null }],
+      [unit, fam(6), m(l4, { set: [6, 17] }), rec(6), { accept: null }],
+      [unit, fam(6), m(l4, { set: [6, 17] }, '!='), rec(6, true), { accept: null }],
+      [cg, fam(4), m(l4, 17), m(p('th', 'dport'), 53), rec(4), { accept: null }],
+      [cg, fam(6), m(l4, 17), m(p('th', 'dport'), 53), rec(6), { accept: null }],
     ]);
     assert.deepEqual(cgroupOf({ direction: 'out', proto: 'any', cgroup: 'user.slice/user-1000.slice' }), { path: 'user.slice/user-1000.slice', level: 2 });
     // the input chain lets in the replies of recorded flows only: no conntrack mark anyone could set
@@ -254,5 +255,64 @@ describe('state', () => {
     assert.deepEqual(p.doc, doc);
     assert.throws(() => parseTable('not json', 'nr_iso'), /not JSON/);
     assert.throws(() => parseTable(JSON.stringify({ nftables: [] }), 'nr_iso'), /missing/);
+  });
+  it('names no protocol the host would look up in /etc/protocols, and tamper reads names and numbers alike', () => {
+    const all: StateDoc = {
+      ...doc,
+      mode: 'audit',
+      exceptions: [
+        ...doc.exceptions,
+        { direction: 'out', proto: 'any', unit: 'edr-agent.service' },
+        { direction: 'out', proto: 'udp', uid: 34, port: 53 },
+        { direction: 'in', proto: 'icmp', icmpType: 'echo-request' },
+      ],
+    };
+    const batch = renderIsolate('t', all, 1);
+    const l4: unknown[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (typeof v === 'object' && v !== null) {
+        const o = v as Record<string, unknown>;
+        const m = o.match as { left?: { meta?: { key?: string } }; right?: unknown } | undefined;
+        if (m?.left?.meta?.key === 'l4proto') l4.push(m.right);
+        Object.values(o).forEach(walk);
+      }
+    };
+    walk(batch);
+    assert.ok(l4.length >= 10, `found ${l4.length} l4proto matches`);
+    for (const r of l4) {
+      const values = typeof r === 'object' && r !== null && 'set' in r ? (r as { set: unknown[] }).set : [r];
+      assert.ok(values.every((x) => typeof x === 'number'), `l4proto by name: ${JSON.stringify(r)}`);
+    }
+    assert.ok(!/"(tcp|udp|icmp|ipv6-icmp)"\s*[,\]]/.test(JSON.stringify(batch).replace(/"protocol":"(tcp|udp|icmp|icmpv6)"/g, '')), 'no protocol name as a value');
+    // a listing as a host with /etc/protocols prints it (names) and as a minimal host does (numbers)
+    const listing = (named: boolean): unknown[] => {
+      const names: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'ipv6-icmp' };
+      const rename = (v: unknown): unknown => (typeof v === 'number' && named && names[v] ? names[v] : v);
+      const sets = new Map<string, Record<string, unknown>>();
+      const out: unknown[] = [];
+      for (const cmd of batch.nftables as Record<string, Record<string, Record<string, unknown>>>[]) {
+        const [kind, obj] = Object.entries(cmd.add ?? {})[0] ?? [];
+        if (kind === 'set') {
+          const s = { ...obj, elem: [] as unknown[] };
+          sets.set(String(obj.name), s);
+          out.push({ set: s });
+        } else if (kind === 'element') (sets.get(String(obj.name))!.elem as unknown[]).push(...(obj.elem as unknown[]));
+        else if (kind === 'chain') out.push({ chain: obj });
+        else if (kind === 'rule') {
+          const expr = JSON.parse(JSON.stringify(obj.expr), function (this: Record<string, unknown>, k, v: unknown) {
+            const left = this?.left as { meta?: { key?: string } } | undefined;
+            if (k === 'right' && left?.meta?.key === 'l4proto') {
+              return typeof v === 'object' && v !== null && 'set' in v ? { set: (v as { set: unknown[] }).set.map(rename) } : rename(v);
+            }
+            return v;
+          }) as unknown;
+          out.push({ rule: { ...obj, expr } });
+        }
+      }
+      return out;
+    };
+    assert.deepEqual(tamperFindings(listing(true), 't', batch), []);
+    assert.deepEqual(tamperFindings(listing(false), 't', batch), []);
   });
 });
