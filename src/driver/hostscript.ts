@@ -110,8 +110,13 @@ function applyScript(nft: string, priv: string): string {
     `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}`,
     'fi',
     'if [ "$secs" != keep ]; then',
+    // a timer is tagged with the table AND this network namespace: the same table name in another
+    // namespace of the machine (a container, another lab host) is another host's isolation
+    '  ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
+    '  case "$ns" in *[!0-9]*) ns=0;; esac',
+    '  tag="nrhi-release:$t:$ns:"',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
-    '  for q in $(pgrep -f "nrhi-release:$t:"); do kill -- "-$q" 2>/dev/null; done',
+    '  for q in $(pgrep -f "$tag"); do kill -- "-$q" 2>/dev/null; done',
     // under systemd the timer is a transient unit: stop it (and a release it is running) and its data
     `  if [ -d /run/systemd/system ]; then ${priv}systemctl stop "${TIMER_UNIT}.timer" "${TIMER_UNIT}.service" >/dev/null 2>&1; ${priv}rm -f "${TIMER_DIR}/$t".* 2>/dev/null; fi`,
     '  armed=',
@@ -122,9 +127,9 @@ function applyScript(nft: string, priv: string): string {
     `    f="${TIMER_DIR}/$t.$$"`,
     `    ${priv}mkdir -p -m 700 ${TIMER_DIR} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" | ${priv}tee "$f" >/dev/null 2>&1 &&`,
     `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null 2>&1 &&`,
-    `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "nrhi-release:$t:" >/dev/null 2>&1 && armed=systemd`,
+    `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "$tag" >/dev/null 2>&1 && armed=systemd`,
     '  fi',
-    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "nrhi-release:$t:" >/dev/null 2>&1 & armed=process; fi`,
+    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & armed=process; fi`,
     '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
     'fi',
     // one ss for both protocols when their filters agree (the usual case), two otherwise; the
