@@ -236,6 +236,18 @@ export const hostSchema = z
 
 const usernameSchema = z.string().regex(LOGIN_NAME, 'username must be a POSIX user name');
 
+/** Where and as whom an SSH login goes: the same fields for a target and for its bastion. */
+const sshLogin = {
+  host: hostSchema,
+  port: z.number().int().min(1).max(65535).default(22),
+  username: usernameSchema,
+  privateKey: z.string().max(65536).optional(),
+  passphrase: z.string().max(1024).optional(),
+  password: z.string().max(1024).optional(),
+};
+const hasCredential = (t: { privateKey?: string; password?: string }) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== '');
+const CREDENTIAL_REQUIRED = { message: 'a privateKey or a password is required' };
+
 /**
  * A jump host (bastion) the target is reached through, as `ssh -J` does: the driver logs in to it
  * (its own pinned host key and credentials) and opens a forwarded channel to the target, over
@@ -243,17 +255,10 @@ const usernameSchema = z.string().regex(LOGIN_NAME, 'username must be a POSIX us
  */
 export const jumpSchema = z
   .strictObject({
-    host: hostSchema,
-    port: z.number().int().min(1).max(65535).default(22),
-    username: usernameSchema,
-    privateKey: z.string().max(65536).optional(),
-    passphrase: z.string().max(1024).optional(),
-    password: z.string().max(1024).optional(),
+    ...sshLogin,
     knownHosts: z.string().min(1, 'knownHosts is required: pin the bastion\'s host key (ssh-keyscan -t ed25519 BASTION)').max(1 << 20),
   })
-  .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
-    message: 'a privateKey or a password is required',
-  });
+  .refine(hasCredential, CREDENTIAL_REQUIRED);
 export type Jump = z.infer<typeof jumpSchema>;
 
 /** hosts that must never be isolated: hostnames (lower-cased), addresses and CIDRs (canonical) */
@@ -274,12 +279,7 @@ export const protectedHostsSchema = z
 
 export const targetSchema = z
   .strictObject({
-    host: hostSchema,
-    port: z.number().int().min(1).max(65535).default(22),
-    username: usernameSchema,
-    privateKey: z.string().max(65536).optional(),
-    passphrase: z.string().max(1024).optional(),
-    password: z.string().max(1024).optional(),
+    ...sshLogin,
     knownHosts: z.string().min(1, 'knownHosts is required: pin the host key (ssh-keyscan -t ed25519 HOST)').max(1 << 20),
     /** reach the host through this bastion (one pooled connection to it, a forwarded channel per host) */
     jump: jumpSchema.optional(),
@@ -293,9 +293,7 @@ export const targetSchema = z
     /** hosts never to isolate (names, addresses, CIDRs); the controller's own addresses are always protected */
     protectedHosts: protectedHostsSchema.default([]),
   })
-  .refine((t) => (t.privateKey !== undefined && t.privateKey !== '') || (t.password !== undefined && t.password !== ''), {
-    message: 'a privateKey or a password is required',
-  });
+  .refine(hasCredential, CREDENTIAL_REQUIRED);
 export type Target = z.infer<typeof targetSchema>;
 export type TargetInput = z.input<typeof targetSchema>;
 
