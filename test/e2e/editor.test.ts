@@ -117,11 +117,24 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     await page.click('#node-config-dialog-cancel');
   });
 
+  /**
+   * Ticks a checkbox of an edit tray. While the tray is still settling, a click can land and be
+   * undone by the tray's own setup (seen on Node-RED 5 in a loaded run): click until it holds.
+   */
+  async function checkSurely(selector: string): Promise<void> {
+    const box = page.locator(selector);
+    for (let i = 0; i < 5 && !(await box.isChecked()); i++) {
+      await box.click();
+      await page.waitForTimeout(150);
+    }
+    assert.equal(await box.isChecked(), true, `${selector} ticked`);
+  }
+
   it('isolate-host takes presets and a validated exception row', async () => {
     const id = await page.evaluate(() => RED.nodes.filterNodes({ type: 'isolate-host' })[0].id);
     await page.evaluate((nid) => RED.editor.edit(RED.nodes.node(nid)), id);
     await page.waitForSelector('#node-input-preset-icmp', { state: 'visible' });
-    await page.check('#node-input-preset-icmp');
+    await checkSurely('#node-input-preset-icmp');
     await page.click('.node-input-exceptions-container-row .red-ui-editableList-addButton');
     const row = page.locator('#node-input-exceptions-container li').last();
     await row.locator('.nrhi-exc-addr').fill('198.18.0.3');
@@ -138,7 +151,7 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     assert.ok(await svc.locator('.nrhi-exc-owner').evaluate((el) => el.classList.contains('input-error')), 'inbound service exception flagged');
     await svc.locator('.nrhi-exc-dir').selectOption('out');
     assert.ok(!(await svc.locator('.nrhi-exc-owner').evaluate((el) => el.classList.contains('input-error'))), 'outbound service exception accepted');
-    await page.check('#node-input-allowOverrides');
+    await checkSurely('#node-input-allowOverrides');
     await page.click('#node-dialog-ok');
     const node = await page.evaluate((nid) => RED.nodes.node(nid), id);
     assert.ok((node.presets as string[]).includes('icmp'));
