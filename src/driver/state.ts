@@ -57,12 +57,6 @@ export interface HostState {
   severed: number | null;
   /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
   warnings: string[];
-  /**
-   * whether this action changed the host: isolate (isolated now, or a different isolation, versus
-   * already isolated exactly so), unisolate (released versus was not isolated), exception-set and
-   * a mode switch (something differed); false for status
-   */
-  changed: boolean;
 }
 
 export interface ParsedTable {
@@ -234,7 +228,6 @@ export function notIsolated(host: string): HostState {
     tampered: [],
     severed: null,
     warnings: [],
-    changed: false,
   };
 }
 
@@ -257,6 +250,5 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     tampered: [],
     severed: null,
     warnings: [],
-    changed: false,
   };
 }
