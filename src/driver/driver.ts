@@ -164,7 +164,10 @@ export class IsolationDriver {
           exceptions,
           ...(req.persist ? { persist: true } : {}),
         };
-        const gen = (current?.gen ?? 0) + 1;
+        // the same isolation again: the same generation, so the table is byte for byte the same
+        // (still re-asserted: a table removed behind our back is put back)
+        const same = current !== null && JSON.stringify(current.doc) === JSON.stringify(doc);
+        const gen = same ? current.gen : (current?.gen ?? 0) + 1;
         const release: Timer = {
           // no timer to arm and none known to cancel: leave the host's timers alone
           seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
@@ -183,7 +186,7 @@ export class IsolationDriver {
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
+        return { ...withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), changed: !same };
       };
       const guess = this.known.get(knownKey(target));
       try {
@@ -212,9 +215,36 @@ export class IsolationDriver {
       // that there is none), and removes a boot unit
       const known = this.known.get(knownKey(target));
       const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
-      await this.apply(op, conn, renderUnisolate(target.table), { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-' });
+      const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-' };
+      // whether it changed the host (released now, or was not isolated): the batch claims what the
+      // driver believes (the generation it saw, or no table at all); a wrong belief fails as a whole,
+      // changes nothing, and the other batch runs. One exec when the belief is right.
+      const t = { family: 'inet', table: target.table };
+      const released: Batch = known
+        ? { nftables: [{ delete: { element: { ...t, name: 'gen', elem: [known.gen] } } }, { delete: { table: { family: 'inet', name: target.table } } }] }
+        : renderUnisolate(target.table);
+      const wasFree: Batch = { nftables: [{ create: { table: { family: 'inet', name: target.table } } }, { delete: { table: { family: 'inet', name: target.table } } }] };
+      // in order: what the driver believes, then "not isolated", then release whatever is there
+      const tries: [Batch, boolean][] = known ? [[released, true], [wasFree, false]] : [[wasFree, false]];
+      let changed: boolean | undefined;
+      let stale = false;
+      for (const [batch, releases] of tries) {
+        try {
+          // after a wrong belief, cancel the host's timers whatever the driver believed of them
+          await this.apply(op, conn, batch, stale ? { ...timer, seconds: 0 } : timer);
+          changed = releases;
+          break;
+        } catch (err) {
+          if (!(err instanceof NftFailedError)) throw err;
+          stale = true;
+        }
+      }
+      if (changed === undefined) {
+        await this.apply(op, conn, renderUnisolate(target.table), { ...timer, seconds: 0 });
+        changed = true;
+      }
       this.remember(target, null);
-      return notIsolated(target.host);
+      return { ...notIsolated(target.host), changed };
     }, info);
   }
 
@@ -298,8 +328,9 @@ export class IsolationDriver {
           sever,
           out,
         );
+        const changed = JSON.stringify(current.doc.exceptions) !== JSON.stringify(exceptions);
         // from the cache, counters and observed flows were not read this time: status reads them
-        return read ? state : { ...state, dropped: null };
+        return read ? { ...state, changed } : { ...state, dropped: null, changed };
       }
     }, info);
   }
@@ -342,7 +373,7 @@ export class IsolationDriver {
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out);
+        return { ...withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), changed: current.doc.mode !== mode };
       }
     }, info);
   }

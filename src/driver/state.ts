@@ -57,6 +57,12 @@ export interface HostState {
   severed: number | null;
   /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
   warnings: string[];
+  /**
+   * whether this action changed the host: isolate (isolated now, or a different isolation, versus
+   * already isolated exactly so), unisolate (released versus was not isolated), exception-set and
+   * a mode switch (something differed); false for status
+   */
+  changed: boolean;
 }
 
 export interface ParsedTable {
@@ -228,6 +234,7 @@ export function notIsolated(host: string): HostState {
     tampered: [],
     severed: null,
     warnings: [],
+    changed: false,
   };
 }
 
@@ -250,5 +257,6 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     tampered: [],
     severed: null,
     warnings: [],
+    changed: false,
   };
 }
