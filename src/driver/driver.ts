@@ -2,7 +2,7 @@
  * isolate / unisolate / status / setExceptions. Validates once at the edge, serialises the
  * operations of one host, and sends each change as one nft transaction over a pooled connection.
  */
-import { createHash } from 'crypto';
+import { createHash, randomInt } from 'crypto';
 import {
   ConcurrentChangeError,
   IsolationError,
@@ -42,7 +42,7 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
-import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { EXIT, nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
@@ -165,9 +165,11 @@ export class IsolationDriver {
           ...(req.persist ? { persist: true } : {}),
         };
         // the same isolation again: the same generation, so the table is byte for byte the same
-        // (still re-asserted: a table removed behind our back is put back)
+        // (still re-asserted: a table removed behind our back is put back, and that is a change).
+        // A first isolation starts at a random generation, so that a belief about an earlier
+        // isolation of this host (released and isolated again since, by anyone) cannot match it
         const same = current !== null && JSON.stringify(current.doc) === JSON.stringify(doc);
-        const gen = same ? current.gen : (current?.gen ?? 0) + 1;
+        const gen = same ? current.gen : current ? current.gen + 1 : firstGeneration();
         const release: Timer = {
           // no timer to arm and none known to cancel: leave the host's timers alone
           seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
@@ -216,33 +218,34 @@ export class IsolationDriver {
       const known = this.known.get(knownKey(target));
       const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
       const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-' };
-      // whether it changed the host (released now, or was not isolated): the batch claims what the
-      // driver believes (the generation it saw, or no table at all); a wrong belief fails as a whole,
-      // changes nothing, and the other batch runs. One exec when the belief is right.
-      const t = { family: 'inet', table: target.table };
-      const released: Batch = known
-        ? { nftables: [{ delete: { element: { ...t, name: 'gen', elem: [known.gen] } } }, { delete: { table: { family: 'inet', name: target.table } } }] }
-        : renderUnisolate(target.table);
-      const wasFree: Batch = { nftables: [{ create: { table: { family: 'inet', name: target.table } } }, { delete: { table: { family: 'inet', name: target.table } } }] };
-      // in order: what the driver believes, then "not isolated", then release whatever is there
-      const tries: [Batch, boolean][] = known ? [[released, true], [wasFree, false]] : [[wasFree, false]];
-      let changed: boolean | undefined;
-      let stale = false;
-      for (const [batch, releases] of tries) {
+      // Whether it changed the host (released now, or was not isolated), told by which of two
+      // batches nft accepts: `release` deletes the table (fails when there is none), `free`
+      // creates and deletes it (fails when there is one). Each either does all it says or nothing;
+      // the script arms, cancels or removes nothing after a batch nft refused. The driver's belief
+      // only picks which one goes first: one exec when it is right, two when it is wrong. No
+      // generation is claimed: whoever's isolation it is, unisolate removes it.
+      const t = { family: 'inet', name: target.table };
+      const release: Batch = { nftables: [{ delete: { table: t } }] };
+      const free: Batch = { nftables: [{ create: { table: t } }, { delete: { table: t } }] };
+      let isolated = known !== null; // unknown (undefined): released is the more useful first guess
+      let wrong = false;
+      for (let attempt = 1; ; attempt++) {
         try {
           // after a wrong belief, cancel the host's timers whatever the driver believed of them
-          await this.apply(op, conn, batch, stale ? { ...timer, seconds: 0 } : timer);
-          changed = releases;
+          await this.apply(op, conn, isolated ? release : free, wrong ? { ...timer, seconds: 0 } : timer);
           break;
         } catch (err) {
-          if (!(err instanceof NftFailedError)) throw err;
-          stale = true;
+          // only the answer the batch asks about flips the guess; any other failure is the answer
+          const miss = isolated ? /No such file or directory/ : /File exists/;
+          if (!(err instanceof NftFailedError && miss.test(err.stderr))) throw err;
+          // released, then isolated again by someone else (or the other way round), every time
+          if (attempt >= 2 * MAX_RACE_ATTEMPTS) throw new ConcurrentChangeError(target.host);
+          if (attempt > 2) await raceBackoff(attempt - 2);
+          isolated = !isolated;
+          wrong = true;
         }
       }
-      if (changed === undefined) {
-        await this.apply(op, conn, renderUnisolate(target.table), { ...timer, seconds: 0 });
-        changed = true;
-      }
+      const changed = isolated;
       this.remember(target, null);
       return { ...notIsolated(target.host), changed };
     }, info);
@@ -742,6 +745,15 @@ function raceBackoff(attempt: number): Promise<void> {
 /** The isolation as the driver last saw it on a host. */
 type Known = { doc: StateDoc; gen: number };
 const MAX_KNOWN = 10_000;
+
+/**
+ * The generation of a first isolation: random (1 .. 2^30), not 1, so that generations of different
+ * isolations of one host do not repeat (a guard claims a generation: it must not match an
+ * isolation it was not about). Each change adds 1 or 2; nft's mark holds 32 bits.
+ */
+function firstGeneration(): number {
+  return 1 + randomInt(2 ** 30);
+}
 
 function knownKey(t: Target): string {
   return `${t.host}:${t.port}:${t.table}`;

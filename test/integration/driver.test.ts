@@ -355,35 +355,67 @@ describe('driver on the lab host', function () {
 
   it('is idempotent: the same request twice gives the same ruleset and the same answer', async () => {
     const req = { presets: ['ssh', 'dns'] as ('ssh' | 'dns')[], exceptions: [{ direction: 'in' as const, proto: 'tcp' as const, port: 443 }], reason: 'twice' };
+    // the table without its counters (stray packets move them): `-s` lists it stateless
+    const table = async () => (await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE])).stdout;
+    const present = async () => (await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE);
+    // this host's release timers only (tagged with its network namespace: other labs run the same table name)
+    const ns = /\[(\d+)\]/.exec((await lab.exec(host().ns, ['readlink', '/proc/self/ns/net'])).stdout)?.[1];
+    assert.ok(ns, 'the namespace inode');
+    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:${ns}:`])).stdout.trim();
     const a = await driver.isolate(target, req);
-    const listA = await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE]);
+    const listA = await table();
     const b = await driver.isolate(target, req);
-    const listB = await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE]);
+    const listB = await table();
     assert.equal(a.changed, true, 'the first isolates');
     assert.equal(b.changed, false, 'the second finds it isolated exactly so');
     assert.deepEqual(b, { ...a, changed: false });
     // seed 002: the same request twice gives the same final ruleset, byte for byte
-    assert.equal(listB.stdout, listA.stdout);
-    // still re-asserted: a table removed behind our back is put back by the same request
+    assert.equal(listB, listA);
+    // still re-asserted: a table removed behind our back is put back by the same request, and
+    // that is a change of the host (it was not isolated any more)
     await lab.nft(host().ns, ['delete', 'table', 'inet', TABLE]);
     const c = await driver.isolate(target, req);
     assert.equal(c.changed, true, 'put back');
-    assert.ok((await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE));
+    assert.ok(await present());
     const other = { ...req, reason: 'other' };
     assert.equal((await driver.isolate(target, other)).changed, true, 'a different isolation is a change');
-    // unisolate says whether it released anything, with a fresh driver (no belief) too
+    // unisolate says whether it released anything
     assert.equal((await driver.unisolate(target)).changed, true, 'released');
     assert.equal((await driver.unisolate(target)).changed, false, 'was not isolated');
-    const fresh = new IsolationDriver();
+    const second = new IsolationDriver();
     try {
+      // a controller with no belief at all
       await driver.isolate(target, req);
-      assert.equal((await fresh.unisolate(target)).changed, true, 'a controller with no belief releases and says so');
-      assert.equal((await fresh.unisolate(target)).changed, false);
-      await driver.isolate(target, req); // behind the belief of `fresh` (it believes the host free)
-      assert.equal((await fresh.unisolate(target)).changed, true, 'a wrong belief still ends in the truth');
-      assert.ok(!(await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE));
+      assert.equal((await second.unisolate(target)).changed, true, 'a controller with no belief releases and says so');
+      assert.equal((await second.unisolate(target)).changed, false);
+      // `second` believes the host free: isolated behind its back, with a release timer of its own
+      await driver.isolate(target, { ...req, duration: 600 });
+      // armed in the background of the apply script: give it a moment to start (bounded)
+      for (let i = 0; i < 50 && (await timers()) === ''; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.notEqual(await timers(), '', 'a release timer is armed');
+      assert.equal((await second.unisolate(target)).changed, true, 'a wrong belief still ends in the truth');
+      assert.ok(!(await present()));
+      assert.equal(await timers(), '', 'and the timer it did not know of is cancelled');
+      // `driver` believes the host isolated: released behind its back, its belief changes nothing
+      assert.equal((await driver.unisolate(target)).changed, false, 'released by the other controller: nothing left to release');
+      // released and isolated again by the other controller, with the same request: the belief of
+      // `driver` (an isolation it made earlier) must not match this one
+      await driver.isolate(target, req);
+      await second.unisolate(target);
+      const theirs = await second.isolate(target, req);
+      assert.equal(theirs.changed, true);
+      const listTheirs = await table();
+      const again = await driver.isolate(target, req);
+      assert.equal(again.changed, false, 'isolated exactly so, by the other controller');
+      assert.equal(again.since, theirs.since, 'their isolation is the one that goes on');
+      assert.equal(await table(), listTheirs, 'byte for byte theirs');
+      // re-isolated differently by the other controller: the same request from `driver` is a change
+      await second.isolate(target, { ...req, reason: 'theirs' });
+      const back = await driver.isolate(target, req);
+      assert.equal(back.changed, true, 'their different isolation was replaced');
+      assert.equal((await second.status(target)).reason, 'twice');
     } finally {
-      await fresh.close();
+      await second.close();
     }
     const last = await driver.isolate(target, req);
     assert.deepEqual(await driver.status(target), { ...last, dropped: (await driver.status(target)).dropped, severed: null, changed: false });
