@@ -699,7 +699,9 @@ describe('driver on the lab host', function () {
     const other = new IsolationDriver();
     try {
       const read = await other.status(target);
-      assert.deepEqual({ ...read, dropped: null }, { ...st, dropped: null, severed: null });
+      // severed and changed describe the action, not the host: a status reads none and changes nothing
+      assert.equal(st.changed, true, 'isolated now');
+      assert.deepEqual({ ...read, dropped: null }, { ...st, dropped: null, severed: null, changed: false });
       assert.equal(read.reason, reason);
       assert.ok(read.exceptions.some((e) => e.comment === 'jump hosts' && e.port === '20-30'));
     } finally {
