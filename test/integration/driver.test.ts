@@ -56,6 +56,15 @@ describe('driver on the lab host', function () {
   });
 
   const host = () => lab.hosts[0];
+  /**
+   * This host's release timers (their pids), by the tag the apply script gives them: the table AND
+   * the host's network namespace (other labs on the machine run the same table name at the same time)
+   */
+  const timers = async (): Promise<string> => {
+    const ns = /\[(\d+)\]/.exec((await lab.exec(host().ns, ['readlink', '/proc/self/ns/net'])).stdout)?.[1];
+    assert.ok(ns, 'the namespace inode');
+    return (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:${ns}:`])).stdout.trim();
+  };
 
   it('reports a fresh host as not isolated', async () => {
     const st = await driver.status(target);
@@ -358,10 +367,6 @@ describe('driver on the lab host', function () {
     // the table without its counters (stray packets move them): `-s` lists it stateless
     const table = async () => (await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE])).stdout;
     const present = async () => (await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE);
-    // this host's release timers only (tagged with its network namespace: other labs run the same table name)
-    const ns = /\[(\d+)\]/.exec((await lab.exec(host().ns, ['readlink', '/proc/self/ns/net'])).stdout)?.[1];
-    assert.ok(ns, 'the namespace inode');
-    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:${ns}:`])).stdout.trim();
     const a = await driver.isolate(target, req);
     const listA = await table();
     const b = await driver.isolate(target, req);
@@ -551,7 +556,6 @@ describe('driver on the lab host', function () {
   });
 
   it('a stale release timer never undoes a newer isolation; unisolate cancels the timer', async () => {
-    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:`])).stdout.trim();
     await driver.isolate(target, { duration: 2 });
     assert.notEqual(await timers(), '', 'a release timer runs on the host');
     await driver.isolate(target, { duration: 0, reason: 'newer, no expiry' });
@@ -622,7 +626,6 @@ describe('driver on the lab host', function () {
   });
 
   it('verify-then-commit: a confirmed isolation leaves no rollback armed', async () => {
-    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:`])).stdout.trim();
     const st = await driver.isolate(target, { presets: ['ssh'], verify: true });
     assert.equal(st.isolated, true);
     assert.equal(await timers(), '', 'confirmed: the rollback timer is gone');
