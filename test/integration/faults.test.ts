@@ -72,6 +72,13 @@ describe('faults on the lab', function () {
       assert.ok(err instanceof IsolationError);
       assert.equal(err.code, 'NFT_FAILED');
       assert.match(String(err.details.stderr), /No buffer space available/, 'stderr verbatim');
+      // unisolate reads only "no such table" and "it exists" as a wrong guess: any other failure is the answer
+      const un = await d.unisolate(target(0)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(un instanceof IsolationError && un.code === 'NFT_FAILED', String(un));
+      assert.match(String(un.details.stderr), /No buffer space available/);
     } finally {
       await d.close();
     }

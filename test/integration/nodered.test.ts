@@ -121,8 +121,11 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
       const again = await red.request('POST', '/unisolate', {});
       assert.equal((again.body as HostState).changed, false, 'was not isolated: a playbook opens no second ticket');
 
-      // the second outputs wrote one audit record per action, failures included
-      const records = fs.readFileSync(auditFile(), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      // the second outputs wrote one audit record per action, failures included (the file node
+      // appends after the answer went out: wait for the sixth line, bounded)
+      const lines = () => (fs.existsSync(auditFile()) ? fs.readFileSync(auditFile(), 'utf8').trim().split('\n') : []);
+      for (let i = 0; i < 50 && lines().length < 6; i++) await new Promise((r) => setTimeout(r, 100));
+      const records = lines().map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.deepEqual(
         records.map((r) => [r.action, r.result, r.host]),
         [
