@@ -42,7 +42,7 @@ import {
   type TargetInput,
 } from './policy';
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
-import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { EXIT, nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
@@ -218,15 +218,12 @@ export class IsolationDriver {
       const known = this.known.get(knownKey(target));
       const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
       const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-' };
-      // Whether it changed the host (released now, or was not isolated), told by which of two
-      // batches nft accepts: `release` deletes the table (fails when there is none), `free`
-      // creates and deletes it (fails when there is one). Each either does all it says or nothing;
-      // the script arms, cancels or removes nothing after a batch nft refused. The driver's belief
-      // only picks which one goes first: one exec when it is right, two when it is wrong. No
-      // generation is claimed: whoever's isolation it is, unisolate removes it.
-      const t = { family: 'inet', name: target.table };
-      const release: Batch = { nftables: [{ delete: { table: t } }] };
-      const free: Batch = { nftables: [{ create: { table: t } }, { delete: { table: t } }] };
+      // Whether it changed the host (released now, or was not isolated) is told by which of the
+      // two batches nft accepts (release: the table was there; free: it was not). The script arms,
+      // cancels or removes nothing after a batch nft refused, so a wrong guess changes nothing. The
+      // driver's belief only picks which one goes first: one exec when it is right, two when it is
+      // wrong. No generation is claimed: whoever's isolation it is, unisolate removes it.
+      const { release, free } = renderUnisolate(target.table);
       let isolated = known !== null; // unknown (undefined): released is the more useful first guess
       let wrong = false;
       for (let attempt = 1; ; attempt++) {
