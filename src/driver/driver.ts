@@ -48,8 +48,10 @@ import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState,
 import { EXIT, nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
+import { MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
 
 export { nftInput, type Timer } from './hostscript';
+export type { Capabilities } from './preflight';
 
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
@@ -121,6 +123,8 @@ export class IsolationDriver {
   private readonly protection: ProtectionCheck;
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
+  /** what each connection's host can do, asked once per connection (preflight.ts) */
+  private readonly hostCaps = new WeakMap<SshConnection, Promise<Capabilities>>();
 
   constructor(opts: DriverOptions = {}) {
     this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
@@ -145,12 +149,18 @@ export class IsolationDriver {
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
+      // what the host can do: asked in the first isolate of each connection (alongside the
+      // lookups below), then known; a warm isolate pays nothing for it
+      const caps = this.preflight(op, conn);
+      caps.catch(() => undefined);
       // presets resolve to this host's own servers and management networks, uid names to numbers,
       // all read from the host (once per connection) before anything is applied
       const servers = await this.presetServers(op, conn, req.presets, req.servers);
       const own = await this.resolveUsers(op, conn, req.exceptions);
       const exceptions = dedupeExceptions([...expandPresets(req.presets, { management, servers }), ...own]);
       assertRenderable(exceptions);
+      const refused = refusal(target.host, await caps, { persist: req.persist === true, exceptions });
+      if (refused) throw refused;
       const sever = req.mode === 'enforce' ? severFilters(management, exceptions) : undefined;
       const attempt = async (current: Known | null, guarded: boolean): Promise<HostState> => {
         const now = this.now();
@@ -347,6 +357,21 @@ export class IsolationDriver {
     }, info);
   }
 
+  /**
+   * What the host can do (preflight.ts), asked now in one exec; the answer is also what the next
+   * isolate on this connection goes by.
+   */
+  async capabilities(targetInput: TargetInput): Promise<Capabilities> {
+    const target = validate(targetSchema, targetInput, 'target');
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      const caps = this.askCapabilities(op, conn);
+      this.hostCaps.set(conn, caps);
+      caps.catch(() => this.hostCaps.delete(conn));
+      return caps;
+    });
+  }
+
   /** The pooled, warm connection to a target (opened if need be), for diagnostics and the benchmark. */
   async pooledConnection(targetInput: TargetInput): Promise<SshConnection> {
     const target = validate(targetSchema, targetInput, 'target');
@@ -521,6 +546,28 @@ export class IsolationDriver {
   private async nftVersion(op: Op, conn: SshConnection): Promise<string | null> {
     const res = await this.nft(op, conn, renderVersionProbe());
     return res.code === 0 ? parseNftVersion(res.stdout) : null;
+  }
+
+  /** The host's capabilities, asked once per connection. */
+  private preflight(op: Op, conn: SshConnection): Promise<Capabilities> {
+    let caps = this.hostCaps.get(conn);
+    if (!caps) {
+      caps = this.askCapabilities(op, conn);
+      this.hostCaps.set(conn, caps);
+      caps.catch(() => this.hostCaps.delete(conn));
+    }
+    return caps;
+  }
+
+  private async askCapabilities(op: Op, conn: SshConnection): Promise<Capabilities> {
+    const { cmd, stdin } = preflightInput(op.target);
+    try {
+      const res = await conn.exec(cmd, stdin, this.remaining(op, 'preflight'), MAX_PREFLIGHT_OUTPUT);
+      return parseCapabilities(res.stdout, op.target.sudo ? 'sudo' : 'root', this.now());
+    } catch (err) {
+      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
+      throw err;
+    }
   }
 
   /**
