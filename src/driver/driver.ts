@@ -365,7 +365,7 @@ export class IsolationDriver {
     const target = validate(targetSchema, targetInput, 'target');
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
-      const caps = this.askCapabilities(op, conn);
+      const caps = this.askCapabilities(op, conn, 'full');
       this.hostCaps.set(conn, caps);
       caps.catch(() => this.hostCaps.delete(conn));
       return caps;
@@ -552,18 +552,18 @@ export class IsolationDriver {
   private preflight(op: Op, conn: SshConnection): Promise<Capabilities> {
     let caps = this.hostCaps.get(conn);
     if (!caps) {
-      caps = this.askCapabilities(op, conn);
+      caps = this.askCapabilities(op, conn, 'gate');
       this.hostCaps.set(conn, caps);
       caps.catch(() => this.hostCaps.delete(conn));
     }
     return caps;
   }
 
-  private async askCapabilities(op: Op, conn: SshConnection): Promise<Capabilities> {
-    const { cmd, stdin } = preflightInput(op.target);
+  private async askCapabilities(op: Op, conn: SshConnection, mode: 'gate' | 'full'): Promise<Capabilities> {
+    const { cmd, stdin } = preflightInput(op.target, mode);
     try {
       const res = await conn.exec(cmd, stdin, this.remaining(op, 'preflight'), MAX_PREFLIGHT_OUTPUT);
-      return parseCapabilities(res.stdout, op.target.sudo ? 'sudo' : 'root', this.now());
+      return parseCapabilities(res.stdout, op.target.sudo ? 'sudo' : 'root', mode, this.now());
     } catch (err) {
       if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
       throw err;

@@ -105,50 +105,60 @@ export const CGROUP_PROBE = JSON.stringify({
 export const SS_NOTHING = 'dport = :1 and dport = :2';
 
 /**
- * The preflight script; stdin: the table name (for the persist paths). `priv` is '' (root) or
- * 'sudo -n '. Every value is cut to 300 bytes and made one printable line before it is printed.
+ * The preflight script; stdin: the table name (for the persist paths), then `full` or `gate`.
+ * `gate` (before a first isolate) asks only what decides a refusal; `full` (on request) all of it.
+ * `priv` is '' (root) or 'sudo -n '. Multi-line answers are joined into one line by the shell
+ * itself; values are bounded by the parser (and the whole answer by the exec's output limit).
+ * Builtins where they do (read, test, printf): each process costs the first isolate time.
  */
 function preflightScript(nft: string, priv: string): string {
   const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
   const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
   const lines = [
     'PATH="$PATH:/usr/sbin:/sbin"',
-    'IFS= read -r t || t=',
+    'IFS= read -r t || t=; IFS= read -r mode || mode=gate',
     "case \"$t\" in ''|*[!A-Za-z0-9_]*) t=;; esac",
-    `p() { printf '${TAG} %s %s\\n' "$1" "$(printf %s "$2" | head -c 300 | tr -c '[:print:]' ' ')"; }`,
-    'p kernel "$(uname -r 2>/dev/null)"',
-    'p uid "$(id -u 2>/dev/null)"',
-    'if command -v nft >/dev/null 2>&1; then p nft yes; p nft-v "$(nft -v 2>&1 | head -c 300)"; else p nft no; fi',
-    // the listing and the probe go through the driver's own nft command line (sudo: the pinned one)
-    `o=$(printf '%s\\n' '${LIST_TABLES}' | ${nft} 2>&1); rc=$?; p list-rc "$rc"; p list "$(printf %s "$o" | head -c 300)"`,
-    `o=$(printf '%s\\n' '${CGROUP_PROBE}' | ${nft} 2>&1); rc=$?; p cg-rc "$rc"; p cg "$o"`,
-    'if command -v ss >/dev/null 2>&1; then',
-    '  p ss yes',
-    `  o=$(printf '%s\\n' '${SS_NOTHING}' | ${priv}${SS_KILL.both} 2>&1); rc=$?; p ss-rc "$rc"; p ss-out "$o"`,
-    'else p ss no; fi',
-    // the kernel's build config, where the distribution ships it
-    'k=$(uname -r 2>/dev/null); d=unknown',
-    'if [ -r "/boot/config-$k" ]; then d=$(grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]" "/boot/config-$k" 2>/dev/null | head -c 100)',
-    'elif [ -r /proc/config.gz ] && command -v zcat >/dev/null 2>&1; then d=$(zcat /proc/config.gz 2>/dev/null | grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]" | head -c 100); fi',
-    'p destroy "${d:-absent}"',
+    `p() { printf '${TAG} %s %s\\n' "$1" "$2"; }`,
+    // one line of a multi-line answer, without a process: split on newlines, join with spaces
+    "one() { set -f; IFS='\n'; set -- $1; IFS=' '; o=\"$*\"; unset IFS; set +f; }",
+    'k=; read -r k </proc/sys/kernel/osrelease 2>/dev/null; p kernel "$k"',
+    'u=; while read -r a b c; do if [ "$a" = Uid: ]; then u=$b; break; fi; done </proc/self/status; p uid "$u"',
+    'if command -v nft >/dev/null 2>&1; then p nft yes; else p nft no; fi',
+    // the listing and the probe go through the driver's own nft command line (sudo: the pinned
+    // one). The listing's metainfo names the version (cut out by the shell: a busy host's listing
+    // is long); only when it fails is `nft -v` asked, and its error kept
+    `e=$(printf '%s\\n' '${LIST_TABLES}' | ${nft} 2>&1); rc=$?`,
+    'if [ $rc -eq 0 ]; then v=${e#*\'"version": "\'}; v=${v%%\'"\'*}; case "$v" in *[!0-9.]*) v=;; esac; p nft-v "v$v"; p list-rc 0; p list -',
+    'else one "$e"; p list-rc "$rc"; p list "$o"; one "$(nft -v 2>&1)"; p nft-v "$o"; fi',
+    `e=$(printf '%s\\n' '${CGROUP_PROBE}' | ${nft} 2>&1 >/dev/null); rc=$?; one "$e"; p cg-rc "$rc"; p cg "$o"`,
     'if [ -d /run/systemd/system ]; then p systemd yes; else p systemd no; fi',
     `if [ -d ${BOOT_UNIT_DIR} ]; then p unitdir yes; else p unitdir no; fi`,
     'if [ -f /etc/protocols ]; then p protocols yes; else p protocols no; fi',
+    `if [ "$mode" != full ]; then printf '${TAG} end .\\n'; exit 0; fi`,
+    'if command -v ss >/dev/null 2>&1; then',
+    '  p ss yes',
+    `  e=$(printf '%s\\n' '${SS_NOTHING}' | ${priv}${SS_KILL.both} 2>&1); rc=$?; one "$e"; p ss-rc "$rc"; p ss-out "$o"`,
+    'else p ss no; fi',
+    // the kernel's build config, where the distribution ships it
+    'd=unknown',
+    'if [ -r "/boot/config-$k" ]; then d=$(grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]" "/boot/config-$k" 2>/dev/null)',
+    'elif [ -r /proc/config.gz ] && command -v zcat >/dev/null 2>&1; then d=$(zcat /proc/config.gz 2>/dev/null | grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]"); fi',
+    'p destroy "${d:-absent}"',
     'if [ ! -e /etc/nftables.conf ]; then p conf no',
-    "elif [ ! -r /etc/nftables.conf ]; then p conf unreadable",
-    "elif head -c 1048576 /etc/nftables.conf | grep -Eq '^[[:space:]]*flush[[:space:]]+ruleset([[:space:]]|;|#|$)'; then p conf flush",
+    'elif [ ! -r /etc/nftables.conf ]; then p conf unreadable',
+    "elif grep -Eq '^[[:space:]]*flush[[:space:]]+ruleset([[:space:]]|;|#|$)' /etc/nftables.conf; then p conf flush",
     'else p conf noflush; fi',
-    'if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then p svc "$(timeout 5 systemctl is-enabled nftables.service 2>/dev/null | head -n 1)"; else p svc -; fi',
+    'if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then one "$(timeout 5 systemctl is-enabled nftables.service 2>/dev/null)"; p svc "$o"; else p svc -; fi',
   ];
   if (priv) {
     // asked, not run: sudo -l with a command line answers whether the policy allows exactly it
     lines.push(
       'if [ -z "$t" ]; then p persist -; else',
-      '  if sudo -n -l tee "' + unit + '.new" >/dev/null 2>&1 &&',
-      '    sudo -n -l mv -f "' + unit + '.new" "' + unit + '" >/dev/null 2>&1 &&',
-      '    sudo -n -l ln -sf "' + unit + '" "' + wants + '" >/dev/null 2>&1 &&',
-      '    sudo -n -l rm -f "' + unit + '" "' + wants + '" >/dev/null 2>&1 &&',
-      '    sudo -n -l rm -f "' + unit + '.new" >/dev/null 2>&1; then p persist yes; else p persist no; fi',
+      `  if sudo -n -l tee "${unit}.new" >/dev/null 2>&1 &&`,
+      `    sudo -n -l mv -f "${unit}.new" "${unit}" >/dev/null 2>&1 &&`,
+      `    sudo -n -l ln -sf "${unit}" "${wants}" >/dev/null 2>&1 &&`,
+      `    sudo -n -l rm -f "${unit}" "${wants}" >/dev/null 2>&1 &&`,
+      `    sudo -n -l rm -f "${unit}.new" >/dev/null 2>&1; then p persist yes; else p persist no; fi`,
       'fi',
     );
   }
@@ -166,8 +176,8 @@ export const PREFLIGHT = {
 export const MAX_PREFLIGHT_OUTPUT = 64 * 1024;
 
 /** The constant command and its stdin for a target. */
-export function preflightInput(target: Pick<Target, 'sudo' | 'table'>): { cmd: string; stdin: string } {
-  return { cmd: target.sudo ? PREFLIGHT.sudo : PREFLIGHT.root, stdin: `${target.table}\n` };
+export function preflightInput(target: Pick<Target, 'sudo' | 'table'>, mode: 'gate' | 'full'): { cmd: string; stdin: string } {
+  return { cmd: target.sudo ? PREFLIGHT.sudo : PREFLIGHT.root, stdin: `${target.table}\n${mode}\n` };
 }
 
 const KEYS = ['kernel', 'uid', 'nft', 'nft-v', 'list-rc', 'list', 'cg-rc', 'cg', 'ss', 'ss-rc', 'ss-out', 'destroy', 'systemd', 'unitdir', 'protocols', 'conf', 'svc', 'persist', 'end'] as const;
@@ -181,23 +191,28 @@ const VERSION = /^\d{1,3}(\.\d{1,3}){1,3}$/;
  * Reads the preflight's answer. Pure, and safe on any text: only the first line of each known
  * key counts, values are read with strict patterns, and what cannot be read is null with a reason.
  */
-export function parseCapabilities(text: string, privilege: 'root' | 'sudo', now: Date = new Date()): Capabilities {
+export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode: 'gate' | 'full' = 'full', now: Date = new Date()): Capabilities {
   const v = new Map<Key, string>();
   // a bounded window: an honest answer is a few KiB
   for (const line of text.slice(0, MAX_PREFLIGHT_OUTPUT).split('\n', 200)) {
-    const m = /^nrhi-cap ([a-z-]{1,12}) (.{0,300})$/.exec(line.replace(/\r$/, ''));
+    const m = /^nrhi-cap ([a-z-]{1,12}) (.{0,2000})$/.exec(line.replace(/\r$/, ''));
     if (!m || !(KEYS as readonly string[]).includes(m[1]) || v.has(m[1] as Key)) continue;
     v.set(m[1] as Key, m[2]);
   }
   const unknown: Record<string, string> = {};
   const complete = v.has('end');
   const missing = complete ? 'the host gave no readable answer for it' : "the host's answer ended early (or was not the preflight's)";
+  // what the short preflight before an isolate does not ask
+  const FULL_ONLY: readonly Key[] = ['ss', 'ss-rc', 'ss-out', 'destroy', 'conf', 'svc', 'persist'];
+  if (mode === 'gate' && complete) for (const k of FULL_ONLY) v.delete(k);
+  const notAsked = 'not asked before an isolate (isolation-status with msg.check asks it)';
+  const why = (key: Key): string => (mode === 'gate' && FULL_ONLY.includes(key) ? notAsked : missing);
   /** a yes/no key; anything else is unknown with a reason */
   const yesNo = (key: Key, path: string): boolean | null => {
     const s = v.get(key);
     if (s === 'yes') return true;
     if (s === 'no') return false;
-    unknown[path] = s === undefined ? missing : `unexpected answer ${JSON.stringify(hostText(s, 60))}`;
+    unknown[path] = s === undefined ? why(key) : `unexpected answer ${JSON.stringify(hostText(s, 60))}`;
     return null;
   };
   const sudo = privilege === 'sudo';
@@ -210,25 +225,26 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', now:
   if (root === null) unknown.root = uid === undefined ? missing : 'unreadable id -u';
 
   // nft: present, version, JSON through the privilege path
-  const present = yesNo('nft', 'nft.present');
+  let present = yesNo('nft', 'nft.present');
+  // on PATH but not runnable (a dangling link, sudo's own PATH without it)
+  if (present !== false && (v.get('list-rc') === '127' || /^sudo: nft: command not found/.test(v.get('list') ?? ''))) {
+    present = false;
+    delete unknown['nft.present'];
+  }
   const listRc = v.get('list-rc');
   const list = v.get('list') ?? '';
-  const listOk = listRc === '0' && /^\{\s*"nftables"\s*:/.test(list);
+  const listOk = listRc === '0';
   const sudoNftRefused = sudo && listRc !== '0' && SUDO_REFUSED.test(list);
   let version: string | null = null;
   const vm = /\bv(\d{1,3}(?:\.\d{1,3}){1,3})\b/.exec(v.get('nft-v') ?? '');
   if (vm && VERSION.test(vm[1])) version = vm[1];
-  if (version === null) {
-    const jm = /"version"\s*:\s*"(\d{1,3}(?:\.\d{1,3}){1,3})"/.exec(list);
-    if (jm) version = jm[1];
-  }
   if (version === null) unknown['nft.version'] = present === false ? 'no nft on the host' : v.has('nft-v') ? 'unreadable nft -v' : missing;
   let json: boolean | null = null;
   if (present === false) json = false;
   else if (listOk) json = true;
   else if (listRc === undefined) unknown['nft.json'] = missing;
   else if (sudoNftRefused) unknown['nft.json'] = 'sudo refused nft -j -f -';
-  else if (/JSON support not compiled|unrecognized option|invalid option|-j/i.test(list) && listRc !== '0') json = false;
+  else if (/JSON support not compiled|unrecognized option|invalid option/i.test(list)) json = false;
   else unknown['nft.json'] = `nft -j -f - failed: ${hostText(list, 160)}`;
 
   // socket cgroupv2: the probe never applies; the question is whether its parser took the rule
@@ -253,12 +269,12 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', now:
   else if (ssRc === '0') kill = true;
   else if (ssRefused) kill = false;
   else if (ssRc !== undefined && /^\d{1,3}$/.test(ssRc)) kill = false;
-  else unknown['ss.kill'] = ssPresent === null ? (unknown['ss.present'] ?? missing) : missing;
+  else unknown['ss.kill'] = ssPresent === null ? (unknown['ss.present'] ?? why('ss')) : why('ss-rc');
   const destroy = v.get('destroy');
   let kernelDestroy: boolean | null = null;
   if (destroy !== undefined && /^CONFIG_INET_DIAG_DESTROY=y$/.test(destroy)) kernelDestroy = true;
   else if (destroy !== undefined && /^# CONFIG_INET_DIAG_DESTROY is not set$/.test(destroy)) kernelDestroy = false;
-  else unknown['ss.kernelDestroy'] = destroy === 'unknown' ? "the kernel's build config is not readable on the host (/boot/config-*, /proc/config.gz)" : destroy === 'absent' ? 'the kernel config does not name CONFIG_INET_DIAG_DESTROY' : destroy === undefined ? missing : 'unreadable kernel config line';
+  else unknown['ss.kernelDestroy'] = destroy === 'unknown' ? "the kernel's build config is not readable on the host (/boot/config-*, /proc/config.gz)" : destroy === 'absent' ? 'the kernel config does not name CONFIG_INET_DIAG_DESTROY' : destroy === undefined ? why('destroy') : 'unreadable kernel config line';
 
   const running = yesNo('systemd', 'systemd.running');
   const unitDir = yesNo('unitdir', 'systemd.unitDir');
@@ -278,24 +294,24 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', now:
     confPresent = true;
     unknown['nftablesConf.flushesRuleset'] = 'the SSH user cannot read /etc/nftables.conf';
   } else {
-    unknown['nftablesConf.present'] = conf === undefined ? missing : 'unexpected answer';
+    unknown['nftablesConf.present'] = conf === undefined ? why('conf') : 'unexpected answer';
     unknown['nftablesConf.flushesRuleset'] = unknown['nftablesConf.present'];
   }
   const svc = v.get('svc');
   let serviceEnabled: boolean | null = null;
   if (svc !== undefined && /^(enabled|enabled-runtime|alias)$/.test(svc)) serviceEnabled = true;
   else if (svc !== undefined && /^(disabled|masked|masked-runtime|static|indirect|generated|transient|linked|linked-runtime|not-found)?$/.test(svc)) serviceEnabled = false;
-  else unknown['nftablesConf.serviceEnabled'] = svc === '-' ? 'no systemd on the host' : svc === undefined ? missing : 'unexpected answer';
+  else unknown['nftablesConf.serviceEnabled'] = svc === '-' ? 'no systemd on the host' : svc === undefined ? why('svc') : 'unexpected answer';
 
   let sudoCaps: Capabilities['sudo'] = null;
   if (sudo) {
     const nftOk = listRc === undefined ? null : listOk ? true : sudoNftRefused ? false : null;
     if (nftOk === null) unknown['sudo.nft'] = listRc === undefined ? missing : 'nft failed for another reason (see nft.json)';
     const ssOk = ssRc === undefined ? null : ssRc === '0' ? true : ssRefused ? false : null;
-    if (ssOk === null) unknown['sudo.ss'] = ssPresent === false ? 'no ss on the host' : ssRc === undefined ? missing : 'ss failed for another reason (see ss.kill)';
+    if (ssOk === null) unknown['sudo.ss'] = ssPresent === false ? 'no ss on the host' : ssRc === undefined ? why('ss-rc') : 'ss failed for another reason (see ss.kill)';
     const persist = v.get('persist');
     const persistOk = persist === 'yes' ? true : persist === 'no' ? false : null;
-    if (persistOk === null) unknown['sudo.persist'] = persist === undefined ? missing : 'unexpected answer';
+    if (persistOk === null) unknown['sudo.persist'] = persist === undefined ? why('persist') : persist === '-' ? 'no table name' : 'unexpected answer';
     sudoCaps = { nft: nftOk, ss: ssOk, persist: persistOk };
   }
 
