@@ -183,7 +183,7 @@ export function preflightInput(target: Pick<Target, 'sudo' | 'table'>, mode: 'ga
 const KEYS = ['kernel', 'uid', 'nft', 'nft-v', 'list-rc', 'list', 'cg-rc', 'cg', 'ss', 'ss-rc', 'ss-out', 'destroy', 'systemd', 'unitdir', 'protocols', 'conf', 'svc', 'persist', 'end'] as const;
 type Key = (typeof KEYS)[number];
 
-const SUDO_REFUSED = /sudo: .*(password is required|not allowed|not in the sudoers|may not run|a terminal is required)/i;
+const SUDO_REFUSED = /sudo: .*(password is required|not allowed|not in the sudoers|may not run|a terminal is required)|Sorry, user .* is not allowed to execute/i;
 const CGROUP_REFUSED = /Invalid socket key|Parsing (command|expr) array|Invalid LHS|unknown socket|socket.*cgroupv2|Operation not supported/i;
 const VERSION = /^\d{1,3}(\.\d{1,3}){1,3}$/;
 
@@ -198,6 +198,7 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
     const m = /^nrhi-cap ([a-z-]{1,12}) (.{0,2000})$/.exec(line.replace(/\r$/, ''));
     if (!m || !(KEYS as readonly string[]).includes(m[1]) || v.has(m[1] as Key)) continue;
     v.set(m[1] as Key, m[2]);
+    if (m[1] === 'end') break; // nothing after the script's last line is its answer
   }
   const unknown: Record<string, string> = {};
   const complete = v.has('end');
