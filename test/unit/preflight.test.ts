@@ -118,6 +118,7 @@ describe('preflight: parsing what a host says it can do', () => {
     assert.equal(c.ss.kernelDestroy, null);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     // every reason is clean text
+    // eslint-disable-next-line no-control-regex
     for (const why of Object.values(c.unknown)) assert.doesNotMatch(why, /[\u0000-\u0008\u001b\u202e]/);
     // and a lie refuses nothing it cannot prove
     assert.equal(refusal('h', c, { persist: true, exceptions: [{ direction: 'out', proto: 'any', unit: 'x.service' }] }), null);
