@@ -127,9 +127,10 @@ function preflightScript(nft: string, priv: string): string {
     // the listing and the probe go through the driver's own nft command line (sudo: the pinned
     // one). The listing's metainfo names the version (cut out by the shell: a busy host's listing
     // is long); only when it fails is `nft -v` asked, and its error kept
-    `e=$(printf '%s\\n' '${LIST_TABLES}' | ${nft} 2>&1); rc=$?`,
+    // (the short preflight skips the listing: the probe's answer says as much, with one sudo less)
+    `if [ "$mode" != full ]; then one "$(nft -v 2>&1)"; p nft-v "$o"; else e=$(printf '%s\\n' '${LIST_TABLES}' | ${nft} 2>&1); rc=$?`,
     'if [ $rc -eq 0 ]; then v=${e#*\'"version": "\'}; v=${v%%\'"\'*}; case "$v" in *[!0-9.]*) v=;; esac; p nft-v "v$v"; p list-rc 0; p list -',
-    'else one "$e"; p list-rc "$rc"; p list "$o"; one "$(nft -v 2>&1)"; p nft-v "$o"; fi',
+    'else one "$e"; p list-rc "$rc"; p list "$o"; one "$(nft -v 2>&1)"; p nft-v "$o"; fi; fi',
     `e=$(printf '%s\\n' '${CGROUP_PROBE}' | ${nft} 2>&1 >/dev/null); rc=$?; one "$e"; p cg-rc "$rc"; p cg "$o"`,
     'if [ -d /run/systemd/system ]; then p systemd yes; else p systemd no; fi',
     `if [ -d ${BOOT_UNIT_DIR} ]; then p unitdir yes; else p unitdir no; fi`,
@@ -227,14 +228,19 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
 
   // nft: present, version, JSON through the privilege path
   let present = yesNo('nft', 'nft.present');
+  const cgRc = v.get('cg-rc');
+  const cg = v.get('cg') ?? '';
+  // what says whether nft takes JSON through the privilege path: the listing (full), or in the
+  // short preflight the probe, whose parse error (or, past the parser, its abort) proves as much
+  const short = mode === 'gate' && !v.has('list-rc');
+  const listRc = short ? cgRc : v.get('list-rc');
+  const list = short ? cg : (v.get('list') ?? '');
+  const listOk = short ? cgRc !== undefined && cgRc !== '0' && !SUDO_REFUSED.test(cg) && (CGROUP_REFUSED.test(cg) || /No such file or directory/.test(cg)) : listRc === '0';
   // on PATH but not runnable (a dangling link, sudo's own PATH without it)
-  if (present !== false && (v.get('list-rc') === '127' || /^sudo: nft: command not found/.test(v.get('list') ?? ''))) {
+  if (present !== false && (listRc === '127' || /^sudo: nft: command not found/.test(list))) {
     present = false;
     delete unknown['nft.present'];
   }
-  const listRc = v.get('list-rc');
-  const list = v.get('list') ?? '';
-  const listOk = listRc === '0';
   const sudoNftRefused = sudo && listRc !== '0' && SUDO_REFUSED.test(list);
   let version: string | null = null;
   const vm = /\bv(\d{1,3}(?:\.\d{1,3}){1,3})\b/.exec(v.get('nft-v') ?? '');
@@ -250,8 +256,6 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
 
   // socket cgroupv2: the probe never applies; the question is whether its parser took the rule
   let socketCgroupv2: boolean | null = null;
-  const cgRc = v.get('cg-rc');
-  const cg = v.get('cg') ?? '';
   if (present === false || json === false) socketCgroupv2 = false;
   else if (cgRc === undefined) unknown['nft.socketCgroupv2'] = missing;
   else if (sudo && SUDO_REFUSED.test(cg)) unknown['nft.socketCgroupv2'] = 'sudo refused nft -j -f -';

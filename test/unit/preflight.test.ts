@@ -55,14 +55,37 @@ describe('preflight: parsing what a host says it can do', () => {
   });
 
   it('the short preflight says what it did not ask, and why', () => {
-    const gate = BOOKWORM.split('\n').filter((l) => !/^nrhi-cap (ss|ss-rc|ss-out|destroy|conf|svc) /.test(l)).join('\n');
+    // what the short preflight prints: no listing (the probe answers for JSON), nothing of ss, the config or sudo -l
+    const gate = BOOKWORM.split('\n').filter((l) => !/^nrhi-cap (list|list-rc|ss|ss-rc|ss-out|destroy|conf|svc) /.test(l)).join('\n');
     const c = parseCapabilities(gate, 'sudo', 'gate', NOW);
     assert.equal(c.nft.version, '1.0.6');
+    assert.equal(c.nft.json, true, "the probe's JSON parse error proves nft took JSON");
+    assert.equal(c.nft.socketCgroupv2, false);
     assert.equal(c.ss.kill, null);
     assert.equal(c.nftablesConf.flushesRuleset, null);
     assert.match(c.unknown['ss.kill'], /not asked before an isolate/);
     assert.match(c.unknown['sudo.persist'], /not asked before an isolate/);
     assert.equal(c.sudo?.nft, true);
+  });
+
+  it('the short preflight: sudo refusing nft, nft not runnable, nft without JSON', () => {
+    const gate = (cg: string, rc = '1') =>
+      ['nrhi-cap nft yes', 'nrhi-cap nft-v nftables v1.0.6 (Lester Gooch #5)', `nrhi-cap cg-rc ${rc}`, `nrhi-cap cg ${cg}`, 'nrhi-cap systemd no', 'nrhi-cap unitdir yes', 'nrhi-cap end .'].join('\n');
+    const refused = parseCapabilities(gate('sudo: a password is required'), 'sudo', 'gate', NOW);
+    assert.equal(refused.sudo?.nft, false);
+    assert.equal(refused.nft.json, null);
+    assert.equal(refusal('h', refused, { persist: false, exceptions: [] })?.code, 'PRIVILEGE');
+    const gone = parseCapabilities(gate('sh: 1: nft: not found', '127'), 'root', 'gate', NOW);
+    assert.equal(refusal('h', gone, { persist: false, exceptions: [] })?.code, 'NFT_MISSING');
+    const noJson = parseCapabilities(gate('Error: JSON support not compiled-in'), 'root', 'gate', NOW);
+    assert.equal(noJson.nft.json, false);
+    assert.equal(refusal('h', noJson, { persist: false, exceptions: [] })?.code, 'UNSUPPORTED');
+    const accepted = parseCapabilities(gate('internal:0:0-0: Error: Could not process rule: No such file or directory'), 'sudo', 'gate', NOW);
+    assert.deepEqual([accepted.nft.json, accepted.nft.socketCgroupv2, accepted.sudo?.nft], [true, true, true], 'a parser that takes it: only the abort answers');
+    const odd = parseCapabilities(gate('Error: Could not process rule: No buffer space available'), 'root', 'gate', NOW);
+    assert.equal(odd.nft.json, null);
+    assert.match(odd.unknown['nft.json'], /No buffer space/);
+    assert.equal(refusal('h', odd, { persist: true, exceptions: [{ direction: 'out', proto: 'any', unit: 'x.service' }] }), null, 'unknown refuses nothing');
   });
 
   it('sudo refusing ss -K but not nft: reported, and nothing refused for it', () => {
