@@ -107,8 +107,9 @@ export const SS_NOTHING = 'dport = :1 and dport = :2';
 /**
  * The preflight script; stdin: the table name (for the persist paths), then `full` or `gate`.
  * `gate` (before a first isolate) asks only what decides a refusal; `full` (on request) all of it.
- * `priv` is '' (root) or 'sudo -n '. Multi-line answers are joined into one line by the shell
- * itself; values are bounded by the parser (and the whole answer by the exec's output limit).
+ * `priv` is '' (root) or 'sudo -n '. Every answer it captures is cut to a few hundred bytes on
+ * the host (a flooding nft or ss dies of SIGPIPE), multi-line ones are joined into one line by the
+ * shell itself; the parser bounds them again (and the exec's output limit the whole answer).
  * Builtins where they do (read, test, printf): each process costs the first isolate time.
  */
 function preflightScript(nft: string, priv: string): string {
@@ -121,6 +122,13 @@ function preflightScript(nft: string, priv: string): string {
     `p() { printf '${TAG} %s %s\\n' "$1" "$2"; }`,
     // one line of a multi-line answer, without a process: split on newlines, join with spaces
     "one() { set -f; IFS='\n'; set -- $1; IFS=' '; o=\"$*\"; unset IFS; set +f; }",
+    // runs a command line (given as a function name and its argument) with its stdout and stderr
+    // through `head`: a flood ends at 1500 bytes (the flooder's next write gets SIGPIPE) instead of
+    // filling the host's memory or our channel; its exit status travels beside the pipe (fd 3) as
+    // a marker no honest output holds: rc is `cut` when the marker is missing
+    "cap() { r=$( { { \"$1\" \"$2\" 2>&1; printf 'nrhi-rc=%s\\n' \"$?\" >&3; } | head -c 1500; } 3>&1 ); case \"$r\" in *nrhi-rc=*) rc=${r##*nrhi-rc=}; rc=${rc%%[!0-9]*}; x=${r#*nrhi-rc=\"$rc\"}; r=${r%%nrhi-rc=*}$x;; *) rc=cut;; esac; [ -n \"$rc\" ] || rc=cut; }",
+    `nftb() { printf '%s\\n' "$1" | ${nft}; }`,
+    `ssk() { printf '%s\\n' "$1" | ${priv}${SS_KILL.both}; }`,
     'k=; read -r k </proc/sys/kernel/osrelease 2>/dev/null; p kernel "$k"',
     'u=; while read -r a b c; do if [ "$a" = Uid: ]; then u=$b; break; fi; done </proc/self/status; p uid "$u"',
     'if command -v nft >/dev/null 2>&1; then p nft yes; else p nft no; fi',
@@ -128,28 +136,29 @@ function preflightScript(nft: string, priv: string): string {
     // one). The listing's metainfo names the version (cut out by the shell: a busy host's listing
     // is long); only when it fails is `nft -v` asked, and its error kept
     // (the short preflight skips the listing: the probe's answer says as much, with one sudo less)
-    `if [ "$mode" != full ]; then one "$(nft -v 2>&1)"; p nft-v "$o"; else e=$(printf '%s\\n' '${LIST_TABLES}' | ${nft} 2>&1); rc=$?`,
-    'if [ $rc -eq 0 ]; then v=${e#*\'"version": "\'}; v=${v%%\'"\'*}; case "$v" in *[!0-9.]*) v=;; esac; p nft-v "v$v"; p list-rc 0; p list -',
-    'else one "$e"; p list-rc "$rc"; p list "$o"; one "$(nft -v 2>&1)"; p nft-v "$o"; fi; fi',
-    `e=$(printf '%s\\n' '${CGROUP_PROBE}' | ${nft} 2>&1 >/dev/null); rc=$?; one "$e"; p cg-rc "$rc"; p cg "$o"`,
+    `if [ "$mode" = full ]; then cap nftb '${LIST_TABLES}'`,
+    '  if [ "$rc" = 0 ]; then p list-rc 0; p list -; else one "$r"; p list-rc "$rc"; p list "$o"; fi',
+    'fi',
+    'one "$(nft -v 2>&1 | head -c 300)"; p nft-v "$o"',
+    `cap nftb '${CGROUP_PROBE}'; one "$r"; p cg-rc "$rc"; p cg "$o"`,
     'if [ -d /run/systemd/system ]; then p systemd yes; else p systemd no; fi',
     `if [ -d ${BOOT_UNIT_DIR} ]; then p unitdir yes; else p unitdir no; fi`,
     'if [ -f /etc/protocols ]; then p protocols yes; else p protocols no; fi',
     `if [ "$mode" != full ]; then printf '${TAG} end .\\n'; exit 0; fi`,
     'if command -v ss >/dev/null 2>&1; then',
     '  p ss yes',
-    `  e=$(printf '%s\\n' '${SS_NOTHING}' | ${priv}${SS_KILL.both} 2>&1); rc=$?; one "$e"; p ss-rc "$rc"; p ss-out "$o"`,
+    `  cap ssk '${SS_NOTHING}'; one "$r"; p ss-rc "$rc"; p ss-out "$o"`,
     'else p ss no; fi',
     // the kernel's build config, where the distribution ships it
     'd=unknown',
-    'if [ -r "/boot/config-$k" ]; then d=$(grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]" "/boot/config-$k" 2>/dev/null)',
-    'elif [ -r /proc/config.gz ] && command -v zcat >/dev/null 2>&1; then d=$(zcat /proc/config.gz 2>/dev/null | grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]"); fi',
+    'if [ -r "/boot/config-$k" ]; then d=$(grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]" "/boot/config-$k" 2>/dev/null | head -c 200)',
+    'elif [ -r /proc/config.gz ] && command -v zcat >/dev/null 2>&1; then d=$(zcat /proc/config.gz 2>/dev/null | grep -m1 -E "^(# )?CONFIG_INET_DIAG_DESTROY[= ]" | head -c 200); fi',
     'p destroy "${d:-absent}"',
     'if [ ! -e /etc/nftables.conf ]; then p conf no',
     'elif [ ! -r /etc/nftables.conf ]; then p conf unreadable',
     "elif grep -Eq '^[[:space:]]*flush[[:space:]]+ruleset([[:space:]]|;|#|$)' /etc/nftables.conf; then p conf flush",
     'else p conf noflush; fi',
-    'if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then one "$(timeout 5 systemctl is-enabled nftables.service 2>/dev/null)"; p svc "$o"; else p svc -; fi',
+    'if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then one "$(timeout 5 systemctl is-enabled nftables.service 2>/dev/null | head -c 100)"; p svc "$o"; else p svc -; fi',
   ];
   if (priv) {
     // asked, not run: sudo -l with a command line answers whether the policy allows exactly it
@@ -235,7 +244,9 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
   const short = mode === 'gate' && !v.has('list-rc');
   const listRc = short ? cgRc : v.get('list-rc');
   const list = short ? cg : (v.get('list') ?? '');
-  const listOk = short ? cgRc !== undefined && cgRc !== '0' && !SUDO_REFUSED.test(cg) && (CGROUP_REFUSED.test(cg) || /No such file or directory/.test(cg)) : listRc === '0';
+  // a busy host's listing is longer than what the host keeps of it: cut (SIGPIPE), but JSON it is
+  const cutListing = (listRc === '141' || listRc === 'cut') && /^\{\s*"nftables"\s*:\s*\[\s*\{\s*"metainfo"/.test(list);
+  const listOk = short ? cgRc !== undefined && cgRc !== '0' && !SUDO_REFUSED.test(cg) && (CGROUP_REFUSED.test(cg) || /No such file or directory/.test(cg)) : listRc === '0' || cutListing;
   // on PATH but not runnable (a dangling link, sudo's own PATH without it)
   if (present !== false && (listRc === '127' || /^sudo: nft: command not found/.test(list))) {
     present = false;
@@ -252,6 +263,7 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
   else if (listRc === undefined) unknown['nft.json'] = missing;
   else if (sudoNftRefused) unknown['nft.json'] = 'sudo refused nft -j -f -';
   else if (/JSON support not compiled|unrecognized option|invalid option/i.test(list)) json = false;
+  else if (listRc === 'cut' || listRc === '141') unknown['nft.json'] = 'the answer of nft -j -f - was cut on the host (a flood?)';
   else unknown['nft.json'] = `nft -j -f - failed: ${hostText(list, 160)}`;
 
   // socket cgroupv2: the probe never applies; the question is whether its parser took the rule

@@ -134,6 +134,31 @@ describe('preflight on the namespace lab', function () {
     }
   });
 
+  it('a flooding nft: the preflight answers in bounded time, cut on the host, and leaves nothing running', async () => {
+    await lab.wrapNft(0, 'exec timeout 30 yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+    const d = new IsolationDriver();
+    try {
+      const t0 = Date.now();
+      const c = await d.capabilities(labTarget(lab, 0, TABLE, 8000));
+      const ms = Date.now() - t0;
+      assert.ok(ms < 8000, `within the timeout (${ms} ms)`);
+      assert.equal(c.nft.json, null);
+      assert.match(c.unknown['nft.json'], /cut on the host/);
+      assert.equal(c.nft.version, null);
+      assert.equal(c.nft.socketCgroupv2, null);
+      assert.equal(c.systemd.unitDir, true, 'the rest of the answer is whole');
+      let left = lab.processes(lab.hosts[0].ns).filter((p) => p === 'yes' || p === 'timeout');
+      for (let i = 0; i < 50 && left.length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = lab.processes(lab.hosts[0].ns).filter((p) => p === 'yes' || p === 'timeout');
+      }
+      assert.deepEqual(left, [], 'the flood died of SIGPIPE on the host');
+    } finally {
+      await lab.wrapNft(0, null);
+      await d.close();
+    }
+  });
+
   it('isolate refuses a unit exception up front (UNSUPPORTED, naming nft and the feature), without an apply', async () => {
     const d = new IsolationDriver();
     const execs = sinon.spy(SshConnection.prototype, 'exec'); // counts real execs, changes nothing

@@ -88,6 +88,15 @@ describe('preflight: parsing what a host says it can do', () => {
     assert.equal(refusal('h', odd, { persist: true, exceptions: [{ direction: 'out', proto: 'any', unit: 'x.service' }] }), null, 'unknown refuses nothing');
   });
 
+  it("a busy host's listing cut on the host is still JSON; a flood cut there is not", () => {
+    const busy = withLine(withLine(BOOKWORM, 'list-rc', '141'), 'list', `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": ${'x'.repeat(1200)}`);
+    assert.equal(parseCapabilities(busy, 'root', 'full', NOW).nft.json, true);
+    const flood = withLine(withLine(BOOKWORM, 'list-rc', 'cut'), 'list', 'A'.repeat(1500));
+    const c = parseCapabilities(flood, 'root', 'full', NOW);
+    assert.equal(c.nft.json, null);
+    assert.match(c.unknown['nft.json'], /cut on the host/);
+  });
+
   it('sudo refusing ss -K but not nft: reported, and nothing refused for it', () => {
     const text = withLine(withLine(BOOKWORM, 'ss-rc', '1'), 'ss-out', "Sorry, user nrhia is not allowed to execute '/usr/bin/ss -K -H -n -t -u state connected -F -' as root on h.");
     const c = parseCapabilities(`${text}nrhi-cap persist no\n`, 'sudo', 'full', NOW);
