@@ -11,11 +11,11 @@ export = function (RED: NodeAPI): void {
       this,
       config.target,
       async (target, msg) => {
-        const state = await driver.status(target);
-        // the preflight on request: msg.check, else the node's option
+        // the preflight on request: msg.check, else the node's option (checked before anything is sent)
         if (msg.check !== undefined && msg.check !== null && typeof msg.check !== 'boolean') {
           throw new ValidationError('msg.check must be true or false', [{ path: 'msg.check', message: 'not a boolean' }]);
         }
+        const state = await driver.status(target);
         const check = typeof msg.check === 'boolean' ? msg.check : config.check === true;
         return check ? { ...state, capabilities: await driver.capabilities(target) } : state;
       },

@@ -13,7 +13,7 @@ import { IsolationDriver, type Capabilities, type HostState, type IsolationError
 import { SshConnection } from '../../src/driver/transport';
 import { containerAvailable, createContainer, NFT_VERSION, SUITES, type ContainerHost } from '../lab/container';
 import { createLab, labTarget, PREFIX, requireLab, SUDOERS_LINES, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'nrhi_preflight';
 
@@ -290,24 +290,12 @@ for (const rt of runtimes()) describe(`isolation-status with msg.check in a real
     requireRuntime(this, rt);
     lab = await createLab({ hosts: 1 });
     red = await startNodeRed({ runtime: rt, quiet: process.env.NRHI_NODERED_LOG !== '1' });
-    const h = lab.hosts[0];
-    const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
     await red.deploy(
-      place([
+      placeNodes([
         { id: 'tab', type: 'tab', label: 'preflight' },
-        {
-          id: 'tgt',
-          type: 'isolation-target',
-          host: h.v4,
-          port: 22,
-          username: lab.users.sudo.username,
-          knownHosts: h.knownHosts,
-          sudo: true,
-          timeout: 15,
-          credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
-        },
+        labTargetNode(lab, 'tgt', { timeout: 15 }),
         httpIn('in-st', 'post', '/status', 'm-st'),
-        { id: 'm-st', type: 'change', z: 'tab', rules: [{ t: 'set', p: 'check', pt: 'msg', to: 'payload.check', tot: 'msg' }], wires: [['st']] },
+        payloadToMsg('m-st', ['check'], 'st'),
         { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
         // the node option: every status it reads carries the capabilities
         httpIn('in-st2', 'post', '/status-checked', 'st2'),
