@@ -224,6 +224,40 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         assert.equal((await driver.status(t)).state, 'free');
       });
 
+      it('bounded: something that keeps undoing it makes the guard give up; a guard stopped by root is reported', async () => {
+        const t = targetOf(h());
+        await driver.isolate(t, { presets: ['ssh'], verify: false });
+        // a flush every 0.15 s, for at most 12 s or until the guard gives up
+        const fight = [
+          'for i in $(seq 80); do',
+          '  nft flush ruleset; sleep 0.15',
+          `  systemctl is-active --quiet ${UNIT}.service || { echo "$i"; exit 0; }`,
+          'done; echo -1',
+        ].join('\n');
+        const r = await h().exec(['sh', '-c', fight], undefined, 60_000);
+        assert.notEqual(r.stdout.trim(), '-1', 'the guard gave up');
+        await sleep(500);
+        assert.equal(await tablePresent(h()), false, 'it stopped re-applying');
+        let st = await driver.status(t);
+        assert.equal(st.state, 'free');
+        assert.equal(st.guard, false);
+        assert.ok(st.healed && st.healed.count >= 20 && st.healed.count <= 22, `healed ${JSON.stringify(st.healed)}`);
+        assert.ok(st.warnings.some((w) => /gave up/.test(w)), st.warnings.join('; '));
+        assert.ok(st.tampered.some((w) => /guard is not running/.test(w)), st.tampered.join('; '));
+        // isolating again re-arms it
+        const again = await driver.isolate(t, { presets: ['ssh'], verify: false });
+        assert.equal(again.guard, true);
+        assert.ok((await removeAndTime(h(), 'nft flush ruleset')) >= 0);
+        // a root user on the host stops it: the next removal stays, and status calls it tamper
+        await h().exec(['systemctl', 'stop', `${UNIT}.service`]);
+        await h().exec(['nft', 'flush', 'ruleset']);
+        await sleep(1500);
+        assert.equal(await tablePresent(h()), false);
+        st = await driver.status(t);
+        assert.equal(st.guard, false);
+        assert.ok(st.tampered.some((w) => /guard is not running/.test(w)), st.tampered.join('; '));
+      });
+
       it('audit mode drops nothing and has no guard; switching to enforce arms it', async () => {
         const t = targetOf(h());
         const audit = await driver.isolate(t, { presets: ['ssh'], mode: 'audit' });
