@@ -319,7 +319,8 @@ function statusScript(nft: string): string {
     'if [ -f "$G/$t.key" ]; then',
     '  k=; c=; l=; s=; q=; a=0',
     '  read -r k _ <"$G/$t.key"; read -r c l s _ <"$G/$t.heal"; read -r q _ <"$G/$t.pid"',
-    "  case \"$q\" in ''|*[!0-9]*) ;; *) [ ! -d \"/proc/$q\" ] || a=1;; esac",
+    // its pid where it wrote one (no process here costs nothing); the system manager where not yet
+    "  case \"$q\" in ''|*[!0-9]*) ! systemctl is-active --quiet \"nrhi-guard-$t.service\" || a=1;; *) [ ! -d \"/proc/$q\" ] || a=1;; esac",
     '  printf "nrhi-guard %s %s %s %s %s\\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a"',
     'fi 2>/dev/null',
     `exec ${nft}`,
