@@ -237,7 +237,7 @@ export class IsolationDriver {
           free.tampered = [`the isolation since ${before.doc.since} was removed by something other than this controller`];
         }
         // the host's guard still holds an isolation that is not there: removed behind the pack's back
-        if (host.guard) {
+        if (host.guard && host.guard.state !== 'superseded') {
           free.tampered.push(
             host.guard.alive && !host.guard.state.startsWith('gave-up')
               ? `the isolation (generation ${host.guard.gen}) is missing; the host's guard is re-applying it`

@@ -55,7 +55,7 @@ export const GUARD_BURST_S = 5;
  * The guard itself (bash, as root, in its transient unit; argument: the table name). Each check
  * takes the lock, reads its files again (gone: it exits), lists the table without its stateful
  * parts and its dynamic sets (they move by themselves), and: same as expected -> nothing; there,
- * with another generation -> nothing (a newer isolation: never revert it); there without an
+ * with another generation -> it stops (a newer isolation: never revert it); there without an
  * expected copy yet (just armed) -> adopts it; otherwise (gone, or changed under the same
  * generation) -> re-applies the stored batch and records `COUNT LAST STATE` in `<table>.heal`.
  * Bounded: GUARD_MAX_FAILS failed re-applies in a row (with back-off) or GUARD_MAX_BURST heals in
@@ -85,7 +85,9 @@ const GUARD_SCRIPT = [
   '  if [ -n "$cur" ]; then',
   '    if [ -f "$t.fp" ] && [ "$cur" = "$(cat "$t.fp")" ]; then unlock; return; fi',
   "    live=$(printf '%s\\n' \"$cur\" | sed -n '/set gen {/,/}/s/.*elements = { *\\(0x[0-9a-fA-F]*\\|[0-9]*\\) *}.*/\\1/p' | head -n 1)",
-  '    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then unlock; return; fi',
+  // another generation there, though every change the pack makes re-arms this copy under the
+  // lock: something else made a newer isolation. Never revert it, nor bring this copy back later
+  `    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), not $gen: superseded, stopping"; exit 0; fi`,
   '    if [ ! -f "$t.fp" ]; then printf "%s\\n" "$cur" >"$t.fp"; unlock; return; fi',
   '  fi',
   '  now=$(date +%s)',
@@ -397,13 +399,13 @@ export interface GuardReport {
   count: number;
   /** unix seconds of the last heal, 0: never */
   last: number;
-  state: 'ok' | 'retrying' | 'starting' | 'gave-up:nft' | 'gave-up:fought';
+  state: 'ok' | 'retrying' | 'starting' | 'superseded' | 'gave-up:nft' | 'gave-up:fought';
   alive: boolean;
 }
 
 /** Splits the status read's answer into the guard's line and nft's JSON. */
 export function parseGuard(stdout: string): { guard: GuardReport | null; json: string } {
-  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|gave-up:nft|gave-up:fought) ([01])\n/.exec(stdout);
+  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|superseded|gave-up:nft|gave-up:fought) ([01])\n/.exec(stdout);
   const json = stdout.replace(/^nrhi-guard [^\n]*\n/, '');
   if (!m) return { guard: null, json };
   return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state: m[4] as GuardReport['state'], alive: m[5] === '1' }, json };

@@ -176,8 +176,15 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         const r = await h().exec(['sh', '-c', 'cat | nft -j -f -'], JSON.stringify(renderIsolate(TABLE, doc, gen + 1)));
         assert.equal(r.code, 0, r.stderr);
         await staysFor(h(), false, 3000);
-        assert.equal((await driver.status(t)).reason, 'bare nft', 'not reverted to the generation the guard was armed for');
-        assert.equal(await guardActive(h()), true);
+        const st = await driver.status(t);
+        assert.equal(st.reason, 'bare nft', 'not reverted to the generation the guard was armed for');
+        assert.equal(st.guard, false, 'the guard does not keep that one');
+        assert.equal(await guardActive(h()), false, 'the guard stopped: its copy is superseded');
+        // nor does it bring its older copy back once the newer isolation is removed
+        await h().exec(['nft', 'flush', 'ruleset']);
+        await sleep(1500);
+        assert.equal(await tablePresent(h()), false, 'the older isolation did not come back');
+        assert.deepEqual((await driver.status(t)).tampered.filter((x) => /guard/.test(x)), []);
       });
 
       it('unisolate ends the guard: the host stays free through a flush and a restart of nftables', async () => {
