@@ -448,6 +448,8 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
 
     it('hostile stderr: the Catch node and the audit record get a bounded, clean message', async () => {
       await lab.wrapNft(0, HOSTILE_STDERR);
+      const lines = () => (fs.existsSync(auditFile()) ? fs.readFileSync(auditFile(), 'utf8').trim().split('\n').filter(Boolean) : []);
+      const before = lines().length;
       try {
         const res = await red.request('POST', '/isolate', { reason: 'hostile text' });
         assert.equal(res.status, 500);
@@ -456,7 +458,9 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
         assert.ok(e.message.length <= MAX_ERROR_MESSAGE + 64, `${e.message.length}`);
         assert.ok(!UNSAFE.test(e.message), e.message.slice(0, 200));
         assert.match(e.message, /evil/);
-        const last = JSON.parse(fs.readFileSync(auditFile(), 'utf8').trim().split('\n').pop()!) as { result: string; error: { code: string; message: string } };
+        // the HTTP answer can come before the file node has written its line: wait for it
+        await eventually(() => lines().length > before, 5000, 'the audit record written');
+        const last = JSON.parse(lines()[before]) as { result: string; error: { code: string; message: string } };
         assert.equal(last.result, 'error');
         assert.equal(last.error.code, 'NFT_FAILED');
         assert.ok(last.error.message.length <= MAX_ERROR_MESSAGE);

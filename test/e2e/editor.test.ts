@@ -6,14 +6,13 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { wiredExamples } from '../../scripts/demo';
+import { chromiumAvailable, launchChromium, type Chromium } from '../lab/browser';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 import { REPO_ROOT, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 const TYPES = ['isolate-host', 'unisolate-host', 'isolation-status', 'exception-set'];
 
@@ -32,42 +31,20 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
-  let browser: BrowserContext;
+  let browser: Chromium;
   let page: Page;
-  let userData: string;
-  const consoleErrors: string[] = [];
   // Node-RED 4's screenshots keep their names; the other runtime's get a suffix
   const shot = (name: string) => path.join(SHOTS, rt.id === '4' ? name : name.replace(/\.png$/, `-nr${rt.id}.png`));
 
   before(async function () {
-    requireLab(this, { ok: fs.existsSync(CHROMIUM), why: `no ${CHROMIUM} (apt-get install chromium)` });
+    requireLab(this, chromiumAvailable());
     requireRuntime(this, rt);
     fs.mkdirSync(SHOTS, { recursive: true });
     lab = await createLab({ hosts: 1 });
     red = await startNodeRed({ runtime: rt });
     await red.deploy(wiredExamples(lab));
-    userData = fs.mkdtempSync(path.join(os.tmpdir(), 'nrhi-chromium-'));
-    // a fresh user data dir each run (playwright passes it as --user-data-dir)
-    browser = await chromium.launchPersistentContext(userData, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-quic',
-      ],
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.on('console', (m) => {
-      if (m.type() === 'error') consoleErrors.push(m.text());
-    });
-    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    browser = await launchChromium({ width: 1400, height: 900 });
+    page = browser.page;
     await page.goto(red.url);
     await page.waitForSelector('#red-ui-palette-base-category-host_isolation', { timeout: 60_000 });
     await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes.filterNodes({ type: 'isolate-host' }).length > 0, undefined, { timeout: 30_000 });
@@ -77,7 +54,6 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     await browser?.close();
     await red?.stop();
     await lab?.close();
-    if (userData) fs.rmSync(userData, { recursive: true, force: true });
     if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
   });
 
@@ -209,6 +185,6 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
   });
 
   it('leaves no errors in the browser console', () => {
-    assert.deepEqual(consoleErrors, []);
+    assert.deepEqual(browser.consoleErrors, []);
   });
 });

@@ -7,28 +7,25 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { wiredExamples } from '../../scripts/demo';
+import { chromiumAvailable, launchChromium, type Chromium } from '../lab/browser';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 import { REPO_ROOT, startNodeRed, type NodeRed } from '../lab/nodered';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TABLE = 'node_red_isolation';
 
 describe('the fleet page of example 05 in headless Chromium', function () {
   this.timeout(180_000);
   let lab: Lab;
   let red: NodeRed;
-  let browser: BrowserContext;
+  let browser: Chromium;
   let page: Page;
-  let userData: string;
-  const consoleErrors: string[] = [];
 
   before(async function () {
-    requireLab(this, { ok: fs.existsSync(CHROMIUM), why: `no ${CHROMIUM} (apt-get install chromium)` });
+    requireLab(this, chromiumAvailable());
     lab = await createLab({ hosts: 4 });
     red = await startNodeRed();
     const inventory = [...lab.hosts.map((h) => h.v4), lab.peer.v4];
@@ -40,18 +37,8 @@ describe('the fleet page of example 05 in headless Chromium', function () {
         return n;
       });
     await red.deploy(nodes);
-    userData = fs.mkdtempSync(path.join(os.tmpdir(), 'nrhi-chromium-'));
-    browser = await chromium.launchPersistentContext(userData, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 520 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'],
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.on('console', (m) => {
-      if (m.type() === 'error') consoleErrors.push(m.text());
-    });
-    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    browser = await launchChromium({ width: 1280, height: 520 });
+    page = browser.page;
   });
 
   after(async () => {
@@ -59,7 +46,6 @@ describe('the fleet page of example 05 in headless Chromium', function () {
     await red?.stop();
     for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
     await lab?.close();
-    if (userData) fs.rmSync(userData, { recursive: true, force: true });
     if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
   });
 
@@ -135,6 +121,6 @@ describe('the fleet page of example 05 in headless Chromium', function () {
   });
 
   it('leaves no errors in the browser console', () => {
-    assert.deepEqual(consoleErrors, []);
+    assert.deepEqual(browser.consoleErrors, []);
   });
 });

@@ -9,7 +9,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -249,16 +249,8 @@ describe('through a bastion (hosts reachable only from it)', function () {
     before(async () => {
       red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
       const b = lab.bastion!;
-      const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
-      const toMsg = (id: string, fields: string[], next: string) => ({
-        id,
-        type: 'change',
-        z: 'tab',
-        rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
-        wires: [[next]],
-      });
       await red.deploy(
-        place([
+        placeNodes([
           { id: 'tab', type: 'tab', label: 'bastion' },
           // the bastion as an isolation-target of its own, named as the jump of the hosts' target
           {
@@ -272,20 +264,7 @@ describe('through a bastion (hosts reachable only from it)', function () {
             timeout: 10,
             credentials: { privateKey: b.user.privateKey },
           },
-          {
-            id: 'tgt',
-            type: 'isolation-target',
-            name: 'hosts behind the bastion',
-            host: lab.hosts[0].v4,
-            port: 22,
-            username: lab.users.sudo.username,
-            allowedHosts: lab.hosts.map((x) => x.v4),
-            knownHosts: lab.hosts.map((x) => x.knownHosts).join(''),
-            sudo: true,
-            timeout: 10,
-            jumpTarget: 'jump',
-            credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
-          },
+          labTargetNode(lab, 'tgt', { name: 'hosts behind the bastion', timeout: 10, jumpTarget: 'jump' }),
           // the same through the jump host's own fields, credentials in the store
           {
             id: 'tgt2',
@@ -303,10 +282,10 @@ describe('through a bastion (hosts reachable only from it)', function () {
             credentials: { privateKey: lab.users.root.privateKey, jumpPrivateKey: b.user.privateKey },
           },
           httpIn('in-iso', 'post', '/isolate', 'm-iso'),
-          toMsg('m-iso', ['host', 'hosts'], 'iso'),
+          payloadToMsg('m-iso', ['host', 'hosts'], 'iso'),
           { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, wires: [['resp'], []] },
           httpIn('in-un', 'post', '/unisolate', 'm-un'),
-          toMsg('m-un', ['host', 'hosts'], 'un'),
+          payloadToMsg('m-un', ['host', 'hosts'], 'un'),
           { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], []] },
           httpIn('in-st2', 'get', '/status2', 'st2'),
           { id: 'st2', type: 'isolation-status', z: 'tab', target: 'tgt2', wires: [['resp']] },

@@ -7,21 +7,13 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import type { HostState } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, payloadToMsg, placeNodes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
 function flows(lab: Lab) {
   const h = lab.hosts[0];
-  const toMsg = (id: string, fields: string[], next: string) => ({
-    id,
-    type: 'change',
-    z: 'tab',
-    rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
-    wires: [[next]],
-  });
-  const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
-  return place([
+  return placeNodes([
     { id: 'tab', type: 'tab', label: 'isolation' },
     {
       id: 'tgt',
@@ -35,12 +27,12 @@ function flows(lab: Lab) {
       credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
     },
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
-    toMsg('m-iso', ['reason'], 'iso'),
+    payloadToMsg('m-iso', ['reason'], 'iso'),
     { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, allowOverrides: true, wires: [['resp'], []] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
     httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
-    toMsg('m-exc', ['op', 'exceptions'], 'exc'),
+    payloadToMsg('m-exc', ['op', 'exceptions'], 'exc'),
     { id: 'exc', type: 'exception-set', z: 'tab', target: 'tgt', op: 'add', exceptions: [], allowOverrides: true, wires: [['resp'], []] },
     httpIn('in-un', 'post', '/unisolate', 'un'),
     { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], []] },

@@ -7,47 +7,25 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type HostState } from '../../src/driver';
 import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
+import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
 function flows(lab: Lab, auditFile: string) {
-  const h = lab.hosts[0];
-  const toMsg = (id: string, fields: string[], next: string) => ({
-    id,
-    type: 'change',
-    z: 'tab',
-    rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
-    wires: [[next]],
-  });
-  // nodes without x/y are taken for config nodes by the runtime: give every flow node a place
-  const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
-  return place([
+  return placeNodes([
     { id: 'tab', type: 'tab', label: 'isolation' },
-    {
-      id: 'tgt',
-      type: 'isolation-target',
-      name: 'lab host',
-      host: h.v4,
-      port: 22,
-      username: lab.users.sudo.username,
-      allowedHosts: lab.hosts.map((x) => x.v4),
-      knownHosts: lab.hosts.map((x) => x.knownHosts).join(''),
-      sudo: true,
-      timeout: 15,
-      credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
-    },
+    labTargetNode(lab, 'tgt', { name: 'lab host', timeout: 15 }),
     httpIn('in-iso', 'post', '/isolate', 'm-iso'),
-    toMsg('m-iso', ['host', 'hosts', 'reason', 'exceptions', 'duration'], 'iso'),
+    payloadToMsg('m-iso', ['host', 'hosts', 'reason', 'exceptions', 'duration'], 'iso'),
     // this endpoint lets the request decide (a timed isolation takes its duration from it): msg overrides on
     { id: 'iso', type: 'isolate-host', z: 'tab', target: 'tgt', presets: ['ssh'], exceptions: [], mode: 'enforce', duration: 0, verify: true, allowOverrides: true, wires: [['resp'], ['audit']] },
     httpIn('in-st', 'get', '/status', 'st'),
     { id: 'st', type: 'isolation-status', z: 'tab', target: 'tgt', wires: [['resp']] },
     httpIn('in-exc', 'post', '/exceptions', 'm-exc'),
-    toMsg('m-exc', ['op', 'exceptions'], 'exc'),
+    payloadToMsg('m-exc', ['op', 'exceptions'], 'exc'),
     { id: 'exc', type: 'exception-set', z: 'tab', target: 'tgt', op: 'add', exceptions: [], wires: [['resp'], ['audit']] },
     httpIn('in-un', 'post', '/unisolate', 'm-un'),
-    toMsg('m-un', ['host', 'hosts'], 'un'),
+    payloadToMsg('m-un', ['host', 'hosts'], 'un'),
     { id: 'un', type: 'unisolate-host', z: 'tab', target: 'tgt', wires: [['resp'], ['audit']] },
     // the audit trail as a user would keep it: one JSON line per action in a file
     { id: 'audit', type: 'file', z: 'tab', filename: auditFile, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },

@@ -5,19 +5,10 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
+import { errorCode } from '../lab/errors';
 import { createLab, labTarget, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_protect';
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    assert.ok(err instanceof IsolationError, String(err));
-    return err.code;
-  }
-}
 
 describe('protected hosts on the lab', function () {
   this.timeout(120_000);
@@ -44,11 +35,11 @@ describe('protected hosts on the lab', function () {
       const t = (i: number, extra: Record<string, unknown> = {}) => labTarget(lab, i, TABLE, 15_000, extra) as TargetInput;
       const cidr = `${lab.hosts[0].v4.split('.').slice(0, 3).join('.')}.${Number(lab.hosts[0].v4.split('.')[3]) & ~3}/30`;
       const before = await sessions(0);
-      assert.equal(await code(d.isolate(t(0, { protectedHosts: [lab.hosts[0].v4] }), { verify: false })), 'PROTECTED_HOST');
-      assert.equal(await code(d.isolate(t(0, { protectedHosts: [cidr] }), {})), 'PROTECTED_HOST');
-      assert.equal(await code(d.isolate(t(0, { protectedHosts: [lab.hosts[0].v6], host: lab.hosts[0].v6, knownHosts: lab.hosts[0].knownHostsV6 }), {})), 'PROTECTED_HOST');
-      assert.equal(await code(d.setExceptions(t(0, { protectedHosts: [cidr] }), 'replace', [])), 'PROTECTED_HOST');
-      assert.equal(await code(d.setMode(t(0, { protectedHosts: [cidr] }), 'enforce')), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.isolate(t(0, { protectedHosts: [lab.hosts[0].v4] }), { verify: false })), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.isolate(t(0, { protectedHosts: [cidr] }), {})), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.isolate(t(0, { protectedHosts: [lab.hosts[0].v6], host: lab.hosts[0].v6, knownHosts: lab.hosts[0].knownHostsV6 }), {})), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.setExceptions(t(0, { protectedHosts: [cidr] }), 'replace', [])), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.setMode(t(0, { protectedHosts: [cidr] }), 'enforce')), 'PROTECTED_HOST');
       // the controller's own address on the lab link: protected without being listed
       const err = await d.isolate(t(0, { host: lab.controller.v4 }), {}).catch((e: unknown) => e);
       assert.ok(err instanceof IsolationError && err.code === 'PROTECTED_HOST', String(err));
@@ -71,7 +62,7 @@ describe('protected hosts on the lab', function () {
       const plain = labTarget(lab, 0, TABLE, 15_000) as TargetInput;
       await d.isolate(plain, { verify: false });
       const guarded: TargetInput = { ...plain, protectedHosts: [lab.hosts[0].v4] };
-      assert.equal(await code(d.isolate(guarded, { verify: false })), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.isolate(guarded, { verify: false })), 'PROTECTED_HOST');
       assert.equal((await d.status(guarded)).state, 'isolated');
       const added = await d.setExceptions(guarded, 'add', [{ direction: 'out', proto: 'tcp', addr: lab.peer.v4, port: 443 }]);
       assert.equal(added.exceptions.length, 1);

@@ -36,30 +36,39 @@ function sshOnce(h: ContainerHost, cmd: string): Promise<void> {
   });
 }
 
-describe('systemd hosts: the release timer is a transient unit (issue 13, item 1)', function () {
-  this.timeout(300_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  const hosts: ContainerHost[] = [];
+/** the driver target for container `h`: root with its key, on TABLE */
+const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
 
+/**
+ * For a describe: a one-host lab, one container per suite (SUITES order) and a driver, set up in
+ * its before hook and closed in its after hook. The fields are there once the before hook ran.
+ */
+function useContainers(): { lab: Lab; driver: IsolationDriver; hosts: ContainerHost[] } {
+  const env = { hosts: [] as ContainerHost[] } as { lab: Lab; driver: IsolationDriver; hosts: ContainerHost[] };
   before(async function () {
     requireLab(this, containerAvailable());
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-    for (const [i, suite] of SUITES.entries()) hosts.push(await createContainer(lab, suite, i));
+    env.lab = await createLab({ hosts: 1 });
+    env.driver = new IsolationDriver();
+    for (const [i, suite] of SUITES.entries()) env.hosts.push(await createContainer(env.lab, suite, i));
   });
   after(async () => {
-    await driver?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
+    await env.driver?.close();
+    for (const h of env.hosts) await h.close();
+    await env.lab?.close();
   });
+  return env;
+}
 
-  const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
+describe('systemd hosts: the release timer is a transient unit (issue 13, item 1)', function () {
+  this.timeout(300_000);
+  const env = useContainers();
+
   const timerActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `${UNIT}.timer`])).stdout.trim() === 'active';
 
   for (const [i, suite] of SUITES.entries()) {
     it(`${suite}: logind kills what a session leaves behind, but the host frees itself on time with its controller killed`, async () => {
-      const h = hosts[i];
+      const { lab, driver } = env;
+      const h = env.hosts[i];
       const listener = await lab.listen(h.ns, 7020);
       try {
         // the control: with KillUserProcesses=yes a process a session leaves behind dies with it
@@ -131,7 +140,8 @@ describe('systemd hosts: the release timer is a transient unit (issue 13, item 1
     });
 
     it(`${suite}: unisolate and a newer isolation cancel the unit; a stale timer cannot free a newer isolation`, async () => {
-      const h = hosts[i];
+      const { driver } = env;
+      const h = env.hosts[i];
       const t = targetOf(h);
       await driver.isolate(t, { presets: ['ssh'], duration: 30, verify: false });
       assert.equal(await timerActive(h), true);
@@ -158,26 +168,13 @@ describe('systemd hosts: the release timer is a transient unit (issue 13, item 1
 
 describe('systemd hosts: persist across a real reboot, after the distribution\'s firewall (issue 13, item 2)', function () {
   this.timeout(300_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  const hosts: ContainerHost[] = [];
-
-  before(async function () {
-    requireLab(this, containerAvailable());
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-    for (const [i, suite] of SUITES.entries()) hosts.push(await createContainer(lab, suite, i));
-  });
-  after(async () => {
-    await driver?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
-  });
+  const env = useContainers();
 
   for (const [i, suite] of SUITES.entries()) {
     it(`${suite}: comes up isolated before its network, after nftables.service's flush ruleset; free again once unisolated`, async () => {
-      const h = hosts[i];
-      const t: TargetInput = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+      const { lab, driver } = env;
+      const h = env.hosts[i];
+      const t = targetOf(h);
       const conf = (await h.exec(['cat', '/etc/nftables.conf'])).stdout;
       assert.match(conf, /^flush ruleset$/m, "Debian's /etc/nftables.conf flushes the ruleset");
       assert.equal((await h.exec(['systemctl', 'is-enabled', 'nftables.service'])).stdout.trim(), 'enabled');

@@ -13,6 +13,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import type { Lab } from './lab';
 
 export interface NodeRed {
   url: string;
@@ -253,6 +254,45 @@ export async function startNodeRed(opts: StartOptions = {}): Promise<NodeRed> {
         child.kill('SIGTERM');
       });
     },
+  };
+}
+
+/**
+ * Gives every flow node (one on a tab, with `z`) a place: the runtime takes nodes without x/y for
+ * config nodes. Tabs and config nodes pass unchanged.
+ */
+export function placeNodes(nodes: Record<string, unknown>[]): Record<string, unknown>[] {
+  return nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
+}
+
+/** A change node of tab `tab` that sets `msg.<f>` from `msg.payload.<f>` for each of `fields`, then passes to `next`. */
+export function payloadToMsg(id: string, fields: string[], next: string, tab = 'tab'): Record<string, unknown> {
+  return {
+    id,
+    type: 'change',
+    z: tab,
+    rules: fields.map((f) => ({ t: 'set', p: f, pt: 'msg', to: `payload.${f}`, tot: 'msg' })),
+    wires: [[next]],
+  };
+}
+
+/**
+ * An isolation-target config node for the lab's first host as its sudo user (credentials in the
+ * store), that a message may point at any lab host (allowedHosts, all their host keys); `fields`
+ * over it (name, timeout, a jump, ...).
+ */
+export function labTargetNode(lab: Lab, id: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id,
+    type: 'isolation-target',
+    host: lab.hosts[0].v4,
+    port: 22,
+    username: lab.users.sudo.username,
+    allowedHosts: lab.hosts.map((x) => x.v4),
+    knownHosts: lab.hosts.map((x) => x.knownHosts).join(''),
+    sudo: true,
+    credentials: { privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase },
+    ...fields,
   };
 }
 

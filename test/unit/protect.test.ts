@@ -6,6 +6,7 @@
 import { strict as assert } from 'assert';
 import type { NetworkInterfaceInfo } from 'os';
 import { IsolationDriver, IsolationError, ProtectionCheck, protectedHostsSchema, targetSchema, validate, type TargetInput } from '../../src/driver';
+import { errorCode } from '../lab/errors';
 
 const IFACES = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
   eth0: [
@@ -31,16 +32,6 @@ function resolver(calls: string[] = []) {
   };
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    assert.ok(err instanceof IsolationError, String(err));
-    return err.code;
-  }
-}
-
 describe('protected hosts', () => {
   const check = new ProtectionCheck(resolver(), IFACES, () => 'Controller-1.soc.example');
   const listed = validate(protectedHostsSchema, ['198.18.9.0/28', ' DC1.corp.example ', '2001:DB8:53::/48', 'dns6.corp.example'], 'p');
@@ -56,37 +47,37 @@ describe('protected hosts', () => {
   });
 
   it('refuses listed addresses, members of listed CIDRs and listed names; lets others through', async () => {
-    assert.equal(await code(check.assert('198.18.9.3', listed, 1000)), 'PROTECTED_HOST');
-    assert.equal(await code(check.assert('2001:db8:53::99', listed, 1000)), 'PROTECTED_HOST');
-    assert.equal(await code(check.assert('dc1.corp.example', listed, 1000)), 'PROTECTED_HOST');
-    assert.equal(await code(check.assert('198.18.9.16', listed, 1000)), 'ok');
-    assert.equal(await code(check.assert('web.corp.example', listed, 1000)), 'ok');
+    assert.equal(await errorCode(check.assert('198.18.9.3', listed, 1000)), 'PROTECTED_HOST');
+    assert.equal(await errorCode(check.assert('2001:db8:53::99', listed, 1000)), 'PROTECTED_HOST');
+    assert.equal(await errorCode(check.assert('dc1.corp.example', listed, 1000)), 'PROTECTED_HOST');
+    assert.equal(await errorCode(check.assert('198.18.9.16', listed, 1000)), 'ok');
+    assert.equal(await errorCode(check.assert('web.corp.example', listed, 1000)), 'ok');
   });
 
   it('refuses a name that resolves to a protected address, and an address that a protected name resolves to', async () => {
     const err = await check.assert('alias.corp.example', ['dc1.corp.example'], 1000).catch((e: IsolationError) => e);
     assert.ok(err instanceof IsolationError && err.code === 'PROTECTED_HOST');
     assert.match(err.message, /resolves to 198\.18\.9\.10, listed in protectedHosts as dc1\.corp\.example/);
-    assert.equal(await code(check.assert('198.18.9.10', ['dc1.corp.example'], 1000)), 'PROTECTED_HOST');
+    assert.equal(await errorCode(check.assert('198.18.9.10', ['dc1.corp.example'], 1000)), 'PROTECTED_HOST');
     // one protected address among several is enough
-    assert.equal(await code(check.assert('sneaky.corp.example', [], 1000)), 'PROTECTED_HOST');
+    assert.equal(await errorCode(check.assert('sneaky.corp.example', [], 1000)), 'PROTECTED_HOST');
   });
 
   it('protects the controller without being told: its interface addresses, loopback and its own names', async () => {
     for (const h of ['198.19.7.4', 'fe80::1', '127.0.0.1', '127.3.2.1', '::1', '0.0.0.0', 'localhost', 'controller-1.soc.example', 'controller-1', 'x.localhost']) {
-      assert.equal(await code(check.assert(h, [], 1000)), 'PROTECTED_HOST', h);
+      assert.equal(await errorCode(check.assert(h, [], 1000)), 'PROTECTED_HOST', h);
     }
-    assert.equal(await code(check.assert('198.19.7.5', [], 1000)), 'ok');
+    assert.equal(await errorCode(check.assert('198.19.7.5', [], 1000)), 'ok');
   });
 
   it('a name that does not resolve is UNREACHABLE, one that hangs is a TIMEOUT within the bound', async () => {
-    assert.equal(await code(check.assert('nowhere.corp.example', [], 1000)), 'UNREACHABLE');
+    assert.equal(await errorCode(check.assert('nowhere.corp.example', [], 1000)), 'UNREACHABLE');
     const hanging = new ProtectionCheck(() => new Promise<string[]>(() => undefined), IFACES, () => 'c');
     const t0 = Date.now();
-    assert.equal(await code(hanging.assert('slow.corp.example', [], 300)), 'TIMEOUT');
+    assert.equal(await errorCode(hanging.assert('slow.corp.example', [], 300)), 'TIMEOUT');
     assert.ok(Date.now() - t0 < 2000);
     // a protected name that cannot be resolved protects by name only: other hosts are not blocked by it
-    assert.equal(await code(hanging.assert('198.18.9.77', ['slow.corp.example'], 200)), 'ok');
+    assert.equal(await errorCode(hanging.assert('198.18.9.77', ['slow.corp.example'], 200)), 'ok');
   });
 
   it('the driver refuses isolate, exception remove/replace and enforce before connecting; the pool stays empty', async () => {
@@ -94,13 +85,13 @@ describe('protected hosts', () => {
     const d = new IsolationDriver({ resolve: resolver(calls) });
     const target: TargetInput = { host: 'alias.corp.example', username: 'u', password: 'p', knownHosts: 'k', protectedHosts: ['198.18.9.10'], timeoutMs: 1000 };
     try {
-      assert.equal(await code(d.isolate(target, {})), 'PROTECTED_HOST');
-      assert.equal(await code(d.isolate({ ...target, host: '198.18.9.10' }, {})), 'PROTECTED_HOST');
-      assert.equal(await code(d.setExceptions(target, 'remove', [])), 'PROTECTED_HOST');
-      assert.equal(await code(d.setExceptions(target, 'replace', [])), 'PROTECTED_HOST');
-      assert.equal(await code(d.setMode(target, 'enforce')), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.isolate(target, {})), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.isolate({ ...target, host: '198.18.9.10' }, {})), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.setExceptions(target, 'remove', [])), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.setExceptions(target, 'replace', [])), 'PROTECTED_HOST');
+      assert.equal(await errorCode(d.setMode(target, 'enforce')), 'PROTECTED_HOST');
       // validation still comes first
-      assert.equal(await code(d.isolate(target, { mode: 'x' as 'audit' })), 'VALIDATION');
+      assert.equal(await errorCode(d.isolate(target, { mode: 'x' as 'audit' })), 'VALIDATION');
       assert.equal(d.connections, 0, 'nothing was connected');
       assert.ok(calls.includes('alias.corp.example'), 'the name was resolved to check it');
     } finally {
