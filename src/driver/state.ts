@@ -57,6 +57,17 @@ export interface HostState {
   severed: number | null;
   /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
   warnings: string[];
+  /**
+   * isolate, a change and status: whether a guard on the host keeps this isolation, re-applying it
+   * within about a second when something removes or changes its table (systemd hosts, enforce
+   * mode); false where there is none (no systemd, audit mode, no right to start it, or it gave up)
+   */
+  guard: boolean;
+  /**
+   * status: how often the host's guard re-applied the isolation since the host was last free, and
+   * when it last did (ISO time, null: never); null when no guard is armed
+   */
+  healed: { count: number; last: string | null } | null;
 }
 
 export interface ParsedTable {
@@ -228,6 +239,8 @@ export function notIsolated(host: string): HostState {
     tampered: [],
     severed: null,
     warnings: [],
+    guard: false,
+    healed: null,
   };
 }
 
@@ -250,5 +263,7 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     tampered: [],
     severed: null,
     warnings: [],
+    guard: false,
+    healed: null,
   };
 }
