@@ -45,11 +45,13 @@ import { expandPresets, serverKindsNeeded, type PresetServers } from './presets'
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
-import { EXIT, nftInput, parseSevered, scriptError, severFilters, severWarning, type SeverReport, type Timer } from './hostscript';
+import { EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
+import { MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
 
 export { nftInput, type Timer } from './hostscript';
+export type { Capabilities } from './preflight';
 
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
@@ -121,6 +123,8 @@ export class IsolationDriver {
   private readonly protection: ProtectionCheck;
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
+  /** what each connection's host can do, asked once per connection (preflight.ts) */
+  private readonly hostCaps = new WeakMap<SshConnection, Promise<Capabilities>>();
 
   constructor(opts: DriverOptions = {}) {
     this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
@@ -145,12 +149,18 @@ export class IsolationDriver {
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
+      // what the host can do: asked in the first isolate of each connection (alongside the
+      // lookups below), then known; a warm isolate pays nothing for it
+      const caps = this.preflight(op, conn);
+      caps.catch(() => undefined);
       // presets resolve to this host's own servers and management networks, uid names to numbers,
       // all read from the host (once per connection) before anything is applied
       const servers = await this.presetServers(op, conn, req.presets, req.servers);
       const own = await this.resolveUsers(op, conn, req.exceptions);
       const exceptions = dedupeExceptions([...expandPresets(req.presets, { management, servers }), ...own]);
       assertRenderable(exceptions);
+      const refused = refusal(target.host, await caps, { persist: req.persist === true, exceptions });
+      if (refused) throw refused;
       const sever = req.mode === 'enforce' ? severFilters(management, exceptions) : undefined;
       const attempt = async (current: Known | null, guarded: boolean): Promise<HostState> => {
         const now = this.now();
@@ -170,6 +180,7 @@ export class IsolationDriver {
         // isolation of this host (released and isolated again since, by anyone) cannot match it
         const same = current !== null && JSON.stringify(current.doc) === JSON.stringify(doc);
         const gen = same ? current.gen : current ? current.gen + 1 : firstGeneration();
+        const batch = renderIsolate(target.table, doc, gen);
         const release: Timer = {
           // no timer to arm and none known to cancel: leave the host's timers alone
           seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
@@ -178,17 +189,19 @@ export class IsolationDriver {
           releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
           // a new isolation replaces the old one's boot unit too: installed, or removed
           boot: bootOf(target.table, doc, gen),
+          // the host's guard keeps an enforced isolation (systemd hosts): its copy, this batch
+          guard: req.mode === 'enforce' ? { gen, batch } : null,
         };
         const guard = guarded ? guardFor(target.table, current) : [];
         let out: string;
         if (!req.verify) {
-          out = await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen)), { ...release, sever });
+          out = await this.apply(op, conn, withGuard(guard, batch), { ...release, sever });
         } else {
           out = await this.applyVerified(op, conn, doc, gen, current, release, guard, sever);
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return { ...withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), changed: !same };
+        return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: !same };
       };
       const guess = this.known.get(knownKey(target));
       try {
@@ -217,7 +230,7 @@ export class IsolationDriver {
       // that there is none), and removes a boot unit
       const known = this.known.get(knownKey(target));
       const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
-      const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-' };
+      const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-', guard: null };
       // Whether it changed the host (released now, or was not isolated) is told by which of the
       // two batches nft accepts (release: the table was there; free: it was not). The script arms,
       // cancels or removes nothing after a batch nft refused, so a wrong guess changes nothing. The
@@ -254,7 +267,8 @@ export class IsolationDriver {
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const before = this.known.get(knownKey(target));
-      const current = await this.read(op, conn);
+      const host: { guard: GuardReport | null } = { guard: null };
+      const current = await this.read(op, conn, host);
       if (!current) {
         const free = notIsolated(target.host);
         // gone, though this controller left it isolated and no release time had come
@@ -262,11 +276,19 @@ export class IsolationDriver {
         if (before && this.now().getTime() < expiry - 2000) {
           free.tampered = [`the isolation since ${before.doc.since} was removed by something other than this controller`];
         }
-        return free;
+        // the host's guard still holds an isolation that is not there: removed behind the pack's back
+        if (host.guard && host.guard.state !== 'superseded') {
+          free.tampered.push(
+            host.guard.alive && !host.guard.state.startsWith('gave-up')
+              ? `the isolation (generation ${host.guard.gen}) is missing; the host's guard is re-applying it`
+              : `the isolation (generation ${host.guard.gen}) was removed and the host's guard is not running to re-apply it (stopped, or it gave up)`,
+          );
+        }
+        return withGuardReport(free, host.guard);
       }
       const state = toHostState(target.host, current);
       state.tampered = tamperFindings(current.listing ?? [], target.table, renderIsolate(target.table, current.doc, current.gen));
-      return state;
+      return withGuardReport(state, host.guard, current.gen);
     });
   }
 
@@ -300,8 +322,8 @@ export class IsolationDriver {
         let out: string;
         try {
           // a persisted isolation's boot unit follows the change, in the same exec
-          const timer: Timer | undefined =
-            doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, current.gen + 1) } : {}) } : undefined;
+          // and so does the copy the host's guard keeps (through the apply script, under its lock)
+          const timer: Timer = { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, current.gen + 1) } : {}), guard: hostGuard(target.table, doc, current.gen + 1) };
           out = await this.apply(op, conn, renderUpdate(target.table, doc, current.gen, current.doc.exceptions), timer);
         } catch (err) {
           // our generation was gone: someone changed the isolation after we read it
@@ -323,9 +345,12 @@ export class IsolationDriver {
         this.remember(target, { doc, gen: current.gen + 1 });
         const read = 'dropped' in current ? (current as ParsedTable) : null;
         const zero = { packets: 0, bytes: 0 };
-        const state = withSevered(
-          toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [] }),
-          sever,
+        const state = withHostGuard(
+          withSevered(
+            toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [] }),
+            sever,
+            out,
+          ),
           out,
         );
         const changed = JSON.stringify(current.doc.exceptions) !== JSON.stringify(exceptions);
@@ -354,8 +379,7 @@ export class IsolationDriver {
         const gen = current.gen + 1;
         // switching to enforce cuts what the exceptions do not name, as isolate does
         const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
-        const timer: Timer | undefined =
-          doc.persist || sever ? { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}) } : undefined;
+        const timer: Timer = { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}), guard: hostGuard(target.table, doc, gen) };
         let out: string;
         try {
           // the rebuilt table claims the generation it was read at: a change made meanwhile (by
@@ -373,9 +397,24 @@ export class IsolationDriver {
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return { ...withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), changed: current.doc.mode !== mode };
+        return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: current.doc.mode !== mode };
       }
     }, info);
+  }
+
+  /**
+   * What the host can do (preflight.ts), asked now in one exec; the answer is also what the next
+   * isolate on this connection goes by.
+   */
+  async capabilities(targetInput: TargetInput): Promise<Capabilities> {
+    const target = validate(targetSchema, targetInput, 'target');
+    return this.run(target, async (op) => {
+      const conn = await this.connection(op);
+      const caps = this.askCapabilities(op, conn, 'full');
+      this.hostCaps.set(conn, caps);
+      caps.catch(() => this.hostCaps.delete(conn));
+      return caps;
+    });
   }
 
   /** The pooled, warm connection to a target (opened if need be), for diagnostics and the benchmark. */
@@ -436,7 +475,9 @@ export class IsolationDriver {
     const prevRelease = current ? renderRelease(target.table, current.doc) : null;
     const prevExpiry = current?.doc.expiresAt ? Math.floor(Date.parse(current.doc.expiresAt) / 1000) : null;
     const then = prevRelease && prevExpiry !== null ? { seconds: Math.max(1, prevExpiry - deadline), batch: prevRelease } : undefined;
-    const out = await this.apply(op, conn, withGuard(guard, renderIsolate(target.table, doc, gen, deadline)), { seconds: this.verifyWindowS, release: rollback, then, sever });
+    const applied = renderIsolate(target.table, doc, gen, deadline);
+    // until confirmed, the host's guard keeps what was applied (the rollback deadline as expiry)
+    const out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions);
@@ -458,7 +499,11 @@ export class IsolationDriver {
       let rolledBack = false;
       try {
         const left = prevExpiry !== null ? Math.max(1, prevExpiry - Math.floor(this.now().getTime() / 1000)) : 0;
-        const { cmd, stdin } = nftInput(target, rollback, { seconds: left, release: left > 0 ? prevRelease : null });
+        const { cmd, stdin } = nftInput(target, rollback, {
+          seconds: left,
+          release: left > 0 ? prevRelease : null,
+          guard: current ? hostGuard(target.table, current.doc, current.gen + 2) : null,
+        });
         const res = await conn.exec(cmd, stdin, Math.max(5000, op.deadline - Date.now()));
         rolledBack = res.code === 0;
       } catch {
@@ -528,6 +573,16 @@ export class IsolationDriver {
     }
   }
 
+  private async statusExec(op: Op, conn: SshConnection): Promise<ExecResult> {
+    const { cmd, stdin } = statusInput(op.target, renderList(op.target.table));
+    try {
+      return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
+    } catch (err) {
+      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
+      throw err;
+    }
+  }
+
   /** Applies one batch (with the apply script when `timer` is given); returns what the host printed. */
   private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<string> {
     if (op.info) {
@@ -552,6 +607,28 @@ export class IsolationDriver {
   private async nftVersion(op: Op, conn: SshConnection): Promise<string | null> {
     const res = await this.nft(op, conn, renderVersionProbe());
     return res.code === 0 ? parseNftVersion(res.stdout) : null;
+  }
+
+  /** The host's capabilities, asked once per connection. */
+  private preflight(op: Op, conn: SshConnection): Promise<Capabilities> {
+    let caps = this.hostCaps.get(conn);
+    if (!caps) {
+      caps = this.askCapabilities(op, conn, 'gate');
+      this.hostCaps.set(conn, caps);
+      caps.catch(() => this.hostCaps.delete(conn));
+    }
+    return caps;
+  }
+
+  private async askCapabilities(op: Op, conn: SshConnection, mode: 'gate' | 'full'): Promise<Capabilities> {
+    const { cmd, stdin } = preflightInput(op.target, mode);
+    try {
+      const res = await conn.exec(cmd, stdin, this.remaining(op, 'preflight'), MAX_PREFLIGHT_OUTPUT);
+      return parseCapabilities(res.stdout, op.target.sudo ? 'sudo' : 'root', mode, this.now());
+    } catch (err) {
+      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
+      throw err;
+    }
   }
 
   /**
@@ -614,9 +691,17 @@ export class IsolationDriver {
     return exceptions.map((e) => (typeof e.uid === 'string' ? { ...e, uid: uids.get(e.uid)!, comment: e.comment ?? `user ${e.uid}` } : e));
   }
 
-  /** The parsed table, or null when the host is not isolated. Remembered for the next change. */
-  private async read(op: Op, conn: SshConnection): Promise<ParsedTable | null> {
-    const res = await this.nft(op, conn, renderList(op.target.table));
+  /**
+   * The parsed table, or null when the host is not isolated. Remembered for the next change.
+   * With `host`, the status read: the host's guard record comes in the same exec.
+   */
+  private async read(op: Op, conn: SshConnection, host?: { guard: GuardReport | null }): Promise<ParsedTable | null> {
+    const res = host ? await this.statusExec(op, conn) : await this.nft(op, conn, renderList(op.target.table));
+    if (host) {
+      const split = parseGuard(res.stdout);
+      host.guard = split.guard;
+      res.stdout = split.json;
+    }
     if (res.code !== 0) {
       if (/No such file or directory/.test(res.stderr) && !/not found/.test(res.stderr)) {
         this.remember(op.target, null);
@@ -744,12 +829,13 @@ type Known = { doc: StateDoc; gen: number };
 const MAX_KNOWN = 10_000;
 
 /**
- * The generation of a first isolation: random (1 .. 2^30), not 1, so that generations of different
+ * The generation of a first isolation: random (1 .. 2^29), not 1, so that generations of different
  * isolations of one host do not repeat (a guard claims a generation: it must not match an
- * isolation it was not about). Each change adds 1 or 2; nft's mark holds 32 bits.
+ * isolation it was not about). Each change adds 1 or 2; nft's mark holds 32 bits, and the host's
+ * guard reports a generation in at most 9 digits (hostscript's parseGuard).
  */
 function firstGeneration(): number {
-  return 1 + randomInt(2 ** 30);
+  return 1 + randomInt(2 ** 29);
 }
 
 function knownKey(t: Target): string {
@@ -768,6 +854,33 @@ function withSevered(state: HostState, sever: Timer['sever'], stdout: string): H
   const report: SeverReport = parseSevered(stdout) ?? { cut: 0, left: 0, why: 'ok' };
   const warning = severWarning(report);
   return { ...state, severed: report.why === 'no-ss' ? null : report.cut, warnings: warning ? [...state.warnings, warning] : state.warnings };
+}
+
+/** What the host's guard (self-healing, systemd hosts) keeps: an enforced isolation's full batch; null ends it. */
+function hostGuard(table: string, doc: StateDoc, gen: number): Timer['guard'] {
+  return doc.mode === 'enforce' ? { gen, batch: renderIsolate(table, doc, gen) } : null;
+}
+
+/** The state with whether the apply script armed the host's guard. */
+function withHostGuard(state: HostState, stdout: string): HostState {
+  return { ...state, guard: parseGuardArmed(stdout) };
+}
+
+/** The state with the host's guard record (status): whether it runs for this generation, its heals, its giving up. */
+function withGuardReport(state: HostState, g: GuardReport | null, gen?: number): HostState {
+  if (!g) return state;
+  const mine = gen === undefined || g.gen === gen;
+  const running = g.alive && !g.state.startsWith('gave-up');
+  const out: HostState = {
+    ...state,
+    guard: running && mine && state.state === 'isolated',
+    healed: { count: g.count, last: g.last > 0 ? new Date(g.last * 1000).toISOString() : null },
+  };
+  if (g.state.startsWith('gave-up')) {
+    const why = g.state === 'gave-up:nft' ? 're-applying it kept failing' : 'something kept undoing it';
+    out.warnings = [...out.warnings, `the host's guard gave up keeping this isolation (${why}): isolate again to re-arm it`];
+  }
+  return out;
 }
 
 function withGuard(guard: unknown[], batch: Batch): Batch {

@@ -31,6 +31,99 @@ export const SS_KILL = {
 export const TIMER_UNIT = 'nrhi-release-$t';
 export const TIMER_DIR = '/run/nrhi-release';
 
+/**
+ * The guard (self-healing, systemd hosts only): the transient service `nrhi-guard-<table>` watches
+ * the ruleset (`nft monitor`, and every GUARD_POLL_S seconds) and re-applies the isolation when
+ * its table disappears or changes, unless a newer generation stands there. Its files, under
+ * GUARD_DIR: `<table>.key` (the generation it keeps), `<table>.batch` (root-only: the full isolate
+ * batch that recreates the table), `<table>.fp` (root-only: the stateless listing it expects),
+ * `<table>.heal` (`COUNT LAST STATE`: what the status read returns), `<table>.pid`, and
+ * `<table>.lock`: every writer (the apply script, the release unit, the guard itself) holds it
+ * (flock), so the guard never acts on a half-made change nor on a copy older than the table.
+ */
+export const GUARD_UNIT = 'nrhi-guard-$t';
+export const GUARD_DIR = '/run/nrhi-guard';
+/** the guard's fallback check when no event came (s) */
+export const GUARD_POLL_S = 5;
+/** re-applies that fail in a row before the guard gives up (backing off 1, 4, 9... s between them) */
+export const GUARD_MAX_FAILS = 5;
+/** heals each less than GUARD_BURST_S after the last, before the guard gives up (something keeps undoing it) */
+export const GUARD_MAX_BURST = 20;
+export const GUARD_BURST_S = 5;
+
+/**
+ * The guard itself (bash, as root, in its transient unit; argument: the table name). Each check
+ * takes the lock, reads its files again (gone: it exits), lists the table without its stateful
+ * parts and its dynamic sets (they move by themselves), and: same as expected -> nothing; there,
+ * with another generation -> it stops (a newer isolation: never revert it); there without an
+ * expected copy yet (just armed) -> adopts it; otherwise (gone, or changed under the same
+ * generation) -> re-applies the stored batch and records `COUNT LAST STATE` in `<table>.heal`.
+ * Bounded: GUARD_MAX_FAILS failed re-applies in a row (with back-off) or GUARD_MAX_BURST heals in
+ * quick succession and it gives up (`gave-up:nft` / `gave-up:fought`) and exits.
+ */
+const GUARD_SCRIPT = [
+  't=$1',
+  "case \"$t\" in ''|*[!A-Za-z0-9_]*) exit 2;; esac",
+  'export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
+  `cd ${GUARD_DIR} || exit 0`,
+  'umask 077',
+  '[ -f "$t.key" ] || exit 0',
+  'echo $$ >"$t.pid.new" && chmod 644 "$t.pid.new" && mv -f "$t.pid.new" "$t.pid"',
+  'count=0; last=0',
+  'if read -r c l _ <"$t.heal" 2>/dev/null; then case "$c$l" in *[!0-9]*|"") ;; *) count=$c; last=$l;; esac; fi',
+  'record() { printf "%s %s %s\\n" "$count" "$last" "$1" >"$t.heal.new" && chmod 644 "$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }',
+  'listing() { nft -s list table inet "$t" 2>/dev/null | sed -e "/^[[:space:]]*set owner/,/^[[:space:]]*}/d" -e "/^[[:space:]]*set obs_/,/^[[:space:]]*}/d"; }',
+  'fails=0; burst=0; lastheal=0; wait=0',
+  'unlock() { exec 9<&-; }',
+  'check() {',
+  '  wait=0',
+  '  exec 9<"$t.lock" || exit 0',
+  '  flock -w 30 9 || { unlock; return; }',
+  '  { [ -f "$t.key" ] && [ -f "$t.batch" ]; } || exit 0',
+  '  read -r gen _ <"$t.key"; case "$gen" in ""|*[!0-9]*) exit 0;; esac',
+  '  cur=$(listing)',
+  '  if [ -n "$cur" ]; then',
+  '    if [ -f "$t.fp" ] && [ "$cur" = "$(cat "$t.fp")" ]; then unlock; return; fi',
+  "    live=$(printf '%s\\n' \"$cur\" | sed -n '/set gen {/,/}/s/.*elements = { *\\(0x[0-9a-fA-F]*\\|[0-9]*\\) *}.*/\\1/p' | head -n 1)",
+  // another generation there, though every change the pack makes re-arms this copy under the
+  // lock: something else made a newer isolation. Never revert it, nor bring this copy back later
+  `    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), not $gen: superseded, stopping"; exit 0; fi`,
+  '    if [ ! -f "$t.fp" ]; then printf "%s\\n" "$cur" >"$t.fp"; unlock; return; fi',
+  '  fi',
+  '  now=$(date +%s)',
+  `  if [ $((now - lastheal)) -lt ${GUARD_BURST_S} ]; then burst=$((burst + 1)); else burst=1; fi`,
+  `  if [ $burst -gt ${GUARD_MAX_BURST} ]; then record gave-up:fought; echo "nrhi-guard: something keeps undoing table inet $t: gave up"; exit 0; fi`,
+  '  if nft -j -f "$t.batch" 2>"$t.err"; then',
+  '    count=$((count + 1)); last=$now; lastheal=$now; fails=0',
+  '    listing >"$t.fp"; record ok',
+  '    echo "nrhi-guard: re-applied the isolation (table inet $t, generation $gen, heal $count)"',
+  '  else',
+  '    fails=$((fails + 1))',
+  `    if [ $fails -ge ${GUARD_MAX_FAILS} ]; then record gave-up:nft; echo "nrhi-guard: cannot re-apply table inet $t: gave up: $(head -c 500 "$t.err")"; exit 0; fi`,
+  '    record retrying; wait=$((fails * fails))',
+  '  fi',
+  '  unlock',
+  '}',
+  'record ok',
+  'while :; do',
+  // watch first, then look: a change between the two is seen either way
+  '  exec 8< <(exec nft monitor 2>/dev/null)',
+  '  sleep 0.1; check',
+  '  while :; do',
+  '    [ $wait -eq 0 ] || { sleep "$wait"; check; continue; }',
+  `    if read -r -t ${GUARD_POLL_S} -u 8 l; then`,
+  // a burst of events (a whole batch) is one check, once the ruleset is quiet for 50 ms
+  '      n=0; while [ $n -lt 2000 ] && read -r -t 0.05 -u 8 l; do n=$((n + 1)); done',
+  '      check',
+  '    else',
+  '      rc=$?; check',
+  '      [ $rc -gt 128 ] || break',
+  '    fi',
+  '  done',
+  '  exec 8<&-; sleep 1',
+  'done',
+].join('\n');
+
 /** Exit codes of the apply script itself (nft's own are 1). */
 export const EXIT = {
   /** stdin ended before the header did */
@@ -53,7 +146,13 @@ export const EXIT = {
  *   6 boot unit (base64 of its text; empty: leave it; `-`: remove it)
  *   7 `ss` filter of the TCP sockets to keep, 8 the same for UDP (empty line: cut nothing)
  *   9 seconds from the timer's batch to a second one (empty: none), 10 that batch (JSON)
- *   11 the batch to apply now
+ *   11 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
+ *      isolate batch, LEN bytes, follows this line and precedes the next)
+ *   12 the batch to apply now
+ * - Guard (where systemd runs, see GUARD_DIR): under its lock, the new copy is staged, the batch
+ *   applied, then the copy put in place and the guard started if it is not running (`nrhi-guard
+ *   on`), or (`-`) its files removed and the unit stopped, before the lock is let go: the guard
+ *   never sees a change of ours half made, and never re-applies an older copy.
  * - Timer: after a successful apply, timers of this table are cancelled, then a new one is armed as
  *   a detached process on the host, so it fires even if the controller is gone. Its batches reach it
  *   on a pipe (no argument-size limit). A stale timer is harmless: its batch first deletes the
@@ -72,25 +171,40 @@ export const EXIT = {
 function applyScript(nft: string, priv: string): string {
   const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
   const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
-  const timerOf = (n: string) =>
+  const guardFiles = ['key', 'batch', 'batch.new', 'fp', 'heal', 'pid', 'err'].map((x) => `"${GUARD_DIR}/$t.${x}"`).join(' ');
+  // the release unit (root): under the guard's lock, its release applied (or the table already
+  // gone at release time) ends the guard too, so a timed release is never undone; a stale timer
+  // whose release fails leaves a newer isolation's guard alone
+  const releaseGuarded = [
+    "t=${2#nrhi-release:}; t=${t%%:*}; case \"$t\" in ''|*[!A-Za-z0-9_]*) t=;; esac; gk=",
+    `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; flock -w 30 9 && gk=1; fi`,
+    `printf "%s\\n" "$r" | ${NFT}; ok=$?`,
+    `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; fi`,
+    'exec 9<&-; [ $ok -eq 0 ] || exit 0',
+  ].join('\n');
+  const timerOf = (n: string, guarded = false) =>
     [
       'IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2; exec </dev/null',
-      `sleep "$s"; printf "%s\\n" "$r" | ${n} || exit 0`,
+      guarded ? `sleep "$s"\n${releaseGuarded}` : `sleep "$s"; printf "%s\\n" "$r" | ${n} || exit 0`,
       'if [ -n "$n" ]; then printf %s "$n" | base64 -d | wall; fi',
       `if [ -n "$s2" ]; then sleep "$s2"; printf "%s\\n" "$r2" | ${n}; fi`,
     ].join('\n');
   const timer = timerOf(nft);
   // the transient unit runs as root: its nft needs no sudo; it reads its batches, then drops them
-  const unitScript = ['exec <"$1"; rm -f "$1" "$0"', timerOf(NFT)].join('\n');
+  const unitScript = ['exec <"$1"; rm -f "$1" "$0"', timerOf(NFT, true)].join('\n');
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
-    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 || exit ${EXIT.SHORT_INPUT}`,
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r g || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$w$rw" in *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$p" in -) ;; *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
+    // the guard: empty (leave it), `-` (end it), or `GEN LEN`: keep generation GEN, whose full
+    // batch (LEN bytes) follows this line
+    "gn=; gl=; case \"$g\" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac",
+    `if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; case "$gl" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; fi`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
     `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
     `u="${unit}"`,
@@ -98,12 +212,37 @@ function applyScript(nft: string, priv: string): string {
     `  [ -d ${BOOT_UNIT_DIR} ] || exit ${EXIT.NO_SYSTEMD}`,
     `  printf %s "$p" | base64 -d | ${priv}tee "$u.new" >/dev/null || exit ${EXIT.BOOT_UNIT}`,
     'fi',
+    // the guard (systemd hosts): its lock is held from here until its copy matches the table
+    `G=${GUARD_DIR}; gk=; gs=`,
+    'if [ -n "$g" ] && [ -d /run/systemd/system ] && [ -x /bin/bash ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1; then',
+    `  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then ${priv}mkdir -p -m 755 "$G" >/dev/null 2>&1; : | ${priv}tee "$G/$t.lock" >/dev/null 2>&1; fi`,
+    '  if [ -r "$G/$t.lock" ]; then exec 9<"$G/$t.lock"; flock -w 10 9 && gk=1; fi',
+    'fi',
+    'if [ -n "$gn" ]; then',
+    '  gb=$(head -c "$gl")',
+    `  [ -z "$gk" ] || printf '%s\\n' "$gb" | (umask 077; ${priv}tee "$G/$t.batch.new" >/dev/null 2>&1) || gk=`,
+    '  gb=',
+    'fi',
     `${nft}`,
     'rc=$?',
     'if [ $rc -ne 0 ]; then',
     `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}rm -f "$u.new"; fi`,
+    `  if [ -n "$gk" ] && [ -n "$gn" ]; then ${priv}rm -f "$G/$t.batch.new"; fi`,
     '  exit $rc',
     'fi',
+    'if [ -n "$gk" ] && [ "$g" = - ]; then',
+    `  ${priv}rm -f ${guardFiles} >/dev/null 2>&1; ${priv}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1`,
+    'elif [ -n "$gk" ]; then',
+    // the new copy, then no expected listing: the guard adopts the table as it is now, once it
+    // sees this generation there
+    `  ${priv}mv -f "$G/$t.batch.new" "$G/$t.batch" && printf '%s\\n' "$gn" | ${priv}tee "$G/$t.key" >/dev/null 2>&1 && ${priv}rm -f "$G/$t.fp" && gs=on`,
+    `  if [ -n "$gs" ] && ! systemctl is-active --quiet "${GUARD_UNIT}.service"; then`,
+    `    printf '%s\\n' '${GUARD_SCRIPT.replace(/'/g, `'\\''`)}' | ${priv}tee "$G/guard.sh" >/dev/null 2>&1 &&`,
+    `      ${priv}systemd-run --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1 || { gs=; ${priv}rm -f "$G/$t.key"; }`,
+    '  fi',
+    'fi',
+    'exec 9<&-',
+    '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
     'if [ "$p" = - ]; then',
     `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}; fi`,
     'elif [ -n "$p" ]; then',
@@ -169,6 +308,27 @@ function applyScript(nft: string, priv: string): string {
   ].join('\n');
 }
 
+/**
+ * The status read: the guard's record, when one is armed for the table named on the first stdin
+ * line (`nrhi-guard GEN COUNT LAST STATE ALIVE`), then the listing batch (the rest) to nft.
+ */
+function statusScript(nft: string): string {
+  return [
+    'PATH="$PATH:/usr/sbin:/sbin"',
+    `IFS= read -r t || exit ${EXIT.SHORT_INPUT}`,
+    `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
+    `G=${GUARD_DIR}`,
+    'if [ -f "$G/$t.key" ]; then',
+    '  k=; c=; l=; s=; q=; a=0',
+    '  read -r k _ <"$G/$t.key"; read -r c l s _ <"$G/$t.heal"; read -r q _ <"$G/$t.pid"',
+    // its pid where it wrote one (no process here costs nothing); the system manager where not yet
+    "  case \"$q\" in ''|*[!0-9]*) ! systemctl is-active --quiet \"nrhi-guard-$t.service\" || a=1;; *) [ ! -d \"/proc/$q\" ] || a=1;; esac",
+    '  printf "nrhi-guard %s %s %s %s %s\\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a"',
+    'fi 2>/dev/null',
+    `exec ${nft}`,
+  ].join('\n');
+}
+
 /** The only commands ever run on a host. None contains anything from a request: data goes on stdin. */
 export const COMMANDS = {
   nft: `${NFT.replace(' nft', ' exec nft')}`,
@@ -176,6 +336,8 @@ export const COMMANDS = {
   apply: applyScript(NFT, ''),
   sudoApply: applyScript(SUDO_NFT, 'sudo -n '),
   whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
+  status: statusScript('nft -j -f -'),
+  sudoStatus: statusScript(SUDO_NFT),
 } as const;
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
@@ -192,6 +354,11 @@ export interface Timer {
   releaseNotice?: string;
   /** cut every open connection these filters do not keep, once the batch is in */
   sever?: SeverFilters;
+  /**
+   * the guard (systemd hosts): keep generation `gen` by re-applying `batch` (the full isolate
+   * batch) whenever the table goes or changes; null: end it; absent: leave it as it is
+   */
+  guard?: { gen: number; batch: Batch } | null;
 }
 
 /** The constant command and its stdin: the batch alone, or with the apply script's header. */
@@ -210,9 +377,43 @@ export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: st
       timer.sever?.udp ?? '',
       timer.then ? String(Math.max(0, Math.ceil(timer.then.seconds))) : '',
       timer.then ? JSON.stringify(timer.then.batch) : '',
-      JSON.stringify(batch),
-    ].join('\n'),
+      guardLine(timer.guard),
+    ].join('\n') + '\n' + (timer.guard ? JSON.stringify(timer.guard.batch) : '') + JSON.stringify(batch),
   };
+}
+
+function guardLine(guard: Timer['guard']): string {
+  if (guard === undefined) return '';
+  if (guard === null) return '-';
+  return `${guard.gen} ${Buffer.byteLength(JSON.stringify(guard.batch), 'utf8')}`;
+}
+
+/** The status read's command and stdin: the table name, then the listing batch. */
+export function statusInput(target: Target, batch: Batch): { cmd: string; stdin: string } {
+  return { cmd: target.sudo ? COMMANDS.sudoStatus : COMMANDS.status, stdin: `${target.table}\n${JSON.stringify(batch)}` };
+}
+
+/** What the status read said about the guard (null: none armed for this table). */
+export interface GuardReport {
+  gen: number;
+  count: number;
+  /** unix seconds of the last heal, 0: never */
+  last: number;
+  state: 'ok' | 'retrying' | 'starting' | 'superseded' | 'gave-up:nft' | 'gave-up:fought';
+  alive: boolean;
+}
+
+/** Splits the status read's answer into the guard's line and nft's JSON. */
+export function parseGuard(stdout: string): { guard: GuardReport | null; json: string } {
+  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|superseded|gave-up:nft|gave-up:fought) ([01])\n/.exec(stdout);
+  const json = stdout.replace(/^nrhi-guard [^\n]*\n/, '');
+  if (!m) return { guard: null, json };
+  return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state: m[4] as GuardReport['state'], alive: m[5] === '1' }, json };
+}
+
+/** Whether the apply script armed (or kept) a guard for the isolation it applied. */
+export function parseGuardArmed(stdout: string): boolean {
+  return /^nrhi-guard on$/m.test(stdout);
 }
 
 /** The typed error for the apply script's own exit codes, or null when the code is nft's. */

@@ -58,6 +58,17 @@ export interface HostState {
   /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
   warnings: string[];
   /**
+   * isolate, a change and status: whether a guard on the host keeps this isolation, re-applying it
+   * within about a second when something removes or changes its table (systemd hosts, enforce
+   * mode); false where there is none (no systemd, audit mode, no right to start it, or it gave up)
+   */
+  guard: boolean;
+  /**
+   * status: how often the host's guard re-applied the isolation since the host was last free, and
+   * when it last did (ISO time, null: never); null when no guard is armed
+   */
+  healed: { count: number; last: string | null } | null;
+  /**
    * whether this action changed the host: isolate (isolated now, or a different isolation, versus
    * already isolated exactly so), unisolate (released versus was not isolated), exception-set and
    * a mode switch (something differed); false for status
@@ -234,6 +245,8 @@ export function notIsolated(host: string): HostState {
     tampered: [],
     severed: null,
     warnings: [],
+    guard: false,
+    healed: null,
     changed: false,
   };
 }
@@ -257,6 +270,8 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     tampered: [],
     severed: null,
     warnings: [],
+    guard: false,
+    healed: null,
     changed: false,
   };
 }

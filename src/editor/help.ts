@@ -28,7 +28,8 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   CONCURRENT_CHANGE: 'another controller kept changing the isolation between our read and our write (6 tries), or released or replaced it while it was being verified',
   MANAGEMENT_UNKNOWN: 'the management channel could not be determined; isolating could lock us out',
   VERIFY_FAILED: 'after isolating, a fresh SSH connection failed; the isolation was rolled back (see <code>rolledBack</code>)',
-  UNSUPPORTED: "the host's nft or kernel cannot do what was asked (a <code>unit</code>/<code>cgroup</code> exception); nothing was applied",
+  UNSUPPORTED:
+    "the host cannot do what was asked: its nft takes no JSON input, <code>persist</code> without systemd, a <code>unit</code>/<code>cgroup</code> exception its nft refuses (the message names the host's nft version and the feature); found by the preflight before the first isolate of each connection, so nothing was applied",
   SERVERS_UNKNOWN:
     "a <code>dns</code>, <code>ntp</code>, <code>ldap</code> or <code>ldaps</code> preset, and the host's servers of that kind could not be found (<code>err.details.kind</code>); name them in <code>servers</code>; nothing was applied",
   OUTPUT_LIMIT: 'the host sent more than 4 MiB of output for one command (broken or hostile); reading stopped and the connection was dropped; read the status before relying on the outcome',

@@ -33,8 +33,8 @@ describe('errors', () => {
 
   it('runs only constant commands', () => {
     // no template left unfilled: the scripts hold no JS interpolation and no request data
-    // (the shell's own `${ns#...}` / `${ns%...}` expansions aside)
-    for (const c of Object.values(COMMANDS)) assert.ok(!/\$\{|undefined|\[object /.test(c.replace(/\$\{ns[#%][^}]*\}/g, '')), c);
+    // (the shell's own `${ns#...}`, `${t%%...}`, `${k:-0}` expansions of its variables aside)
+    for (const c of Object.values(COMMANDS)) assert.ok(!/\$\{|undefined|\[object /.test(c.replace(/\$\{[a-z0-9]{1,3}(#|%%?|:-)[^}]*\}/g, '')), c);
     assert.match(COMMANDS.sudoNft, /sudo -n nft -j -f -$/);
   });
 
