@@ -9,7 +9,9 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { renderIsolate, type StateDoc } from '../../src/driver/ruleset';
+import { nftInput } from '../../src/driver/hostscript';
+import { targetSchema, validate } from '../../src/driver/policy';
+import { renderIsolate, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
@@ -287,6 +289,61 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         const status = Date.now() - st0;
         assert.ok(enforce < 5000 && audit < 5000);
         timings.push(`${suite}: isolate ${enforce.toFixed(0)} ms with the guard re-armed, ${audit.toFixed(0)} ms without (audit), status ${status} ms`);
+      });
+
+      it('a verify rollback the host fires itself restores the previous isolation with its guard', async () => {
+        const t = targetOf(h());
+        const prev = await driver.isolate(t, { presets: ['ssh'], reason: 'previous' });
+        assert.equal(prev.guard, true);
+        const genLine = (await h().exec(['nft', 'list', 'set', 'inet', TABLE, 'gen'])).stdout;
+        const gen = Number(/elements = \{ (0x[0-9a-f]+|\d+) \}/.exec(genLine)?.[1]);
+        assert.ok(gen > 0, genLine);
+        // what the driver's verify-then-commit sends for a newer isolation (an audit one: it ends
+        // the guard) whose confirm never comes and whose controller is gone before it can roll
+        // back: only the host's own timer rolls back, to the previous isolation
+        const previous: StateDoc = { v: 1, since: prev.since!, reason: 'previous', mode: 'enforce', expiresAt: null, management: prev.management, exceptions: prev.exceptions };
+        const next: StateDoc = { ...previous, since: new Date().toISOString(), reason: 'never confirmed', mode: 'audit' };
+        const windowS = 3;
+        const deadline = Math.floor(Date.now() / 1000) + windowS;
+        const applied = renderIsolate(TABLE, next, gen + 1, deadline);
+        const claim = { delete: { element: { family: 'inet', table: TABLE, name: 'gen', elem: [gen] } } };
+        const { cmd, stdin } = nftInput(validate(targetSchema, t, 'target'), { nftables: [claim, ...applied.nftables] }, {
+          seconds: windowS,
+          release: renderRollback(TABLE, deadline, { doc: previous, gen }),
+          guard: null,
+          rearm: { gen: gen + 2, batch: renderIsolate(TABLE, previous, gen + 2) },
+        });
+        const r = await h().exec(['sh', '-c', cmd], stdin);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /^nrhi-timer systemd$/m);
+        assert.equal(await guardActive(h()), false, 'audit: no guard');
+        assert.equal(await reaches(h()), true, 'audit drops nothing');
+        let rolledAt = 0;
+        while (Date.now() < deadline * 1000 + 5000) {
+          if (!(await reaches(h()))) {
+            rolledAt = Date.now();
+            break;
+          }
+          await sleep(100);
+        }
+        assert.ok(rolledAt > 0, 'the host rolled back to the previous (enforced) isolation');
+        let armed = false;
+        for (let n = 0; n < 40 && !armed; n++) {
+          armed = await guardActive(h());
+          if (!armed) await sleep(50);
+        }
+        assert.ok(armed, 'the rollback re-armed the guard');
+        assert.equal((await h().exec(['cat', `/run/nrhi-guard/${TABLE}.key`])).stdout.trim(), String(gen + 2), "the guard keeps the rollback's generation");
+        const healMs = await removeAndTime(h(), 'systemctl restart nftables');
+        assert.ok(healMs >= 0 && healMs <= 2000, `table back ${healMs} ms after systemctl restart nftables`);
+        await staysFor(h(), false, 1500);
+        const st = await driver.status(t);
+        assert.equal(st.state, 'isolated');
+        assert.equal(st.reason, 'previous', 'the previous isolation, healed');
+        assert.equal(st.guard, true);
+        assert.ok(st.healed && st.healed.count >= 1, JSON.stringify(st.healed));
+        assert.deepEqual(st.tampered, [], st.tampered.join('; '));
+        timings.push(`${suite}: rolled back ${rolledAt - deadline * 1000} ms from the deadline, then healed ${healMs} ms after systemctl restart nftables`);
       });
 
       it('audit mode drops nothing and has no guard; switching to enforce arms it', async () => {
