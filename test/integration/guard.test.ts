@@ -313,7 +313,8 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
           guard: null,
           rearm: { gen: gen + 2, batch: renderIsolate(TABLE, previous, gen + 2) },
         });
-        const r = await h().exec(['sh', '-c', cmd], stdin);
+        // on a pipe, as over SSH (nft cannot open /dev/stdin on nsenter's socket)
+        const r = await h().exec(['sh', '-c', 'cat | sh -c "$1"', 'apply', cmd], stdin);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /^nrhi-timer systemd$/m);
         assert.equal(await guardActive(h()), false, 'audit: no guard');
