@@ -8,6 +8,8 @@
  * Everything is proved with real traffic from the lab's peer.
  */
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/hostscript';
 import { targetSchema, validate } from '../../src/driver/policy';
@@ -345,6 +347,46 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         assert.ok(st.healed && st.healed.count >= 1, JSON.stringify(st.healed));
         assert.deepEqual(st.tampered, [], st.tampered.join('; '));
         timings.push(`${suite}: rolled back ${rolledAt - deadline * 1000} ms from the deadline, then healed ${healMs} ms after systemctl restart nftables`);
+      });
+
+      it("a sudo user with exactly the README's guard lines gets a guard that heals; unisolate ends it", async () => {
+        // the README's sudoers blocks (the nft line and the guard's), for this table, in the container's own /etc
+        const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+        const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
+        const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
+        assert.ok(nftLine && guardBlock, 'the README holds both blocks');
+        const sudoers = `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, TABLE)}`;
+        const home = '/home/isolator';
+        const setup = [
+          'id isolator >/dev/null 2>&1 || useradd -m -s /bin/sh isolator',
+          `install -d -m 700 -o isolator ${home}/.ssh`,
+          `install -m 600 -o isolator /root/.ssh/authorized_keys ${home}/.ssh/authorized_keys`,
+          'cat >/etc/sudoers.d/isolator && chmod 440 /etc/sudoers.d/isolator && visudo -cf /etc/sudoers.d/isolator',
+        ].join(' && ');
+        const r = await h().exec(['sh', '-c', setup], sudoers);
+        assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+        try {
+          const t: TargetInput = { ...targetOf(h()), username: 'isolator', sudo: true };
+          const iso = await driver.isolate(t, { presets: ['ssh'], reason: 'sudo guard' });
+          assert.equal(iso.guard, true, 'the isolate answer says a guard keeps it');
+          assert.equal(await guardActive(h()), true);
+          assert.equal(await reaches(h()), false);
+          const healMs = await removeAndTime(h(), 'systemctl restart nftables');
+          assert.ok(healMs >= 0 && healMs <= 2000, `table back ${healMs} ms after systemctl restart nftables`);
+          await staysFor(h(), false, 1000);
+          const st = await driver.status(t);
+          assert.equal(st.guard, true);
+          assert.ok(st.healed && st.healed.count >= 1, JSON.stringify(st.healed));
+          // nothing in the host's journal says sudo refused one of the guard's commands
+          const refused = await h().exec(['sh', '-c', 'journalctl -q --no-pager _COMM=sudo | grep -e "not allowed" -e "password is required" | grep -c nrhi-guard || true']);
+          assert.equal(refused.stdout.trim(), '0', 'sudo refused none of the guard\'s commands');
+          assert.equal((await driver.unisolate(t)).state, 'free');
+          assert.equal(await guardActive(h()), false, 'unisolate ended the guard');
+          assert.equal((await h().exec(['sh', '-c', `ls /run/nrhi-guard | grep -v -e '^guard.sh$' -e '\\.lock$' | grep -c ${TABLE} || true`])).stdout.trim(), '0', 'its files are gone');
+          timings.push(`${suite}: sudo user's isolation healed ${healMs} ms after systemctl restart nftables`);
+        } finally {
+          await h().exec(['rm', '-f', '/etc/sudoers.d/isolator']);
+        }
       });
 
       it('audit mode drops nothing and has no guard; switching to enforce arms it', async () => {
