@@ -13,7 +13,7 @@ import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/hostscript';
 import { targetSchema, validate } from '../../src/driver/policy';
-import { renderIsolate, renderRollback, type StateDoc } from '../../src/driver/ruleset';
+import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
@@ -293,9 +293,9 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         timings.push(`${suite}: isolate ${enforce.toFixed(0)} ms with the guard re-armed, ${audit.toFixed(0)} ms without (audit), status ${status} ms`);
       });
 
-      it('a verify rollback the host fires itself restores the previous isolation with its guard', async () => {
+      it('a verify rollback the host fires itself restores the previous isolation with its guard; that one\'s own release ends it', async () => {
         const t = targetOf(h());
-        const prev = await driver.isolate(t, { presets: ['ssh'], reason: 'previous' });
+        const prev = await driver.isolate(t, { presets: ['ssh'], reason: 'previous', duration: 14 });
         assert.equal(prev.guard, true);
         const genLine = (await h().exec(['nft', 'list', 'set', 'inet', TABLE, 'gen'])).stdout;
         const gen = Number(/elements = \{ (0x[0-9a-f]+|\d+) \}/.exec(genLine)?.[1]);
@@ -303,7 +303,8 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         // what the driver's verify-then-commit sends for a newer isolation (an audit one: it ends
         // the guard) whose confirm never comes and whose controller is gone before it can roll
         // back: only the host's own timer rolls back, to the previous isolation
-        const previous: StateDoc = { v: 1, since: prev.since!, reason: 'previous', mode: 'enforce', expiresAt: null, management: prev.management, exceptions: prev.exceptions };
+        const previous: StateDoc = { v: 1, since: prev.since!, reason: 'previous', mode: 'enforce', expiresAt: prev.expiresAt, management: prev.management, exceptions: prev.exceptions };
+        const prevExpiry = Math.floor(Date.parse(prev.expiresAt!) / 1000);
         const next: StateDoc = { ...previous, since: new Date().toISOString(), reason: 'never confirmed', mode: 'audit' };
         const windowS = 3;
         const deadline = Math.floor(Date.now() / 1000) + windowS;
@@ -312,6 +313,8 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         const { cmd, stdin } = nftInput(validate(targetSchema, t, 'target'), { nftables: [claim, ...applied.nftables] }, {
           seconds: windowS,
           release: renderRollback(TABLE, deadline, { doc: previous, gen }),
+          // the previous isolation's own release, once rolled back to
+          then: { seconds: Math.max(1, prevExpiry - deadline), batch: renderRelease(TABLE, previous)! },
           guard: null,
           rearm: { gen: gen + 2, batch: renderIsolate(TABLE, previous, gen + 2) },
         });
@@ -346,6 +349,21 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         assert.equal(st.guard, true);
         assert.ok(st.healed && st.healed.count >= 1, JSON.stringify(st.healed));
         assert.deepEqual(st.tampered, [], st.tampered.join('; '));
+        assert.equal(st.expiresAt, prev.expiresAt, 'with its own expiry');
+        // the previous isolation's own release frees the host on time and ends the guard it re-armed
+        let freedAt = 0;
+        while (Date.now() < prevExpiry * 1000 + 6000) {
+          if (await lab.tryConnect(lab.peer.ns, h().v4, PORT, 300)) {
+            freedAt = Date.now();
+            break;
+          }
+          await sleep(100);
+        }
+        assert.ok(freedAt > 0 && freedAt <= prevExpiry * 1000 + 3000, `freed ${freedAt - prevExpiry * 1000} ms from the previous expiry`);
+        assert.equal(await guardActive(h()), false, 'the guard ended with that release');
+        await h().exec(['nft', 'flush', 'ruleset']);
+        await staysFor(h(), true, 1500);
+        assert.equal((await driver.status(t)).state, 'free');
         timings.push(`${suite}: rolled back ${rolledAt - deadline * 1000} ms from the deadline, then healed ${healMs} ms after systemctl restart nftables`);
       });
 
