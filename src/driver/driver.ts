@@ -2,7 +2,7 @@
  * isolate / unisolate / status / setExceptions. Validates once at the edge, serialises the
  * operations of one host, and sends each change as one nft transaction over a pooled connection.
  */
-import { createHash } from 'crypto';
+import { createHash, randomInt } from 'crypto';
 import {
   ConcurrentChangeError,
   IsolationError,
@@ -174,7 +174,12 @@ export class IsolationDriver {
           exceptions,
           ...(req.persist ? { persist: true } : {}),
         };
-        const gen = (current?.gen ?? 0) + 1;
+        // the same isolation again: the same generation, so the table is byte for byte the same
+        // (still re-asserted: a table removed behind our back is put back, and that is a change).
+        // A first isolation starts at a random generation, so that a belief about an earlier
+        // isolation of this host (released and isolated again since, by anyone) cannot match it
+        const same = current !== null && JSON.stringify(current.doc) === JSON.stringify(doc);
+        const gen = same ? current.gen : current ? current.gen + 1 : firstGeneration();
         const batch = renderIsolate(target.table, doc, gen);
         const release: Timer = {
           // no timer to arm and none known to cancel: leave the host's timers alone
@@ -196,7 +201,7 @@ export class IsolationDriver {
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out);
+        return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: !same };
       };
       const guess = this.known.get(knownKey(target));
       try {
@@ -225,9 +230,34 @@ export class IsolationDriver {
       // that there is none), and removes a boot unit
       const known = this.known.get(knownKey(target));
       const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
-      await this.apply(op, conn, renderUnisolate(target.table), { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-', guard: null });
+      const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-', guard: null };
+      // Whether it changed the host (released now, or was not isolated) is told by which of the
+      // two batches nft accepts (release: the table was there; free: it was not). The script arms,
+      // cancels or removes nothing after a batch nft refused, so a wrong guess changes nothing. The
+      // driver's belief only picks which one goes first: one exec when it is right, two when it is
+      // wrong. No generation is claimed: whoever's isolation it is, unisolate removes it.
+      const { release, free } = renderUnisolate(target.table);
+      let isolated = known !== null; // unknown (undefined): released is the more useful first guess
+      let wrong = false;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          // after a wrong belief, cancel the host's timers whatever the driver believed of them
+          await this.apply(op, conn, isolated ? release : free, wrong ? { ...timer, seconds: 0 } : timer);
+          break;
+        } catch (err) {
+          // only the answer the batch asks about flips the guess; any other failure is the answer
+          const miss = isolated ? /No such file or directory/ : /File exists/;
+          if (!(err instanceof NftFailedError && miss.test(err.stderr))) throw err;
+          // released, then isolated again by someone else (or the other way round), every time
+          if (attempt >= 2 * MAX_RACE_ATTEMPTS) throw new ConcurrentChangeError(target.host);
+          if (attempt > 2) await raceBackoff(attempt - 2);
+          isolated = !isolated;
+          wrong = true;
+        }
+      }
+      const changed = isolated;
       this.remember(target, null);
-      return notIsolated(target.host);
+      return { ...notIsolated(target.host), changed };
     }, info);
   }
 
@@ -323,8 +353,9 @@ export class IsolationDriver {
           ),
           out,
         );
+        const changed = JSON.stringify(current.doc.exceptions) !== JSON.stringify(exceptions);
         // from the cache, counters and observed flows were not read this time: status reads them
-        return read ? state : { ...state, dropped: null };
+        return read ? { ...state, changed } : { ...state, dropped: null, changed };
       }
     }, info);
   }
@@ -366,7 +397,7 @@ export class IsolationDriver {
         }
         this.remember(target, { doc, gen });
         const zero = { packets: 0, bytes: 0 };
-        return withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out);
+        return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: current.doc.mode !== mode };
       }
     }, info);
   }
@@ -799,6 +830,16 @@ function raceBackoff(attempt: number): Promise<void> {
 /** The isolation as the driver last saw it on a host. */
 type Known = { doc: StateDoc; gen: number };
 const MAX_KNOWN = 10_000;
+
+/**
+ * The generation of a first isolation: random (1 .. 2^29), not 1, so that generations of different
+ * isolations of one host do not repeat (a guard claims a generation: it must not match an
+ * isolation it was not about). Each change adds 1 or 2; nft's mark holds 32 bits, and the host's
+ * guard reports a generation in at most 9 digits (hostscript's parseGuard).
+ */
+function firstGeneration(): number {
+  return 1 + randomInt(2 ** 29);
+}
 
 function knownKey(t: Target): string {
   return `${t.host}:${t.port}:${t.table}`;

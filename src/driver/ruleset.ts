@@ -480,10 +480,17 @@ export function renderConfirm(table: string, deadline: number, doc: StateDoc): B
   return { nftables: cmds };
 }
 
-/** Deletes the table in one transaction; `add` first makes it a no-op when there is none. */
-export function renderUnisolate(table: string): Batch {
+/**
+ * Unisolate as two batches, each one transaction that touches the table only and says what it
+ * found: `release` deletes the table (nft refuses it when there is none: "No such file or
+ * directory"), `free` creates and deletes it (refused when there is one: "File exists"). Whichever
+ * nft takes tells whether the host was isolated; a refused one changes nothing.
+ */
+export function renderUnisolate(table: string): { release: Batch; free: Batch } {
+  const t = { family: 'inet', name: table };
   return {
-    nftables: [{ add: { table: { family: 'inet', name: table } } }, { delete: { table: { family: 'inet', name: table } } }],
+    release: { nftables: [{ delete: { table: t } }] },
+    free: { nftables: [{ create: { table: t } }, { delete: { table: t } }] },
   };
 }
 

@@ -68,6 +68,12 @@ export interface HostState {
    * when it last did (ISO time, null: never); null when no guard is armed
    */
   healed: { count: number; last: string | null } | null;
+  /**
+   * whether this action changed the host: isolate (isolated now, or a different isolation, versus
+   * already isolated exactly so), unisolate (released versus was not isolated), exception-set and
+   * a mode switch (something differed); false for status
+   */
+  changed: boolean;
 }
 
 export interface ParsedTable {
@@ -241,6 +247,7 @@ export function notIsolated(host: string): HostState {
     warnings: [],
     guard: false,
     healed: null,
+    changed: false,
   };
 }
 
@@ -265,5 +272,6 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     warnings: [],
     guard: false,
     healed: null,
+    changed: false,
   };
 }

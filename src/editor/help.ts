@@ -69,13 +69,18 @@ export function sharedHelp(): Record<string, string> {
     <dd>the host's state <code>${state}</code> (times as ISO strings);
       every other property of the message passes through. <code>state</code> is <code>"isolated"</code>
       (enforce: traffic is dropped), <code>"audit"</code> (audit mode: nothing is dropped, the host is
-      watched, not contained) or <code>"free"</code>; <code>isolated</code> is true only for <code>"isolated"</code>.</dd>
+      watched, not contained) or <code>"free"</code>; <code>isolated</code> is true only for <code>"isolated"</code>.
+      <code>changed</code> says whether this action changed the host (open a ticket once, not on every alert):
+      isolate-host <code>true</code> when the host is isolated now or differently (or its removed table was put back),
+      <code>false</code> when it already was isolated exactly so (the ruleset is then left byte for byte the same, and
+      still re-asserted); unisolate-host <code>true</code> when it released an isolation, <code>false</code> when the
+      host was not isolated; exception-set <code>true</code> when the exceptions differ; isolation-status never.</dd>
   </dl>
   </li>
   <li>Audit record
   <dl class="message-properties">
     <dt>payload <span class="property-type">object</span></dt>
-    <dd><code>{ when, node, host, action, reason, result, error?, isolated, state, mode, since, expiresAt, exceptions, digest }</code>
+    <dd><code>{ when, node, host, action, reason, result, error?, isolated, state, changed, mode, since, expiresAt, exceptions, digest }</code>
       for every action, also a failed one (then with <code>error: { code, message }</code>); <code>digest</code> is the
       sha256 of the nft batch the action applied. <code>topic</code> is <code>host-isolation/audit</code>.</dd>
   </dl>

@@ -240,6 +240,8 @@ export interface AuditRecord {
   error?: { code: string; message: string };
   isolated?: boolean;
   state?: HostState['state'];
+  /** whether the action changed the host (open a ticket once, not on every alert) */
+  changed?: boolean;
   mode?: string | null;
   since?: string | null;
   expiresAt?: string | null;
@@ -267,7 +269,7 @@ function auditMessage(node: Node, action: string, msg: Msg, host: string | null,
   if (result instanceof Error) {
     record.error = errorSummary(result);
   } else {
-    Object.assign(record, { isolated: result.isolated, state: result.state, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
+    Object.assign(record, { isolated: result.isolated, state: result.state, changed: result.changed, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
   }
   return { topic: 'host-isolation/audit', payload: record };
 }

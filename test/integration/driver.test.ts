@@ -56,6 +56,15 @@ describe('driver on the lab host', function () {
   });
 
   const host = () => lab.hosts[0];
+  /**
+   * This host's release timers (their pids), by the tag the apply script gives them: the table AND
+   * the host's network namespace (other labs on the machine run the same table name at the same time)
+   */
+  const timers = async (): Promise<string> => {
+    const ns = /\[(\d+)\]/.exec((await lab.exec(host().ns, ['readlink', '/proc/self/ns/net'])).stdout)?.[1];
+    assert.ok(ns, 'the namespace inode');
+    return (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:${ns}:`])).stdout.trim();
+  };
 
   it('reports a fresh host as not isolated', async () => {
     const st = await driver.status(target);
@@ -356,14 +365,66 @@ describe('driver on the lab host', function () {
 
   it('is idempotent: the same request twice gives the same ruleset and the same answer', async () => {
     const req = { presets: ['ssh', 'dns'] as ('ssh' | 'dns')[], exceptions: [{ direction: 'in' as const, proto: 'tcp' as const, port: 443 }], reason: 'twice' };
+    // the table without its counters (stray packets move them): `-s` lists it stateless
+    const table = async () => (await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE])).stdout;
+    const present = async () => (await lab.nft(host().ns, ['list', 'tables'])).stdout.includes(TABLE);
     const a = await driver.isolate(target, req);
-    const listA = await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE]);
+    const listA = await table();
     const b = await driver.isolate(target, req);
-    const listB = await lab.nft(host().ns, ['-s', 'list', 'table', 'inet', TABLE]);
-    assert.deepEqual(b, a);
-    const strip = (s: string) => s.replace(/elements = \{ 0x[0-9a-f]+ \}/, ''); // the generation moves on
-    assert.equal(strip(listB.stdout), strip(listA.stdout));
-    assert.deepEqual(await driver.status(target), { ...a, dropped: (await driver.status(target)).dropped, severed: null });
+    const listB = await table();
+    assert.equal(a.changed, true, 'the first isolates');
+    assert.equal(b.changed, false, 'the second finds it isolated exactly so');
+    assert.deepEqual(b, { ...a, changed: false });
+    // seed 002: the same request twice gives the same final ruleset, byte for byte
+    assert.equal(listB, listA);
+    // still re-asserted: a table removed behind our back is put back by the same request, and
+    // that is a change of the host (it was not isolated any more)
+    await lab.nft(host().ns, ['delete', 'table', 'inet', TABLE]);
+    const c = await driver.isolate(target, req);
+    assert.equal(c.changed, true, 'put back');
+    assert.ok(await present());
+    const other = { ...req, reason: 'other' };
+    assert.equal((await driver.isolate(target, other)).changed, true, 'a different isolation is a change');
+    // unisolate says whether it released anything
+    assert.equal((await driver.unisolate(target)).changed, true, 'released');
+    assert.equal((await driver.unisolate(target)).changed, false, 'was not isolated');
+    const second = new IsolationDriver();
+    try {
+      // a controller with no belief at all
+      await driver.isolate(target, req);
+      assert.equal((await second.unisolate(target)).changed, true, 'a controller with no belief releases and says so');
+      assert.equal((await second.unisolate(target)).changed, false);
+      // `second` believes the host free: isolated behind its back, with a release timer of its own
+      await driver.isolate(target, { ...req, duration: 600 });
+      // armed in the background of the apply script: give it a moment to start (bounded)
+      for (let i = 0; i < 50 && (await timers()) === ''; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.notEqual(await timers(), '', 'a release timer is armed');
+      assert.equal((await second.unisolate(target)).changed, true, 'a wrong belief still ends in the truth');
+      assert.ok(!(await present()));
+      assert.equal(await timers(), '', 'and the timer it did not know of is cancelled');
+      // `driver` believes the host isolated: released behind its back, its belief changes nothing
+      assert.equal((await driver.unisolate(target)).changed, false, 'released by the other controller: nothing left to release');
+      // released and isolated again by the other controller, with the same request: the belief of
+      // `driver` (an isolation it made earlier) must not match this one
+      await driver.isolate(target, req);
+      await second.unisolate(target);
+      const theirs = await second.isolate(target, req);
+      assert.equal(theirs.changed, true);
+      const listTheirs = await table();
+      const again = await driver.isolate(target, req);
+      assert.equal(again.changed, false, 'isolated exactly so, by the other controller');
+      assert.equal(again.since, theirs.since, 'their isolation is the one that goes on');
+      assert.equal(await table(), listTheirs, 'byte for byte theirs');
+      // re-isolated differently by the other controller: the same request from `driver` is a change
+      await second.isolate(target, { ...req, reason: 'theirs' });
+      const back = await driver.isolate(target, req);
+      assert.equal(back.changed, true, 'their different isolation was replaced');
+      assert.equal((await second.status(target)).reason, 'twice');
+    } finally {
+      await second.close();
+    }
+    const last = await driver.isolate(target, req);
+    assert.deepEqual(await driver.status(target), { ...last, dropped: (await driver.status(target)).dropped, severed: null, changed: false });
   });
 
   it('tells logged-in users with wall on isolate, on a timed release and on unisolate', async () => {
@@ -496,7 +557,6 @@ describe('driver on the lab host', function () {
   });
 
   it('a stale release timer never undoes a newer isolation; unisolate cancels the timer', async () => {
-    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:`])).stdout.trim();
     await driver.isolate(target, { duration: 2 });
     assert.notEqual(await timers(), '', 'a release timer runs on the host');
     await driver.isolate(target, { duration: 0, reason: 'newer, no expiry' });
@@ -567,7 +627,6 @@ describe('driver on the lab host', function () {
   });
 
   it('verify-then-commit: a confirmed isolation leaves no rollback armed', async () => {
-    const timers = async () => (await lab.exec(host().ns, ['pgrep', '-f', `nrhi-release:${TABLE}:`])).stdout.trim();
     const st = await driver.isolate(target, { presets: ['ssh'], verify: true });
     assert.equal(st.isolated, true);
     assert.equal(await timers(), '', 'confirmed: the rollback timer is gone');
@@ -644,7 +703,9 @@ describe('driver on the lab host', function () {
     const other = new IsolationDriver();
     try {
       const read = await other.status(target);
-      assert.deepEqual({ ...read, dropped: null }, { ...st, dropped: null, severed: null });
+      // severed and changed describe the action, not the host: a status reads none and changes nothing
+      assert.equal(st.changed, true, 'isolated now');
+      assert.deepEqual({ ...read, dropped: null }, { ...st, dropped: null, severed: null, changed: false });
       assert.equal(read.reason, reason);
       assert.ok(read.exceptions.some((e) => e.comment === 'jump hosts' && e.port === '20-30'));
     } finally {

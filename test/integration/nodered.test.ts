@@ -66,6 +66,7 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
       const st = iso.body as HostState;
       assert.equal(st.isolated, true);
       assert.equal(st.reason, 'generic alert ALRT-20261122-0042');
+      assert.equal(st.changed, true, 'isolated now');
       assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), false, 'peer blocked');
 
       const exc = await red.request('POST', '/exceptions', {
@@ -74,6 +75,7 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
       });
       assert.equal(exc.status, 200, JSON.stringify(exc.body));
       assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), true, 'exception lets the collector in');
+      assert.equal((exc.body as HostState).changed, true, 'an exception added');
 
       const status = await red.request('GET', '/status');
       assert.equal(status.status, 200);
@@ -92,10 +94,16 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
       const un = await red.request('POST', '/unisolate', {});
       assert.equal(un.status, 200);
       assert.equal((un.body as HostState).isolated, false);
+      assert.equal((un.body as HostState).changed, true, 'released');
       assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 8443), true, 'traffic restored');
+      const again = await red.request('POST', '/unisolate', {});
+      assert.equal((again.body as HostState).changed, false, 'was not isolated: a playbook opens no second ticket');
 
-      // the second outputs wrote one audit record per action, failures included
-      const records = fs.readFileSync(auditFile(), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      // the second outputs wrote one audit record per action, failures included (the file node
+      // appends after the answer went out: wait for the sixth line, bounded)
+      const lines = () => (fs.existsSync(auditFile()) ? fs.readFileSync(auditFile(), 'utf8').trim().split('\n') : []);
+      for (let i = 0; i < 50 && lines().length < 6; i++) await new Promise((r) => setTimeout(r, 100));
+      const records = lines().map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.deepEqual(
         records.map((r) => [r.action, r.result, r.host]),
         [
@@ -104,8 +112,10 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
           ['isolate', 'error', lab.peer.v4], // the host that was asked for, and refused
           ['exception-set', 'error', h.v4],
           ['unisolate', 'ok', h.v4],
+          ['unisolate', 'ok', h.v4],
         ],
       );
+      assert.deepEqual(records.map((r) => r.changed), [true, true, undefined, undefined, true, false], 'changed in each record of a result');
       assert.equal(records[0].reason, 'generic alert ALRT-20261122-0042');
       assert.match(String(records[0].digest), /^[0-9a-f]{64}$/);
       assert.deepEqual(records[2].error, { code: 'HOST_NOT_ALLOWED', message: `host ${lab.peer.v4} is not allowed by this target` });

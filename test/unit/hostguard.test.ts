@@ -14,7 +14,7 @@ const doc: StateDoc = { v: 1, since: '2026-11-25T10:00:00.000Z', reason: 'émoji
 describe('the host guard: stdin and status', () => {
   it('sends the guard copy as exactly LEN bytes between the header and the batch', () => {
     const copy = renderIsolate('nrhi_u', doc, 4);
-    const now = renderUnisolate('nrhi_u');
+    const now = renderUnisolate('nrhi_u').release;
     const { cmd, stdin } = nftInput(target, now, { seconds: 'keep', release: null, guard: { gen: 4, batch: copy } });
     assert.equal(cmd, COMMANDS.apply);
     const lines = stdin.split('\n');

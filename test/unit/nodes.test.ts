@@ -446,6 +446,7 @@ describe('nodes', function () {
         result: 'ok',
         isolated: true,
         state: 'isolated',
+        changed: false,
         mode: 'enforce',
         since: '2026-11-22T14:04:05.000Z',
         expiresAt: null,

@@ -212,11 +212,10 @@ describe('ruleset', () => {
     ]);
   });
 
-  it('unisolate is add+delete of the table only', () => {
-    assert.deepEqual(renderUnisolate('t').nftables, [
-      { add: { table: { family: 'inet', name: 't' } } },
-      { delete: { table: { family: 'inet', name: 't' } } },
-    ]);
+  it('unisolate touches the table only: delete it (refused when absent), or create and delete it (refused when present)', () => {
+    const { release, free } = renderUnisolate('t');
+    assert.deepEqual(release.nftables, [{ delete: { table: { family: 'inet', name: 't' } } }]);
+    assert.deepEqual(free.nftables, [{ create: { table: { family: 'inet', name: 't' } } }, { delete: { table: { family: 'inet', name: 't' } } }]);
   });
 });
 
