@@ -33,7 +33,7 @@ describe('the host guard: stdin and status', () => {
 
   it("a verify rollback's guard copy travels on its own line, checked by the script and kept with the timer's batches", () => {
     const copy = renderIsolate('nrhi_u', doc, 6);
-    const { stdin } = nftInput(target, renderUnisolate('nrhi_u'), { seconds: 30, release: renderUnisolate('nrhi_u'), guard: null, rearm: { gen: 6, batch: copy } });
+    const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: renderUnisolate('nrhi_u').release, guard: null, rearm: { gen: 6, batch: copy } });
     const lines = stdin.split('\n');
     assert.equal(lines.length, 13);
     const m = /^(\d+) (.+)$/.exec(lines[10]);
@@ -41,7 +41,7 @@ describe('the host guard: stdin and status', () => {
     assert.equal(m[1], '6');
     assert.deepEqual(JSON.parse(m[2]), copy);
     assert.equal(lines[11], '-');
-    assert.equal(nftInput(target, renderUnisolate('nrhi_u'), { seconds: 30, release: null, rearm: null }).stdin.split('\n')[10], '');
+    assert.equal(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: null, rearm: null }).stdin.split('\n')[10], '');
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       assert.match(c, /IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g/);
       assert.match(c, /"\$rel2" "\$rg" \|/, 'the copy waits with the timer, root-only');
