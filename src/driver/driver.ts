@@ -45,7 +45,7 @@ import { expandPresets, serverKindsNeeded, type PresetServers } from './presets'
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
-import { EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
+import { bootGuardExec, EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
 import { MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
@@ -477,7 +477,9 @@ export class IsolationDriver {
     const then = prevRelease && prevExpiry !== null ? { seconds: Math.max(1, prevExpiry - deadline), batch: prevRelease } : undefined;
     const applied = renderIsolate(target.table, doc, gen, deadline);
     // until confirmed, the host's guard keeps what was applied (the rollback deadline as expiry)
-    const out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard });
+    // if it fires, the host's rollback re-arms the guard with the previous isolation's copy
+    const rearm = current ? hostGuard(target.table, current.doc, current.gen + 2) : null;
+    const out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions);
@@ -797,7 +799,8 @@ function unsupportedOr(err: IsolationError, host: string, batch: Batch): Isolati
 
 /** The boot unit for a persisted isolation (its full isolate batch), or `-` to remove any. */
 function bootOf(table: string, doc: StateDoc, gen: number): string {
-  return doc.persist ? renderBootUnit(table, renderIsolate(table, doc, gen, null)) : '-';
+  // an enforced one comes back guarded: the unit re-arms the host's guard with what it loaded
+  return doc.persist ? renderBootUnit(table, renderIsolate(table, doc, gen, null), doc.mode === 'enforce' ? bootGuardExec(table, gen) : undefined) : '-';
 }
 
 /** The typed error for a failed apply exec: the script's own exit codes first, then nft's. */

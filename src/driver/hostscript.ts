@@ -124,6 +124,53 @@ const GUARD_SCRIPT = [
   'done',
 ].join('\n');
 
+/** Quoted for a single-quoted shell word. */
+const sq = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * As root (the boot unit, the release unit): with the lock held and `$G`, `$t` set, puts
+ * generation `$1`'s copy (its batch on stdin) in place and starts the guard unless it runs.
+ * `--no-block`: at boot the guard unit (default dependencies) starts once basic.target is
+ * reached, while the boot unit goes on to release network-pre.target.
+ */
+const GUARD_REARM = [
+  'rearm() {',
+  '  (umask 077; cat >"$G/$t.batch.new") && mv -f "$G/$t.batch.new" "$G/$t.batch" &&',
+  '    printf "%s\\n" "$1" >"$G/$t.key.new" && chmod 644 "$G/$t.key.new" && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1',
+  `  systemctl is-active --quiet "${GUARD_UNIT}.service" && return 0`,
+  `  printf "%s\\n" ${sq(GUARD_SCRIPT)} >"$G/guard.sh" &&`,
+  `    systemd-run --no-block --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1`,
+  '}',
+].join('\n');
+
+/**
+ * The boot unit's ExecStartPost for an enforced isolation (bash, as root; arguments: the table
+ * and the generation it loaded; stdin: the same batch its ExecStart loaded): arms the guard again
+ * after a reboot, whose /run no longer holds its files. Never fails the boot unit (`-`).
+ */
+const BOOT_GUARD_SCRIPT = [
+  't=$1; gen=$2',
+  "case \"$t\" in ''|*[!A-Za-z0-9_]*) exit 0;; esac",
+  "case \"$gen\" in ''|*[!0-9]*) exit 0;; esac",
+  'export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
+  '[ -d /run/systemd/system ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1 || exit 0',
+  `G=${GUARD_DIR}`,
+  'mkdir -p -m 755 "$G" && { [ -e "$G/$t.lock" ] || : >>"$G/$t.lock"; } || exit 0',
+  'exec 9<"$G/$t.lock"; flock -w 10 9 || exit 0',
+  GUARD_REARM,
+  'rearm "$gen"',
+].join('\n');
+
+/**
+ * The boot unit's line that re-arms the guard of an enforced isolation of generation `gen` (see
+ * BOOT_GUARD_SCRIPT): the script travels base64 (no $, % or quote for systemd to expand).
+ */
+export function bootGuardExec(table: string, gen: number): string {
+  if (!/^[A-Za-z0-9_]+$/.test(table) || !Number.isInteger(gen) || gen < 0) throw new Error(`bad table or generation: ${table} ${gen}`);
+  const b64 = Buffer.from(BOOT_GUARD_SCRIPT, 'utf8').toString('base64');
+  return `-/bin/bash -c 'eval "$$(echo ${b64} | base64 -d)"' nrhi-guard-boot ${table} ${gen}`;
+}
+
 /** Exit codes of the apply script itself (nft's own are 1). */
 export const EXIT = {
   /** stdin ended before the header did */
@@ -146,9 +193,11 @@ export const EXIT = {
  *   6 boot unit (base64 of its text; empty: leave it; `-`: remove it)
  *   7 `ss` filter of the TCP sockets to keep, 8 the same for UDP (empty line: cut nothing)
  *   9 seconds from the timer's batch to a second one (empty: none), 10 that batch (JSON)
- *   11 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
+ *   11 the guard once the timer's batch applied (systemd timers; a verify rollback's): empty
+ *      (end it), `GEN BATCH` (keep generation GEN, BATCH its full isolate batch, JSON)
+ *   12 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
  *      isolate batch, LEN bytes, follows this line and precedes the next)
- *   12 the batch to apply now
+ *   13 the batch to apply now
  * - Guard (where systemd runs, see GUARD_DIR): under its lock, the new copy is staged, the batch
  *   applied, then the copy put in place and the guard started if it is not running (`nrhi-guard
  *   on`), or (`-`) its files removed and the unit stopped, before the lock is let go: the guard
@@ -175,19 +224,27 @@ function applyScript(nft: string, priv: string): string {
   // the release unit (root): under the guard's lock, its release applied (or the table already
   // gone at release time) ends the guard too, so a timed release is never undone; a stale timer
   // whose release fails leaves a newer isolation's guard alone
-  const releaseGuarded = [
+  const releaseGuarded = (b: string, rearm: boolean) => [
     "t=${2#nrhi-release:}; t=${t%%:*}; case \"$t\" in ''|*[!A-Za-z0-9_]*) t=;; esac; gk=",
+    // a rollback that restores an enforced isolation keeps a guard even where none ran
+    ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" && : >>"$G/$t.lock"; fi`] : []),
     `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; flock -w 30 9 && gk=1; fi`,
-    `printf "%s\\n" "$r" | ${NFT}; ok=$?`,
-    `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; fi`,
-    'exec 9<&-; [ $ok -eq 0 ] || exit 0',
+    `printf "%s\\n" "${b}" | ${NFT}; ok=$?`,
+    `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then`,
+    // a rollback to the previous isolation re-arms the guard with that one's copy (`GEN BATCH`)
+    rearm
+      ? `  if [ $ok -eq 0 ] && [ -n "$rg" ] && printf "%s\\n" "\${rg#* }" | rearm "\${rg%% *}"; then :; else rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; fi`
+      : `  rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1`,
+    'fi',
+    'exec 9<&-',
   ].join('\n');
   const timerOf = (n: string, guarded = false) =>
     [
-      'IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2; exec </dev/null',
-      guarded ? `sleep "$s"\n${releaseGuarded}` : `sleep "$s"; printf "%s\\n" "$r" | ${n} || exit 0`,
+      `IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2;${guarded ? ' IFS= read -r rg;' : ''} exec </dev/null`,
+      guarded ? `G=${GUARD_DIR}\n${GUARD_REARM}\nsleep "$s"\n${releaseGuarded('$r', true)}\n[ $ok -eq 0 ] || exit 0` : `sleep "$s"; printf "%s\\n" "$r" | ${n} || exit 0`,
       'if [ -n "$n" ]; then printf %s "$n" | base64 -d | wall; fi',
-      `if [ -n "$s2" ]; then sleep "$s2"; printf "%s\\n" "$r2" | ${n}; fi`,
+      // the previous isolation's own release, after a rollback: under the lock, and it ends the guard
+      guarded ? `if [ -n "$s2" ]; then sleep "$s2"; rg=; ${releaseGuarded('$r2', false)}; fi` : `if [ -n "$s2" ]; then sleep "$s2"; printf "%s\\n" "$r2" | ${n}; fi`,
     ].join('\n');
   const timer = timerOf(nft);
   // the transient unit runs as root: its nft needs no sudo; it reads its batches, then drops them
@@ -195,12 +252,14 @@ function applyScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
-    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r g || exit ${EXIT.SHORT_INPUT}`,
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$w$rw" in *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$p" in -) ;; *[!A-Za-z0-9+/=]*) exit ${EXIT.BAD_INPUT};; esac`,
+    // the guard the timer's first batch leaves (a rollback's: the previous isolation): `GEN BATCH`
+    `case "$rg" in '') ;; [0-9]*' '?*) case "\${rg%% *}" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac;; *) exit ${EXIT.BAD_INPUT};; esac`,
     // the guard: empty (leave it), `-` (end it), or `GEN LEN`: keep generation GEN, whose full
     // batch (LEN bytes) follows this line
     "gn=; gl=; case \"$g\" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac",
@@ -264,7 +323,7 @@ function applyScript(nft: string, priv: string): string {
     // alone (a timer that escaped its cancellation never reads a newer one's batches); the unit's
     // command line holds no $ or % for systemd to expand
     `    f="${TIMER_DIR}/$t.$$"`,
-    `    ${priv}mkdir -p -m 700 ${TIMER_DIR} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" | ${priv}tee "$f" >/dev/null 2>&1 &&`,
+    `    ${priv}mkdir -p -m 700 ${TIMER_DIR} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" "$rg" | ${priv}tee "$f" >/dev/null 2>&1 &&`,
     `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null 2>&1 &&`,
     `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "$tag" >/dev/null 2>&1 && armed=systemd`,
     '  fi',
@@ -359,6 +418,12 @@ export interface Timer {
    * batch) whenever the table goes or changes; null: end it; absent: leave it as it is
    */
   guard?: { gen: number; batch: Batch } | null;
+  /**
+   * the guard once the timer's first batch applied (systemd timers): a verify rollback that
+   * restores an enforced isolation keeps generation `gen` with `batch` (its full isolate batch);
+   * absent or null: the release ends the guard
+   */
+  rearm?: { gen: number; batch: Batch } | null;
 }
 
 /** The constant command and its stdin: the batch alone, or with the apply script's header. */
@@ -377,6 +442,7 @@ export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: st
       timer.sever?.udp ?? '',
       timer.then ? String(Math.max(0, Math.ceil(timer.then.seconds))) : '',
       timer.then ? JSON.stringify(timer.then.batch) : '',
+      timer.rearm ? `${timer.rearm.gen} ${JSON.stringify(timer.rearm.batch)}` : '',
       guardLine(timer.guard),
     ].join('\n') + '\n' + (timer.guard ? JSON.stringify(timer.guard.batch) : '') + JSON.stringify(batch),
   };

@@ -507,8 +507,9 @@ export function renderList(table: string): Batch {
  * The systemd unit that re-applies an isolation at boot, before the network comes up: the whole
  * isolate batch travels inside it (StandardInputData, base64) and is piped to `nft -j -f -`, the
  * same single transaction the driver sends. Pure text; the host writes it to a constant path.
+ * `post`: an ExecStartPost= command line (the guard's re-arming, see bootGuardExec).
  */
-export function renderBootUnit(table: string, batch: Batch): string {
+export function renderBootUnit(table: string, batch: Batch, post?: string): string {
   return [
     '# Written by node-red-host-isolation: re-applies the network isolation (nftables table',
     `# inet ${table}) at boot, before the network comes up. unisolate removes it. Do not edit.`,
@@ -527,6 +528,8 @@ export function renderBootUnit(table: string, batch: Batch): string {
     'RemainAfterExit=yes',
     `StandardInputData=${Buffer.from(JSON.stringify(batch), 'utf8').toString('base64')}`,
     'ExecStart=nft -j -f -',
+    // an enforced isolation: re-arm the host's guard (its files were in /run) from the same batch
+    ...(post ? [`ExecStartPost=${post}`] : []),
     '',
     '[Install]',
     'WantedBy=sysinit.target',

@@ -202,7 +202,7 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
     { seconds: req.duration, release: renderRelease(table, doc), notice: req.wall, releaseNotice: req.wall, boot: req.persist ? renderBootUnit(table, batch) : '-' },
     { seconds: 'keep', release: null },
     // what isolate sends in enforce mode: the filters of the sockets to keep, and a rollback's second timer
-    { seconds: 30, release: renderRelease(table, doc), sever: severFilters(doc.management, doc.exceptions), then: { seconds: 5, batch }, guard: { gen: 7, batch } },
+    { seconds: 30, release: renderRelease(table, doc), sever: severFilters(doc.management, doc.exceptions), then: { seconds: 5, batch }, guard: { gen: 7, batch }, rearm: { gen: 9, batch } },
     // unisolate, audit: the host's guard ended
     { seconds: 0, release: null, guard: null },
   ];
@@ -214,17 +214,20 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
       if (timer === undefined) {
         if (lines.length !== 1 || JSON.stringify(JSON.parse(stdin)) !== JSON.stringify(batch)) throw new Error('batch stdin changed shape');
       } else {
-        if (lines.length !== 12) throw new Error(`stdin has ${lines.length} lines, not 12`);
+        if (lines.length !== 13) throw new Error(`stdin has ${lines.length} lines, not 13`);
         if (lines[0] !== table || !/^(\d+|keep)$/.test(lines[1])) throw new Error('header changed');
         for (const l of lines.slice(3, 6)) if (!/^(-|[A-Za-z0-9+/=]*)$/.test(l)) throw new Error(`header line not base64: ${l.slice(0, 40)}`);
         JSON.parse(lines[2]);
         for (const l of lines.slice(6, 8)) if (!/^[A-Za-z0-9.:/, ()[\]=<>!]*$/.test(l)) throw new Error(`ss filter line holds more than a filter: ${l.slice(0, 40)}`);
         if (!/^\d*$/.test(lines[8])) throw new Error('second timer seconds changed');
         if (lines[8] !== '') JSON.parse(lines[9]);
+        // the guard a rollback re-arms: `GEN BATCH` on one line
+        const rg = /^(\d+) (.+)$/.exec(lines[10]);
+        if (lines[10] !== '' && (!rg || Number(rg[1]) !== timer.rearm?.gen || JSON.stringify(JSON.parse(rg[2])) !== JSON.stringify(timer.rearm?.batch))) throw new Error('rearm line changed');
         // the guard's line, then its copy (exactly LEN bytes) right before the batch
-        const g = /^(|-|(\d+) (\d+))$/.exec(lines[10]);
-        if (!g) throw new Error(`guard line changed: ${lines[10].slice(0, 40)}`);
-        const rest = Buffer.from(lines[11], 'utf8');
+        const g = /^(|-|(\d+) (\d+))$/.exec(lines[11]);
+        if (!g) throw new Error(`guard line changed: ${lines[11].slice(0, 40)}`);
+        const rest = Buffer.from(lines[12], 'utf8');
         const len = g[3] === undefined ? 0 : Number(g[3]);
         if (g[3] !== undefined && JSON.stringify(JSON.parse(rest.subarray(0, len).toString('utf8'))) !== JSON.stringify(timer.guard?.batch)) throw new Error('guard copy changed');
         if (JSON.stringify(JSON.parse(rest.subarray(len).toString('utf8'))) !== JSON.stringify(batch)) throw new Error('batch line changed');

@@ -8,8 +8,12 @@
  * Everything is proved with real traffic from the lab's peer.
  */
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { renderIsolate, type StateDoc } from '../../src/driver/ruleset';
+import { nftInput } from '../../src/driver/hostscript';
+import { targetSchema, validate } from '../../src/driver/policy';
+import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
@@ -287,6 +291,120 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         const status = Date.now() - st0;
         assert.ok(enforce < 5000 && audit < 5000);
         timings.push(`${suite}: isolate ${enforce.toFixed(0)} ms with the guard re-armed, ${audit.toFixed(0)} ms without (audit), status ${status} ms`);
+      });
+
+      it('a verify rollback the host fires itself restores the previous isolation with its guard; that one\'s own release ends it', async () => {
+        const t = targetOf(h());
+        const prev = await driver.isolate(t, { presets: ['ssh'], reason: 'previous', duration: 14 });
+        assert.equal(prev.guard, true);
+        const genLine = (await h().exec(['nft', 'list', 'set', 'inet', TABLE, 'gen'])).stdout;
+        const gen = Number(/elements = \{ (0x[0-9a-f]+|\d+) \}/.exec(genLine)?.[1]);
+        assert.ok(gen > 0, genLine);
+        // what the driver's verify-then-commit sends for a newer isolation (an audit one: it ends
+        // the guard) whose confirm never comes and whose controller is gone before it can roll
+        // back: only the host's own timer rolls back, to the previous isolation
+        const previous: StateDoc = { v: 1, since: prev.since!, reason: 'previous', mode: 'enforce', expiresAt: prev.expiresAt, management: prev.management, exceptions: prev.exceptions };
+        const prevExpiry = Math.floor(Date.parse(prev.expiresAt!) / 1000);
+        const next: StateDoc = { ...previous, since: new Date().toISOString(), reason: 'never confirmed', mode: 'audit' };
+        const windowS = 3;
+        const deadline = Math.floor(Date.now() / 1000) + windowS;
+        const applied = renderIsolate(TABLE, next, gen + 1, deadline);
+        const claim = { delete: { element: { family: 'inet', table: TABLE, name: 'gen', elem: [gen] } } };
+        const { cmd, stdin } = nftInput(validate(targetSchema, t, 'target'), { nftables: [claim, ...applied.nftables] }, {
+          seconds: windowS,
+          release: renderRollback(TABLE, deadline, { doc: previous, gen }),
+          // the previous isolation's own release, once rolled back to
+          then: { seconds: Math.max(1, prevExpiry - deadline), batch: renderRelease(TABLE, previous)! },
+          guard: null,
+          rearm: { gen: gen + 2, batch: renderIsolate(TABLE, previous, gen + 2) },
+        });
+        // on a pipe, as over SSH (nft cannot open /dev/stdin on nsenter's socket)
+        const r = await h().exec(['sh', '-c', 'cat | sh -c "$1"', 'apply', cmd], stdin);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /^nrhi-timer systemd$/m);
+        assert.equal(await guardActive(h()), false, 'audit: no guard');
+        assert.equal(await reaches(h()), true, 'audit drops nothing');
+        let rolledAt = 0;
+        while (Date.now() < deadline * 1000 + 5000) {
+          if (!(await reaches(h()))) {
+            rolledAt = Date.now();
+            break;
+          }
+          await sleep(100);
+        }
+        assert.ok(rolledAt > 0, 'the host rolled back to the previous (enforced) isolation');
+        let armed = false;
+        for (let n = 0; n < 40 && !armed; n++) {
+          armed = await guardActive(h());
+          if (!armed) await sleep(50);
+        }
+        assert.ok(armed, 'the rollback re-armed the guard');
+        assert.equal((await h().exec(['cat', `/run/nrhi-guard/${TABLE}.key`])).stdout.trim(), String(gen + 2), "the guard keeps the rollback's generation");
+        const healMs = await removeAndTime(h(), 'systemctl restart nftables');
+        assert.ok(healMs >= 0 && healMs <= 2000, `table back ${healMs} ms after systemctl restart nftables`);
+        await staysFor(h(), false, 1500);
+        const st = await driver.status(t);
+        assert.equal(st.state, 'isolated');
+        assert.equal(st.reason, 'previous', 'the previous isolation, healed');
+        assert.equal(st.guard, true);
+        assert.ok(st.healed && st.healed.count >= 1, JSON.stringify(st.healed));
+        assert.deepEqual(st.tampered, [], st.tampered.join('; '));
+        assert.equal(st.expiresAt, prev.expiresAt, 'with its own expiry');
+        // the previous isolation's own release frees the host on time and ends the guard it re-armed
+        let freedAt = 0;
+        while (Date.now() < prevExpiry * 1000 + 6000) {
+          if (await lab.tryConnect(lab.peer.ns, h().v4, PORT, 300)) {
+            freedAt = Date.now();
+            break;
+          }
+          await sleep(100);
+        }
+        assert.ok(freedAt > 0 && freedAt <= prevExpiry * 1000 + 3000, `freed ${freedAt - prevExpiry * 1000} ms from the previous expiry`);
+        assert.equal(await guardActive(h()), false, 'the guard ended with that release');
+        await h().exec(['nft', 'flush', 'ruleset']);
+        await staysFor(h(), true, 1500);
+        assert.equal((await driver.status(t)).state, 'free');
+        timings.push(`${suite}: rolled back ${rolledAt - deadline * 1000} ms from the deadline, then healed ${healMs} ms after systemctl restart nftables`);
+      });
+
+      it("a sudo user with exactly the README's guard lines gets a guard that heals; unisolate ends it", async () => {
+        // the README's sudoers blocks (the nft line and the guard's), for this table, in the container's own /etc
+        const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+        const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
+        const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
+        assert.ok(nftLine && guardBlock, 'the README holds both blocks');
+        const sudoers = `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, TABLE)}`;
+        const home = '/home/isolator';
+        const setup = [
+          'id isolator >/dev/null 2>&1 || useradd -m -s /bin/sh isolator',
+          `install -d -m 700 -o isolator ${home}/.ssh`,
+          `install -m 600 -o isolator /root/.ssh/authorized_keys ${home}/.ssh/authorized_keys`,
+          'cat >/etc/sudoers.d/isolator && chmod 440 /etc/sudoers.d/isolator && visudo -cf /etc/sudoers.d/isolator',
+        ].join(' && ');
+        const r = await h().exec(['sh', '-c', setup], sudoers);
+        assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+        try {
+          const t: TargetInput = { ...targetOf(h()), username: 'isolator', sudo: true };
+          const iso = await driver.isolate(t, { presets: ['ssh'], reason: 'sudo guard' });
+          assert.equal(iso.guard, true, 'the isolate answer says a guard keeps it');
+          assert.equal(await guardActive(h()), true);
+          assert.equal(await reaches(h()), false);
+          const healMs = await removeAndTime(h(), 'systemctl restart nftables');
+          assert.ok(healMs >= 0 && healMs <= 2000, `table back ${healMs} ms after systemctl restart nftables`);
+          await staysFor(h(), false, 1000);
+          const st = await driver.status(t);
+          assert.equal(st.guard, true);
+          assert.ok(st.healed && st.healed.count >= 1, JSON.stringify(st.healed));
+          // nothing in the host's journal says sudo refused one of the guard's commands
+          const refused = await h().exec(['sh', '-c', 'journalctl -q --no-pager _COMM=sudo | grep -e "not allowed" -e "password is required" | grep -c nrhi-guard || true']);
+          assert.equal(refused.stdout.trim(), '0', 'sudo refused none of the guard\'s commands');
+          assert.equal((await driver.unisolate(t)).state, 'free');
+          assert.equal(await guardActive(h()), false, 'unisolate ended the guard');
+          assert.equal((await h().exec(['sh', '-c', `ls /run/nrhi-guard | grep -v -e '^guard.sh$' -e '\\.lock$' | grep -c ${TABLE} || true`])).stdout.trim(), '0', 'its files are gone');
+          timings.push(`${suite}: sudo user's isolation healed ${healMs} ms after systemctl restart nftables`);
+        } finally {
+          await h().exec(['rm', '-f', '/etc/sudoers.d/isolator']);
+        }
       });
 
       it('audit mode drops nothing and has no guard; switching to enforce arms it', async () => {

@@ -39,6 +39,24 @@ function sshOnce(h: ContainerHost, cmd: string): Promise<void> {
 /** the driver target for container `h`: root with its key, on TABLE */
 const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
 
+const guardActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `nrhi-guard-${TABLE}.service`])).stdout.trim() === 'active';
+
+/** `systemctl restart nftables` inside the host, then times (on the host) how long until our table is back; -1: not within 4 s */
+async function restartAndTime(h: ContainerHost): Promise<number> {
+  const script = [
+    'systemctl restart nftables >/dev/null 2>&1',
+    't0=$(date +%s%N)',
+    'for i in $(seq 400); do',
+    `  if nft list table inet ${TABLE} >/dev/null 2>&1; then echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; fi`,
+    '  sleep 0.01',
+    'done',
+    'echo -1',
+  ].join('\n');
+  const r = await h.exec(['sh', '-c', script], undefined, 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  return Number(r.stdout.trim());
+}
+
 /**
  * For a describe: a one-host lab, one container per suite (SUITES order) and a driver, set up in
  * its before hook and closed in its after hook. The fields are there once the before hook ran.
@@ -169,12 +187,12 @@ describe('systemd hosts: the release timer is a transient unit (issue 13, item 1
   }
 });
 
-describe('systemd hosts: persist across a real reboot, after the distribution\'s firewall (issue 13, item 2)', function () {
+describe('systemd hosts: persist across a real reboot, after the distribution\'s firewall, guarded again (issue 13, items 2-3)', function () {
   this.timeout(300_000);
   const env = useContainers();
 
   for (const [i, suite] of SUITES.entries()) {
-    it(`${suite}: comes up isolated before its network, after nftables.service's flush ruleset; free again once unisolated`, async () => {
+    it(`${suite}: comes up isolated before its network, after nftables.service's flush ruleset, its guard re-armed; free and unguarded again once unisolated`, async () => {
       const { lab, driver } = env;
       const h = env.hosts[i];
       const t = targetOf(h);
@@ -210,6 +228,17 @@ describe('systemd hosts: persist across a real reboot, after the distribution\'s
         assert.deepEqual(st.tampered, [], st.tampered.join('; '));
         assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7031), true, 'the exception holds after the reboot');
         assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7032), false, 'the rest is dropped');
+        // it came back guarded: the boot unit re-armed the guard from the batch it loaded
+        assert.equal(await guardActive(h), true, `nrhi-guard-${TABLE} runs after the reboot`);
+        const healMs = await restartAndTime(h);
+        assert.ok(healMs >= 0 && healMs <= 2000, `table back ${healMs} ms after systemctl restart nftables`);
+        assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7032), false, 'healed: the rest is dropped again');
+        assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7031), true, 'healed: the exception holds');
+        const healed = await driver.status(t);
+        assert.equal(healed.since, iso.since, 'the same isolation, healed');
+        assert.equal(healed.guard, true);
+        assert.ok(healed.healed && healed.healed.count >= 1, JSON.stringify(healed.healed));
+        console.log(`      (${suite}: after the reboot, table back ${healMs} ms after systemctl restart nftables)`);
       } finally {
         l1.close();
         l2.close();
@@ -217,6 +246,10 @@ describe('systemd hosts: persist across a real reboot, after the distribution\'s
       await driver.unisolate(t);
       await h.reboot();
       assert.equal((await driver.status(t)).state, 'free', 'unisolated: comes up free');
+      assert.equal(await guardActive(h), false, 'no guard after the reboot');
+      assert.equal((await h.exec(['sh', '-c', `ls /run/nrhi-guard 2>/dev/null | grep -c ${TABLE}`])).stdout.trim(), '0', 'no guard files');
+      await h.exec(['systemctl', 'restart', 'nftables']);
+      assert.equal((await h.exec(['nft', 'list', 'table', 'inet', TABLE])).code, 1, 'nothing brings the table back');
       const l3 = await lab.listen(h.ns, 7032);
       try {
         assert.equal(await lab.tryConnect(lab.peer.ns, h.v4, 7032), true);
