@@ -14,7 +14,7 @@ import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/hostscript';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
-import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
+import { containerAvailable, createContainer, SUITES, timeTableBack, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_gd';
@@ -52,20 +52,7 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
   const guardActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `${UNIT}.service`])).stdout.trim() === 'active';
   const tablePresent = async (h: ContainerHost) => (await h.exec(['nft', 'list', 'table', 'inet', TABLE])).code === 0;
   /** runs `cmd` inside the host, then times (on the host) how long until our table is back; -1: not within 4 s */
-  const removeAndTime = async (h: ContainerHost, cmd: string): Promise<number> => {
-    const script = [
-      `${cmd} >/dev/null 2>&1`,
-      't0=$(date +%s%N)',
-      'for i in $(seq 400); do',
-      `  if nft list table inet ${TABLE} >/dev/null 2>&1; then echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; fi`,
-      '  sleep 0.01',
-      'done',
-      'echo -1',
-    ].join('\n');
-    const r = await h.exec(['sh', '-c', script], undefined, 60_000);
-    assert.equal(r.code, 0, r.stderr);
-    return Number(r.stdout.trim());
-  };
+  const removeAndTime = (h: ContainerHost, cmd: string) => timeTableBack(h, TABLE, cmd);
   /** whether the peer reaches PORT on the host now */
   const reaches = (h: ContainerHost) => lab.tryConnect(lab.peer.ns, h.v4, PORT, 800);
   /** the peer stays (un)able to reach the host for `ms` */

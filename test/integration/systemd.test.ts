@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Client } from 'ssh2';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { containerAvailable, createContainer, SUITES, type ContainerHost } from '../lab/container';
+import { containerAvailable, createContainer, SUITES, timeTableBack, type ContainerHost } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_sd';
@@ -41,21 +41,8 @@ const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'ro
 
 const guardActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `nrhi-guard-${TABLE}.service`])).stdout.trim() === 'active';
 
-/** `systemctl restart nftables` inside the host, then times (on the host) how long until our table is back; -1: not within 4 s */
-async function restartAndTime(h: ContainerHost): Promise<number> {
-  const script = [
-    'systemctl restart nftables >/dev/null 2>&1',
-    't0=$(date +%s%N)',
-    'for i in $(seq 400); do',
-    `  if nft list table inet ${TABLE} >/dev/null 2>&1; then echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; fi`,
-    '  sleep 0.01',
-    'done',
-    'echo -1',
-  ].join('\n');
-  const r = await h.exec(['sh', '-c', script], undefined, 60_000);
-  assert.equal(r.code, 0, r.stderr);
-  return Number(r.stdout.trim());
-}
+/** `systemctl restart nftables` inside the host, then how long (ms, on the host) until our table is back; -1: not within 4 s */
+const restartAndTime = (h: ContainerHost) => timeTableBack(h, TABLE, 'systemctl restart nftables');
 
 /**
  * For a describe: a one-host lab, one container per suite (SUITES order) and a driver, set up in

@@ -20,6 +20,7 @@ import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
+import { strict as assert } from 'assert';
 import type { ExecResult, Lab } from './lab';
 
 export type Suite = 'bookworm' | 'trixie';
@@ -325,4 +326,24 @@ export async function createContainer(lab: Lab, suite: Suite, index: number, opt
   const v = (await host.exec(['nft', '--version'])).stdout;
   if (!v.includes(`v${NFT_VERSION[suite]}`)) throw new Error(`${suite} container runs ${v.trim()}, expected nft ${NFT_VERSION[suite]}`);
   return host;
+}
+
+/**
+ * Runs `cmd` inside the host (something that removes tables: `systemctl restart nftables`, `nft
+ * flush ruleset`), then times on the host how long until table inet `table` is back, in ms; -1:
+ * not within 4 s. What the self-healing tests measure.
+ */
+export async function timeTableBack(h: ContainerHost, table: string, cmd: string): Promise<number> {
+  const script = [
+    `${cmd} >/dev/null 2>&1`,
+    't0=$(date +%s%N)',
+    'for i in $(seq 400); do',
+    `  if nft list table inet ${table} >/dev/null 2>&1; then echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; fi`,
+    '  sleep 0.01',
+    'done',
+    'echo -1',
+  ].join('\n');
+  const r = await h.exec(['sh', '-c', script], undefined, 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  return Number(r.stdout.trim());
 }
