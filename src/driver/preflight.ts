@@ -247,6 +247,12 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
   // a busy host's listing is longer than what the host keeps of it: cut (SIGPIPE), but JSON it is
   const cutListing = (listRc === '141' || listRc === 'cut') && /^\{\s*"nftables"\s*:\s*\[\s*\{\s*"metainfo"/.test(list);
   const listOk = short ? cgRc !== undefined && cgRc !== '0' && !SUDO_REFUSED.test(cg) && (CGROUP_REFUSED.test(cg) || /No such file or directory/.test(cg)) : listRc === '0' || cutListing;
+  // not on the SSH user's PATH but run through sudo's own (secure_path: /usr/local/sbin, say):
+  // the privilege path found it, which is the one the driver uses
+  if (present === false && listOk) {
+    present = true;
+    delete unknown['nft.present'];
+  }
   // on PATH but not runnable (a dangling link, sudo's own PATH without it)
   if (present !== false && (listRc === '127' || /^sudo: nft: command not found/.test(list))) {
     present = false;

@@ -54,6 +54,21 @@ describe('preflight: parsing what a host says it can do', () => {
     assert.ok(c.limits.some((l) => /flushes the ruleset/.test(l)), c.limits.join('; '));
   });
 
+  it('nft off the SSH user\'s PATH but run by sudo (secure_path) is present: never NFT_MISSING', () => {
+    for (const mode of ['full', 'gate'] as const) {
+      const text = withLine(BOOKWORM, 'nft', 'no');
+      const c = parseCapabilities(mode === 'full' ? text : text.split('\n').filter((l) => !/^nrhi-cap (list|list-rc) /.test(l)).join('\n'), 'sudo', mode, NOW);
+      assert.equal(c.nft.present, true, mode);
+      assert.equal(c.nft.json, true, mode);
+      assert.equal(refusal('h', c, { persist: false, exceptions: [] }), null, mode);
+    }
+    // and truly absent (the probe found no nft either): refused
+    const none = withLine(withLine(withLine(BOOKWORM, 'nft', 'no'), 'list-rc', '127'), 'list', 'sudo: nft: command not found');
+    const c = parseCapabilities(withLine(withLine(none, 'cg-rc', '127'), 'cg', 'sudo: nft: command not found'), 'sudo', 'full', NOW);
+    assert.equal(c.nft.present, false);
+    assert.equal(refusal('h', c, { persist: false, exceptions: [] })?.code, 'NFT_MISSING');
+  });
+
   it('the short preflight says what it did not ask, and why', () => {
     // what the short preflight prints: no listing (the probe answers for JSON), nothing of ss, the config or sudo -l
     const gate = BOOKWORM.split('\n').filter((l) => !/^nrhi-cap (list|list-rc|ss|ss-rc|ss-out|destroy|conf|svc) /.test(l)).join('\n');
@@ -193,7 +208,8 @@ describe('preflight: parsing what a host says it can do', () => {
     assert.equal(e2?.code, 'UNSUPPORTED');
     assert.match(e2!.message, /JSON.*nft 0\.9\.0/);
 
-    const noNft = parseCapabilities(withLine(BOOKWORM, 'nft', 'no'), 'root', 'full', NOW);
+    // no nft on PATH, and nft's own command line (root: PATH with /usr/sbin, /sbin) found none either
+    const noNft = parseCapabilities(withLine(withLine(withLine(BOOKWORM, 'nft', 'no'), 'list-rc', '127'), 'list', 'sh: 1: nft: not found'), 'root', 'full', NOW);
     assert.equal(refusal('h', noNft, { persist: false, exceptions: [] })?.code, 'NFT_MISSING');
     const notRunnable = parseCapabilities(withLine(withLine(BOOKWORM, 'list-rc', '127'), 'list', 'sh: 1: nft: not found'), 'root', 'full', NOW);
     assert.equal(notRunnable.nft.present, false);
