@@ -479,7 +479,7 @@ export class IsolationDriver {
     // until confirmed, the host's guard keeps what was applied (the rollback deadline as expiry)
     // if it fires, the host's rollback re-arms the guard with the previous isolation's copy
     const rearm = current ? hostGuard(target.table, current.doc, current.gen + 2) : null;
-    const out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm });
+    let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions);
@@ -487,6 +487,10 @@ export class IsolationDriver {
         const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
         const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));
         if (res.code !== 0) throw applyError(target.host, res, renderConfirm(target.table, deadline, doc), release);
+        // the guard is what the confirm left (it re-arms it with the confirmed isolation, or ends
+        // it beside a release timer that is a process of the session)
+        const guardLines = (text: string) => text.split('\n').filter((l) => /^nrhi-guard /.test(l));
+        out = [...out.split('\n').filter((l) => !/^nrhi-guard /.test(l)), ...guardLines(res.stdout)].join('\n');
       } finally {
         fresh.close();
       }
@@ -866,7 +870,10 @@ function hostGuard(table: string, doc: StateDoc, gen: number): Timer['guard'] {
 
 /** The state with whether the apply script armed the host's guard. */
 function withHostGuard(state: HostState, stdout: string): HostState {
-  return { ...state, guard: parseGuardArmed(stdout) };
+  const blocked = /^nrhi-guard blocked$/m.test(stdout)
+    ? ["the host's guard lock was held by something else for 10 s: the guard was ended, the isolation is not self-healing (isolate again to re-arm it)"]
+    : [];
+  return { ...state, guard: parseGuardArmed(stdout), warnings: [...state.warnings, ...blocked] };
 }
 
 /** The state with the host's guard record (status): whether it runs for this generation, its heals, its giving up. */

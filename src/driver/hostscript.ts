@@ -228,7 +228,9 @@ function applyScript(nft: string, priv: string): string {
     "t=${2#nrhi-release:}; t=${t%%:*}; case \"$t\" in ''|*[!A-Za-z0-9_]*) t=;; esac; gk=",
     // a rollback that restores an enforced isolation keeps a guard even where none ran
     ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" && : >>"$G/$t.lock"; fi`] : []),
-    `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; flock -w 30 9 && gk=1; fi`,
+    // a lock held past 30 s (by anything: the lock file is readable) ends the guard first, without
+    // it: a release is never undone, at worst the guard is lost
+    `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; if flock -w 30 9; then gk=1; else rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; fi; fi`,
     `printf "%s\\n" "${b}" | ${NFT}; ok=$?`,
     `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then`,
     // a rollback to the previous isolation re-arms the guard with that one's copy (`GEN BATCH`)
@@ -276,6 +278,10 @@ function applyScript(nft: string, priv: string): string {
     'if [ -n "$g" ] && [ -d /run/systemd/system ] && [ -x /bin/bash ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1; then',
     `  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then ${priv}mkdir -p -m 755 "$G" >/dev/null 2>&1; : | ${priv}tee "$G/$t.lock" >/dev/null 2>&1; fi`,
     '  if [ -r "$G/$t.lock" ]; then exec 9<"$G/$t.lock"; flock -w 10 9 && gk=1; fi',
+    // a lock held past 10 s (the lock file is readable: any local user can hold it) ends the
+    // guard before the batch, without it: what this change does (a release above all) is never
+    // undone by a guard that kept an older copy; the isolation goes on unguarded, and says so
+    `  if [ -z "$gk" ] && [ -e "$G/$t.lock" ]; then ${priv}rm -f ${guardFiles} >/dev/null 2>&1; ${priv}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; gs=blocked; fi`,
     'fi',
     'if [ -n "$gn" ]; then',
     '  gb=$(head -c "$gl")',
@@ -301,18 +307,17 @@ function applyScript(nft: string, priv: string): string {
     '  fi',
     'fi',
     'exec 9<&-',
-    '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
     'if [ "$p" = - ]; then',
     `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}; fi`,
     'elif [ -n "$p" ]; then',
     `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}`,
     'fi',
-    'if [ "$secs" != keep ]; then',
     // a timer is tagged with the table AND this network namespace: the same table name in another
     // namespace of the machine (a container, another lab host) is another host's isolation
-    '  ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
-    '  case "$ns" in *[!0-9]*) ns=0;; esac',
-    '  tag="nrhi-release:$t:$ns:"',
+    'ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
+    'case "$ns" in *[!0-9]*) ns=0;; esac',
+    'tag="nrhi-release:$t:$ns:"',
+    'if [ "$secs" != keep ]; then',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
     '  for q in $(pgrep -f "$tag"); do kill -- "-$q" 2>/dev/null; done',
     // under systemd the timer is a transient unit: stop it (and a release it is running) and its data
@@ -330,6 +335,12 @@ function applyScript(nft: string, priv: string): string {
     `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & armed=process; fi`,
     '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
     'fi',
+    // a release timer that is a process of the session (no systemd-run for this account), new or
+    // kept, knows nothing of the guard: the guard would undo its release. No guard beside it
+    // (a new one: armed as a process; a kept one: found by its tag. Replaced ones were killed above)
+    "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then pgrep -f \"$tag\" >/dev/null 2>&1 && pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
+    `if [ -n "$pt" ]; then ${priv}rm -f ${guardFiles} >/dev/null 2>&1; ${priv}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; gs=; fi`,
+    '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
     // one ss for both protocols when their filters agree (the usual case), two otherwise; the
     // established sockets left are listed only when nothing was cut (a kernel without destroy
     // support cuts nothing and says nothing); lines are counted in the shell, no extra process

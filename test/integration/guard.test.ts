@@ -197,6 +197,35 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         assert.equal(st.healed, null);
       });
 
+      it('a local user holding the guard\'s lock (readable by all) cannot make it undo a release: the guard is ended first', async () => {
+        const t = targetOf(h());
+        await driver.isolate(t, { presets: ['ssh'] });
+        assert.equal(await guardActive(h()), true);
+        // an unprivileged user of the host takes the lock and keeps it (bounded: 40 s)
+        const lock = `/run/nrhi-guard/${TABLE}.lock`;
+        const take = await h().exec(['sh', '-c', `setpriv --reuid=65534 --regid=65534 --clear-groups flock ${lock} sleep 40 >/dev/null 2>&1 </dev/null & sleep 0.5; flock -n ${lock} true; echo $?`]);
+        assert.equal(take.stdout.trim(), '1', `nobody holds the lock: ${take.stderr}`);
+        try {
+          // an isolate meanwhile: applied, but unguarded, and it says so
+          const iso = await driver.isolate(t, { presets: ['ssh'], reason: 'lock held', verify: false });
+          assert.equal(iso.state, 'isolated');
+          assert.equal(iso.guard, false);
+          assert.ok(iso.warnings.some((w) => /guard lock was held/.test(w)), JSON.stringify(iso.warnings));
+          assert.equal(await guardActive(h()), false, 'the guard was ended, not left with an older copy');
+          await driver.isolate(t, { presets: ['ssh'], reason: 'lock still held', verify: false });
+          const free = await driver.unisolate(t);
+          assert.equal(free.state, 'free');
+          assert.equal(await guardActive(h()), false);
+        } finally {
+          await h().exec(['pkill', '-f', 'sleep 40']);
+        }
+        // the lock let go: nothing puts the isolation back
+        await staysFor(h(), true, 3000);
+        await h().exec(['nft', 'flush', 'ruleset']);
+        await staysFor(h(), true, 1000);
+        assert.equal((await driver.status(t)).state, 'free');
+      });
+
       it('a timed release ends the guard with the isolation: free on time and stays free', async () => {
         const t = targetOf(h());
         const iso = await driver.isolate(t, { presets: ['ssh'], duration: 3 });
@@ -387,6 +416,15 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
           assert.equal(refused.stdout.trim(), '0', 'sudo refused none of the guard\'s commands');
           assert.equal((await driver.unisolate(t)).state, 'free');
           assert.equal(await guardActive(h()), false, 'unisolate ended the guard');
+          // without the timer's rights the release timer is a process of the session, which knows
+          // nothing of the guard: no guard beside it (it would undo the release)
+          const timed = await driver.isolate(t, { presets: ['ssh'], duration: 3, verify: false });
+          assert.equal(timed.guard, false, 'no guard beside a process timer');
+          assert.equal(await guardActive(h()), false);
+          const expiresAt = Date.parse(timed.expiresAt!);
+          while (Date.now() < expiresAt + 5000 && !(await reaches(h()))) await sleep(200);
+          assert.ok(Date.now() < expiresAt + 5000, 'the process timer freed the host');
+          await staysFor(h(), true, 2000);
           assert.equal((await h().exec(['sh', '-c', `ls /run/nrhi-guard | grep -v -e '^guard.sh$' -e '\\.lock$' | grep -c ${TABLE} || true`])).stdout.trim(), '0', 'its files are gone');
           timings.push(`${suite}: sudo user's isolation healed ${healMs} ms after systemctl restart nftables`);
         } finally {
