@@ -221,6 +221,8 @@ function applyScript(nft: string, priv: string): string {
   const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
   const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
   const guardFiles = ['key', 'batch', 'batch.new', 'fp', 'heal', 'pid', 'err'].map((x) => `"${GUARD_DIR}/$t.${x}"`).join(' ');
+  /** ends the guard: its files removed, its unit stopped (`q`: with the answers silenced) */
+  const endGuard = (p: string, q = true) => `${p}rm -f ${guardFiles}${q ? ' >/dev/null 2>&1' : ''}; ${p}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1`;
   // the release unit (root): under the guard's lock, its release applied (or the table already
   // gone at release time) ends the guard too, so a timed release is never undone; a stale timer
   // whose release fails leaves a newer isolation's guard alone
@@ -230,13 +232,13 @@ function applyScript(nft: string, priv: string): string {
     ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" && : >>"$G/$t.lock"; fi`] : []),
     // a lock held past 30 s (by anything: the lock file is readable) ends the guard first, without
     // it: a release is never undone, at worst the guard is lost
-    `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; if flock -w 30 9; then gk=1; else rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; fi; fi`,
+    `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; if flock -w 30 9; then gk=1; else ${endGuard('', false)}; fi; fi`,
     `printf "%s\\n" "${b}" | ${NFT}; ok=$?`,
     `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then`,
     // a rollback to the previous isolation re-arms the guard with that one's copy (`GEN BATCH`)
     rearm
-      ? `  if [ $ok -eq 0 ] && [ -n "$rg" ] && printf "%s\\n" "\${rg#* }" | rearm "\${rg%% *}"; then :; else rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; fi`
-      : `  rm -f ${guardFiles}; systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1`,
+      ? `  if [ $ok -eq 0 ] && [ -n "$rg" ] && printf "%s\\n" "\${rg#* }" | rearm "\${rg%% *}"; then :; else ${endGuard('', false)}; fi`
+      : `  ${endGuard('', false)}`,
     'fi',
     'exec 9<&-',
   ].join('\n');
@@ -281,7 +283,7 @@ function applyScript(nft: string, priv: string): string {
     // a lock held past 10 s (the lock file is readable: any local user can hold it) ends the
     // guard before the batch, without it: what this change does (a release above all) is never
     // undone by a guard that kept an older copy; the isolation goes on unguarded, and says so
-    `  if [ -z "$gk" ] && [ -e "$G/$t.lock" ]; then ${priv}rm -f ${guardFiles} >/dev/null 2>&1; ${priv}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; gs=blocked; fi`,
+    `  if [ -z "$gk" ] && [ -e "$G/$t.lock" ]; then ${endGuard(priv)}; gs=blocked; fi`,
     'fi',
     'if [ -n "$gn" ]; then',
     '  gb=$(head -c "$gl")',
@@ -296,7 +298,7 @@ function applyScript(nft: string, priv: string): string {
     '  exit $rc',
     'fi',
     'if [ -n "$gk" ] && [ "$g" = - ]; then',
-    `  ${priv}rm -f ${guardFiles} >/dev/null 2>&1; ${priv}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1`,
+    `  ${endGuard(priv)}`,
     'elif [ -n "$gk" ]; then',
     // the new copy, then no expected listing: the guard adopts the table as it is now, once it
     // sees this generation there
@@ -339,7 +341,7 @@ function applyScript(nft: string, priv: string): string {
     // kept, knows nothing of the guard: the guard would undo its release. No guard beside it
     // (a new one: armed as a process; a kept one: found by its tag. Replaced ones were killed above)
     "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then pgrep -f \"$tag\" >/dev/null 2>&1 && pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
-    `if [ -n "$pt" ]; then ${priv}rm -f ${guardFiles} >/dev/null 2>&1; ${priv}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1; gs=; fi`,
+    `if [ -n "$pt" ]; then ${endGuard(priv)}; gs=; fi`,
     '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
     // one ss for both protocols when their filters agree (the usual case), two otherwise; the
     // established sockets left are listed only when nothing was cut (a kernel without destroy
