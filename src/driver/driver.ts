@@ -568,22 +568,22 @@ export class IsolationDriver {
     return conn;
   }
 
-  private async nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer) {
+  private nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<ExecResult> {
     const { cmd, stdin } = nftInput(op.target, batch, timer);
-    try {
-      return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
-    } catch (err) {
-      // the connection is dead, or the host flooded it: the next call opens a fresh one
-      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
-      throw err;
-    }
+    return this.exec(op, conn, cmd, stdin, 'remote command');
   }
 
-  private async statusExec(op: Op, conn: SshConnection): Promise<ExecResult> {
+  private statusExec(op: Op, conn: SshConnection): Promise<ExecResult> {
     const { cmd, stdin } = statusInput(op.target, renderList(op.target.table));
+    return this.exec(op, conn, cmd, stdin, 'remote command');
+  }
+
+  /** One command on the host within the operation's time; a dead or flooded connection is dropped from the pool. */
+  private async exec(op: Op, conn: SshConnection, cmd: string, stdin: string, what: string, maxOutput?: number): Promise<ExecResult> {
     try {
-      return await conn.exec(cmd, stdin, this.remaining(op, 'remote command'));
+      return await conn.exec(cmd, stdin, this.remaining(op, what), maxOutput);
     } catch (err) {
+      // the connection is dead, or the host flooded it: the next call opens a fresh one
       if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
       throw err;
     }
@@ -628,13 +628,8 @@ export class IsolationDriver {
 
   private async askCapabilities(op: Op, conn: SshConnection, mode: 'gate' | 'full'): Promise<Capabilities> {
     const { cmd, stdin } = preflightInput(op.target, mode);
-    try {
-      const res = await conn.exec(cmd, stdin, this.remaining(op, 'preflight'), MAX_PREFLIGHT_OUTPUT);
-      return parseCapabilities(res.stdout, op.target.sudo ? 'sudo' : 'root', mode, this.now());
-    } catch (err) {
-      if (err instanceof TimeoutError || err instanceof UnreachableError || err instanceof OutputLimitError) this.pool.discard(op.target);
-      throw err;
-    }
+    const res = await this.exec(op, conn, cmd, stdin, 'preflight', MAX_PREFLIGHT_OUTPUT);
+    return parseCapabilities(res.stdout, op.target.sudo ? 'sudo' : 'root', mode, this.now());
   }
 
   /**
