@@ -550,7 +550,11 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         });
       });
     };
-    const agent = agentPath();
+    // a copy in the lab's own directory (0711, the file 0644): the agent also runs as unprivileged
+    // users (setpriv), who cannot reach a checkout in a 0700 home such as /root
+    const agent = path.join(dir, 'agent.js');
+    fs.copyFileSync(agentPath(), agent);
+    fs.chmodSync(agent, 0o644);
     const startAgent = (ns: string, args: string[]): Promise<ChildProcess> => {
       guardNs(ns);
       return new Promise((resolve, reject) => {
