@@ -47,7 +47,7 @@ import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
 import { bootGuardExec, EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
-import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type SshConnection } from './transport';
+import { ConnectionPool, connect, neverStarted, nftError, type Dial, type ExecResult, type SshConnection } from './transport';
 import { MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
 
 export { nftInput, type Timer } from './hostscript';
@@ -70,6 +70,8 @@ export interface DriverOptions {
   now?: () => Date;
   /** name resolution for the protected-host check (default: the system resolver), for tests */
   resolve?: Resolver;
+  /** opens the stream to a host's SSH port (default: TCP), for tests: the fast tier's in-process host */
+  dial?: Dial;
 }
 
 interface Op {
@@ -121,17 +123,19 @@ export class IsolationDriver {
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
   private readonly protection: ProtectionCheck;
+  private readonly dial?: Dial;
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
   /** what each connection's host can do, asked once per connection (preflight.ts) */
   private readonly hostCaps = new WeakMap<SshConnection, Promise<Capabilities>>();
 
   constructor(opts: DriverOptions = {}) {
-    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, opts.dial);
     this.slots = new Slots(opts.maxConcurrent ?? 64);
     this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
     this.protection = new ProtectionCheck(opts.resolve);
+    this.dial = opts.dial;
   }
 
   /**
@@ -482,7 +486,7 @@ export class IsolationDriver {
     let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
-      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions);
+      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions, this.dial);
       try {
         const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
         const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));

@@ -61,6 +61,12 @@ const CHANNEL_RETRIES = 3;
  */
 export const MAX_EXEC_OUTPUT = 4 * 1024 * 1024;
 
+/**
+ * Opens the byte stream to a host's SSH port (a test seam, as google/nftables' dial: the fast test
+ * tier hands the driver an in-process host on ssh2's own Server). Absent: a TCP connection.
+ */
+export type Dial = (host: string, port: number, timeoutMs: number) => Promise<Duplex>;
+
 /** One authenticated SSH connection. */
 export class SshConnection {
   private closed = false;
@@ -478,7 +484,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
  * `jump` is reached through a channel of a bastion connection from `bastions` (shared, pooled);
  * the same time limit covers the bastion, the forward and the target's login.
  */
-export async function connect(target: Target, timeoutMs: number, bastions?: Bastions): Promise<SshConnection> {
+export async function connect(target: Target, timeoutMs: number, bastions?: Bastions, dial?: Dial): Promise<SshConnection> {
   const label = labelOf(target);
   const deadline = Date.now() + timeoutMs;
   let ssh: NodeSSH;
@@ -494,6 +500,11 @@ export async function connect(target: Target, timeoutMs: number, bastions?: Bast
       release();
       throw err instanceof IsolationError ? viaBastion(err, label, labelOf(target.jump), 'target') : err;
     }
+  } else if (dial) {
+    const sock = await withTimeout(dial(target.host, target.port, timeoutMs), timeoutMs, () => new TimeoutError(label, 'SSH connect', timeoutMs)).catch((err: unknown) => {
+      throw classifyConnectError(label, err, null, timeoutMs);
+    });
+    ssh = await login(target, label, Math.max(1, deadline - Date.now()), sock);
   } else {
     ssh = await login(target, label, timeoutMs);
   }
@@ -551,6 +562,7 @@ export class ConnectionPool {
   constructor(
     private readonly idleMs = 60_000,
     private readonly maxConnections = 256,
+    private readonly dial?: Dial,
   ) {
     // a bastion outlives its last target connection by a little, so a burst of actions shares it
     this.bastions = new Bastions(Math.min(idleMs, 5_000), maxConnections);
@@ -580,7 +592,7 @@ export class ConnectionPool {
       entry.busy--;
       if (this.entries.get(key) === entry) this.drop(key);
     }
-    const fresh: PoolEntry = { conn: connect(target, timeoutMs, this.bastions), busy: 1 };
+    const fresh: PoolEntry = { conn: connect(target, timeoutMs, this.bastions, this.dial), busy: 1 };
     this.entries.set(key, fresh);
     this.evict();
     try {
