@@ -1,0 +1,1 @@
+PATH="$PATH:/usr/sbin:/sbin" exec nft -j -f -

@@ -1,0 +1,1 @@
+exec sudo -n nft -j -f -

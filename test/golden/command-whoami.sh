@@ -1,0 +1,1 @@
+printf "%s\n" "$SSH_CONNECTION"
