@@ -117,6 +117,13 @@ describe('the fleet page of example 05 under attack: release token, page names, 
     assert.equal(r.status, 200, r.text);
     return r.text;
   };
+  /** a page token as the flow keeps it, read through the admin API (as the editor's Context sidebar does) */
+  const stored = async (token: string): Promise<{ exp: number } | undefined> => {
+    const r = await red.request('GET', `/context/flow/f5/fleetTokens.${token}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const v = r.body as { msg?: string; format?: string };
+    return v.format === 'undefined' ? undefined : (JSON.parse(v.msg!) as { exp: number });
+  };
   const release = (host: string, via: { host: string; origin?: string }, token?: string) =>
     request(port, 'POST', '/fleet/release', { ...via, form: token === undefined ? { host } : { host, token } });
 
@@ -166,14 +173,18 @@ describe('the fleet page of example 05 under attack: release token, page names, 
     for (const t of ['__proto__', 'constructor', 'toString', '', 'x'.repeat(64)]) assert.equal((await release(h[0].v4, good, t)).status, 403, `token ${JSON.stringify(t)}`);
     assert.equal(await onHost(0), true, 'still isolated');
 
-    // the page's token releases once
+    // the page's token releases once; it is kept server-side (flow context) with its expiry
     const token = tokenOf(await page());
     assert.ok(token, 'the page carries a token');
+    const kept = await stored(token);
+    assert.ok(kept, 'kept in flow context');
+    assert.ok(Math.abs(kept.exp - (Date.now() + 15 * 60_000)) < 60_000, `expires in 15 minutes: ${kept.exp}`);
     const ok = await release(h[1].v4, good, token);
     assert.equal(ok.status, 303, ok.text);
     assert.equal(await onHost(1), false, 'released with the page token');
     const again = await release(h[0].v4, good, token);
     assert.equal(again.status, 403, 'a used token');
+    assert.equal(await stored(token), undefined, 'gone once used');
     assert.match(again.text, /reload/);
     assert.equal(await onHost(0), true, 'still isolated');
     // the release made the last sweep out of date: the next load shows the host free at once
