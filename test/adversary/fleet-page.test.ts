@@ -138,12 +138,25 @@ describe('the fleet page of example 05 under attack: release token, page names, 
     assert.equal(nftCalls(), before, 'no sweep');
   });
 
-  it('20 loads in a row sweep once; 20 at once on an aged sweep sweep once more; the page shows the sweep and its age', async () => {
+  it('5 loads at once on no sweep, then 20 in a row, sweep once; 20 at once on an aged sweep sweep once more; the page shows the sweep and its age', async () => {
     const c0 = nftCalls();
-    const first = await page();
+    // 5 loads at once before any sweep: one sweeps, the others get a page that says so and reloads
+    const cold = await Promise.all(Array.from({ length: 5 }, () => request(port, 'GET', '/fleet', good)));
+    for (const r of cold) assert.equal(r.status, 200, r.text);
+    const swept = new Set(cold.map((r) => sweptAt(r.text)).filter(Boolean));
+    assert.equal(swept.size, 1, 'one sweep shown');
+    const pending = cold.filter((x) => !sweptAt(x.text));
+    assert.ok(pending.length >= 1, 'the loads during the sweep did not wait for one of their own');
+    for (const r of pending) {
+      assert.match(r.text, /<meta http-equiv="refresh" content="2">/);
+      assert.match(r.text, /id="pending"/);
+      assert.equal(tokenOf(r.text), undefined, 'no rows, no token');
+    }
     const c1 = nftCalls();
     const perSweep = c1 - c0;
     assert.ok(perSweep > 0, 'the first load sweeps (its status reads ran nft on host 0)');
+    const first = await page();
+    assert.equal(nftCalls(), c1, 'the next load shows that sweep');
     const more: string[] = [];
     for (let i = 0; i < 19; i++) more.push(await page());
     assert.equal(nftCalls(), c1, `19 more loads, no sweep (${(nftCalls() - c1) / perSweep} sweeps)`);
