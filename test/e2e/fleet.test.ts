@@ -101,13 +101,16 @@ describe('the fleet page of example 05 in headless Chromium', function () {
   });
 
   it('refuses a release posted from another site (Origin) and a host outside the allowlist', async () => {
-    // a client that sends no Origin (curl, not a browser) is let through, and redirected to the page
-    const plain = await fetch(`${red.url}/fleet/release`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `host=${lab.hosts[1].v4}`, redirect: 'manual' });
-    // a browser posting from another site's form sends that site's origin
+    // a release carries the token of a page the flow served (one use): read it as a client would
+    const token = async () => /name="token" value="([0-9a-f]{64})"/.exec(await (await fetch(`${red.url}/fleet`)).text())![1];
+    const form = (host: string, t?: string) => `host=${host}` + (t === undefined ? '' : `&token=${t}`);
+    // a client that sends no Origin (curl, not a browser) is let through with the page's token, and redirected to the page
+    const plain = await fetch(`${red.url}/fleet/release`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form(lab.hosts[1].v4, await token()), redirect: 'manual' });
+    // a browser posting from another site's form sends that site's origin (and has no token to send)
     const r = await fetch(`${red.url}/fleet/release`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' },
-      body: `host=${lab.hosts[2].v4}`,
+      body: form(lab.hosts[2].v4, await token()),
       redirect: 'manual',
     });
     assert.equal(r.status, 403);
@@ -115,7 +118,11 @@ describe('the fleet page of example 05 in headless Chromium', function () {
     assert.equal(plain.status, 303, 'a release without Origin (curl) goes through');
     assert.equal(new URL(plain.headers.get('location')!, `${red.url}/fleet/release`).pathname, '/fleet');
     assert.equal(await onHost(1), false);
-    const outside = await fetch(`${red.url}/fleet/release`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `host=${lab.peer.v4}`, redirect: 'manual' });
+    // without the token, even curl releases nothing
+    const bare = await fetch(`${red.url}/fleet/release`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form(lab.hosts[2].v4), redirect: 'manual' });
+    assert.equal(bare.status, 403);
+    assert.equal(await onHost(2), true, 'still isolated');
+    const outside = await fetch(`${red.url}/fleet/release`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form(lab.peer.v4, await token()), redirect: 'manual' });
     assert.equal(outside.status, 500);
     assert.match(await outside.text(), /not allowed/);
   });
