@@ -50,9 +50,9 @@ const OWNER_FLOW_TIMEOUT = 3600;
  * (audit mode's observed flows; the flows a uid or unit exception opens). The state read never
  * returns their elements (hostscript's statusScript cuts them out on the host), but anything that
  * lists the table does (an operator, an older controller). nft's JSON of an element of the
- * largest kind (an IPv6 flow of a ported set, with expiry and counter, at its widest) is about 190
- * bytes, so the worst case of all twelve sets full is about 1.6 MB: well under the 4 MiB a read
- * may return. A full set records no new flow (nft's `update` breaks the rule): audit mode stops
+ * largest kind (an IPv6 flow of a ported set, with timeout, expiry and 20-digit counters) is at
+ * most 205 bytes, so all twelve sets full make at most about 1.5 MB (test/unit/stateread pins
+ * it): well under the 4 MiB a read may return. A full set records no new flow (nft's `update` breaks the rule): audit mode stops
  * recording new flows (the status says so: `observedFull`), and an owner exception's new flows
  * are dropped until recorded ones expire (the status warns).
  */

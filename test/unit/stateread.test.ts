@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { COMMANDS } from '../../src/driver/hostscript';
+import { MAX_EXEC_OUTPUT } from '../../src/driver/transport';
 import { DYNAMIC_SET_SIZE, encodeState, type StateDoc } from '../../src/driver/ruleset';
 import { OBSERVED_TOP, parseTable, splitStateRead, toHostState, withStateRead } from '../../src/driver/state';
 
@@ -168,6 +169,21 @@ describe('the state read: bounded whatever the host records', () => {
     );
     assert.equal(withStateRead(base, extras).observedOmitted, 900 - OBSERVED_TOP);
     assert.equal(splitStateRead('{"nftables": []}\n').extras, null, 'no filter ran: nothing from it');
+  });
+
+  it('the caps keep even a full listing of every dynamic set well under the read limit', () => {
+    // the widest element of each kind as nft prints it: widest addresses, 20-digit counters
+    const v6 = 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff';
+    const v4 = '255.255.255.255';
+    const big = 18446744073709551615n;
+    const obs = (a: string, ported: boolean) =>
+      `${nftJson({ elem: { val: { concat: ported ? [a, 'udp', 65535] : [a, 'ipv6-icmp'] }, timeout: 604800, expires: 604799, counter: { packets: 0, bytes: 0 } } }).replace(/"packets": 0, "bytes": 0/, `"packets": ${big}, "bytes": ${big}`)}, `;
+    const owner = (a: string, ported: boolean) => `${nftJson({ elem: { val: { concat: ported ? [a, 'udp', 65535, 65535] : [a, 'ipv6-icmp'] }, timeout: 3600, expires: 3599 } })}, `;
+    const per = (f: (a: string, p: boolean) => string, ported: boolean) => f(v4, ported).length + f(v6, ported).length;
+    const S = DYNAMIC_SET_SIZE;
+    const worst = 2 * S.observed * per(obs, true) + 2 * S.observedOther * per(obs, false) + S.owner * per(owner, true) + S.ownerOther * per(owner, false);
+    assert.ok(obs(v6, true).length <= 205, obs(v6, true));
+    assert.ok(worst < 1.6e6 && worst < MAX_EXEC_OUTPUT / 2, `all twelve sets full: ${worst} bytes`);
   });
 
   it("without the filter (nft's answer as it is), the observed flows are bounded the same way", () => {
