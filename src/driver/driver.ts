@@ -44,7 +44,7 @@ import {
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
-import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, type HostState, type ParsedTable } from './state';
+import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
 import { bootGuardExec, EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type Dial, type ExecResult, type SshConnection } from './transport';
@@ -351,7 +351,7 @@ export class IsolationDriver {
         const zero = { packets: 0, bytes: 0 };
         const state = withHostGuard(
           withSevered(
-            toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [] }),
+            toHostState(target.host, { doc, gen: current.gen + 1, dropped: read?.dropped ?? { in: zero, out: zero, forward: zero }, observed: read?.observed ?? [], observedOmitted: read?.observedOmitted, fullSets: read?.fullSets }),
             sever,
             out,
           ),
@@ -701,12 +701,13 @@ export class IsolationDriver {
    * With `host`, the status read: the host's guard record comes in the same exec.
    */
   private async read(op: Op, conn: SshConnection, host?: { guard: GuardReport | null }): Promise<ParsedTable | null> {
-    const res = host ? await this.statusExec(op, conn) : await this.nft(op, conn, renderList(op.target.table));
-    if (host) {
-      const split = parseGuard(res.stdout);
-      host.guard = split.guard;
-      res.stdout = split.json;
-    }
+    // always the status read: its answer is bounded whatever the host's users send (the dynamic
+    // sets' elements stay on the host, the observed flows come back as the top ones)
+    const res = await this.statusExec(op, conn);
+    const split = parseGuard(res.stdout);
+    if (host) host.guard = split.guard;
+    const { json, extras } = splitStateRead(split.json);
+    res.stdout = json;
     if (res.code !== 0) {
       if (/No such file or directory/.test(res.stderr) && !/not found/.test(res.stderr)) {
         this.remember(op.target, null);
@@ -715,7 +716,7 @@ export class IsolationDriver {
       throw nftError(op.target.host, res);
     }
     try {
-      const parsed = parseTable(res.stdout, op.target.table);
+      const parsed = withStateRead(parseTable(res.stdout, op.target.table), extras);
       this.remember(op.target, { doc: parsed.doc, gen: parsed.gen });
       return parsed;
     } catch (err) {

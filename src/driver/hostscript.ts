@@ -6,7 +6,8 @@
 import { NftFailedError, PrivilegeError, UnsupportedError, type IsolationError } from './errors';
 import { parseAddr } from './net';
 import type { Exception, Target } from './policy';
-import type { Batch, ManagementEndpoint } from './ruleset';
+import { DYNAMIC_SET, type Batch, type ManagementEndpoint } from './ruleset';
+import { OBSERVED_TOP } from './state';
 
 export const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
 export const SUDO_NFT = 'sudo -n nft -j -f -';
@@ -381,12 +382,71 @@ function applyScript(nft: string, priv: string): string {
 }
 
 /**
- * The status read: the guard's record, when one is armed for the table named on the first stdin
- * line (`nrhi-guard GEN COUNT LAST STATE ALIVE`), then the listing batch (the rest) to nft.
+ * The state read's filter (awk, on the host): nft's one-line JSON of the table, already split by
+ * sed before each top-level object and each set element, comes back as the same JSON document
+ * without the elements of the dynamic sets (DYNAMIC_SET: filled from the packet path, so as large
+ * as the host's users make them), then `nrhi-dynset NAME COUNT SIZE` for each of them and the
+ * OBSERVED_TOP observed flows with the most packets, `nrhi-flow PACKETS BYTES DIR FAM ADDR PROTO
+ * PORT` (sort | head: bounded in output; in CPU by the sets' caps). Everything else passes as
+ * nft printed it. Exits with nft's code (its `nrhi-rc` line). Host output is checked again by the
+ * controller (state.ts, parseStateRead).
+ */
+const STATE_FILTER = String.raw`BEGIN { ORS = ""; rc = 1; cur = ""; dyn = ""; items = 0; nd = 0; flows = 0; first = 1; raw = 0
+  top = "sort -k2,2nr -k3,3nr | head -n ${OBSERVED_TOP}" }
+function num(s, key,   p, v) { p = index(s, key); if (!p) return 0; v = substr(s, p + length(key)); if (match(v, /^[0-9]+/)) return substr(v, 1, RLENGTH); return 0 }
+function str(s, key,   p, v) { p = index(s, key); if (!p) return ""; v = substr(s, p + length(key)); p = index(v, "\""); return p ? substr(v, 1, p - 1) : "" }
+function flush(   s, sep) {
+  if (cur == "") return
+  s = cur; cur = ""
+  sub(/[ \t\r]+$/, "", s); sub(/,$/, "", s); sub(/[}][}][]][}]$/, "}}", s)
+  if (s == "") return
+  sep = items++ ? ", " : "{\"nftables\": ["
+  print sep s
+}
+function element(s,   p, v, a, m, port, dir, fam) {
+  count[dyn]++
+  if (dyn !~ /^obs_/) return
+  p = index(s, "\"concat\": ["); if (!p) return
+  v = substr(s, p + 11); p = index(v, "]"); if (!p) return
+  v = substr(v, 1, p - 1); gsub(/"/, "", v); m = split(v, a, ", ")
+  if (m < 2 || m > 3 || length(a[1]) > 45 || a[1] !~ /^[0-9a-fA-F.:]+$/ || length(a[2]) > 24 || a[2] !~ /^[a-z0-9-]+$/) return
+  port = "-"; if (m == 3) { if (length(a[3]) > 5 || a[3] !~ /^[0-9]+$/) return; port = a[3] }
+  dir = substr(dyn, 5); fam = dir; sub(/[46].*$/, "", dir); sub(/^(in|out)/, "", fam); fam = substr(fam, 1, 1)
+  flows++
+  print "nrhi-flow " num(s, "\"packets\": ") " " num(s, "\"bytes\": ") " " dir " " fam " " a[1] " " a[2] " " port "\n" | top
+}
+/^nrhi-rc [0-9]+$/ { rc = $2; next }
+/^[ \t\r]*$/ { next }
+{
+  line = $0
+  if (first) { first = 0; if (!sub(/^[{]"nftables": [[]/, "", line)) raw = 1 }
+  if (raw) { print line "\n"; next }
+  if (line ~ /^[{]"[a-z ]+": [{]"family": /) {
+    flush(); cur = line; dyn = ""
+    if (line ~ /^[{]"set": [{]"family": "inet", /) {
+      name = str(line, "\"name\": \""); tb = str(line, "\"table\": \"")
+      if (tb == t && name ~ ${DYNAMIC_SET.source.replace(/^/, '/') + '/'} && !(name in count)) { dyn = name; count[name] = 0; size[name] = num(line, "\"size\": "); names[++nd] = name; sub(/, "elem": [[]$/, "}}", cur) }
+    }
+  } else if (dyn != "") element(line)
+  else cur = cur line
+}
+END {
+  flush(); if (items) print "]}\n"
+  for (i = 1; i <= nd; i++) print "nrhi-dynset " names[i] " " count[names[i]] " " size[names[i]] "\n"
+  fflush(); if (flows) close(top)
+  exit rc
+}`;
+
+/**
+ * The state read (status, and the read a change falls back to): the guard's record, when one is
+ * armed for the table named on the first stdin line (`nrhi-guard GEN COUNT LAST STATE ALIVE`),
+ * then the listing batch (the rest) to nft, its answer through STATE_FILTER: what comes back is
+ * bounded whatever the host's users send. A host without sed or awk gets nft's answer as it is
+ * (the dynamic sets' caps bound it).
  */
 function statusScript(nft: string): string {
   return [
-    'PATH="$PATH:/usr/sbin:/sbin"',
+    'PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
     `IFS= read -r t || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `G=${GUARD_DIR}`,
@@ -397,7 +457,10 @@ function statusScript(nft: string): string {
     "  case \"$q\" in ''|*[!0-9]*) ! systemctl is-active --quiet \"nrhi-guard-$t.service\" || a=1;; *) [ ! -d \"/proc/$q\" ] || a=1;; esac",
     '  printf "nrhi-guard %s %s %s %s %s\\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a"',
     'fi 2>/dev/null',
-    `exec ${nft}`,
+    `for c in sed awk sort head; do command -v $c >/dev/null 2>&1 || exec ${nft}; done`,
+    `{ ${nft}; r=$?; printf '\\nnrhi-rc %s\\n' "$r"; } |`,
+    `  LC_ALL=C sed -E -e 's/[{]"(table|chain|set|map|rule|counter|quota|limit|element|flowtable|secmark|synproxy|ct helper|ct timeout|ct expectation)": [{]"family": /\\n&/g' -e 's/[{]"elem": [{]/\\n&/g' |`,
+    `  LC_ALL=C awk -v t="$t" '${STATE_FILTER}'`,
   ].join('\n');
 }
 

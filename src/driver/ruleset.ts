@@ -45,7 +45,27 @@ export const OWNER_CHAIN = 'owner_out';
 export const OWNER_SETS = ['owner4', 'owner6', 'owner4_other', 'owner6_other'] as const;
 /** How long a recorded owner flow keeps its reply path without a packet from its owner (s). */
 const OWNER_FLOW_TIMEOUT = 3600;
-const OWNER_FLOW_SIZE = 65535;
+/**
+ * Caps of the dynamic sets (elements), which fill by themselves with what the host's users send
+ * (audit mode's observed flows; the flows a uid or unit exception opens). The state read never
+ * returns their elements (hostscript's statusScript cuts them out on the host), but anything that
+ * lists the table does (an operator, an older controller). nft's JSON of an element of the
+ * largest kind (an IPv6 flow of a ported set, with timeout, expiry and 20-digit counters) is at
+ * most 205 bytes, so all twelve sets full make at most about 1.5 MB (test/unit/stateread pins
+ * it): well under the 4 MiB a read may return. A full set records no new flow (nft's `update` breaks the rule): audit mode stops
+ * recording new flows (the status says so: `observedFull`), and an owner exception's new flows
+ * are dropped until recorded ones expire (the status warns).
+ */
+export const DYNAMIC_SET_SIZE = {
+  /** obs_{in,out}{4,6}: addr . proto . port */
+  observed: 1024,
+  /** obs_{in,out}{4,6}_other: addr . proto */
+  observedOther: 256,
+  /** owner4 / owner6: peer . proto . peer port . our port (a connection each) */
+  owner: 2048,
+  /** owner4_other / owner6_other: peer . proto */
+  ownerOther: 256,
+} as const;
 const CHUNK = 96;
 
 export interface ManagementEndpoint {
@@ -269,6 +289,9 @@ function chainRules(hook: 'input' | 'output', management: readonly ManagementEnd
   return rules;
 }
 
+/** The names of the sets filled from the packet path (`update`), whose size follows the host's traffic. */
+export const DYNAMIC_SET = /^(obs_(in|out)[46](_other)?|owner[46](_other)?)$/;
+
 /** Audit mode's dynamic sets of observed flows: `obs_in4` (addr . proto . port), `obs_in4_other` (addr . proto). */
 export function observedSet(dir: Dir, fam: Family, other: boolean): string {
   return `obs_${dir}${fam}${other ? '_other' : ''}`;
@@ -328,8 +351,8 @@ function ownerSetCommands(table: string): unknown[] {
     const addr = fam === 4 ? 'ipv4_addr' : 'ipv6_addr';
     return [
       // `dynamic` is implied by the update rule (JSON refuses the flag)
-      { add: { set: { ...t, name: `owner${fam}`, type: [addr, 'inet_proto', 'inet_service', 'inet_service'], size: OWNER_FLOW_SIZE, flags: ['timeout'], timeout: OWNER_FLOW_TIMEOUT } } },
-      { add: { set: { ...t, name: `owner${fam}_other`, type: [addr, 'inet_proto'], size: OWNER_FLOW_SIZE, flags: ['timeout'], timeout: OWNER_FLOW_TIMEOUT } } },
+      { add: { set: { ...t, name: `owner${fam}`, type: [addr, 'inet_proto', 'inet_service', 'inet_service'], size: DYNAMIC_SET_SIZE.owner, flags: ['timeout'], timeout: OWNER_FLOW_TIMEOUT } } },
+      { add: { set: { ...t, name: `owner${fam}_other`, type: [addr, 'inet_proto'], size: DYNAMIC_SET_SIZE.ownerOther, flags: ['timeout'], timeout: OWNER_FLOW_TIMEOUT } } },
     ];
   });
 }
@@ -344,7 +367,6 @@ function ownerCommands(table: string, exceptions: readonly Exception[], flush: b
   return cmds;
 }
 
-const OBSERVED_SIZE = 65535;
 const OBSERVED_TIMEOUT = 7 * 86400;
 
 export type Batch = { nftables: unknown[] };
@@ -386,7 +408,7 @@ export function renderIsolate(table: string, doc: StateDoc, gen: number, expElem
           const addr = fam === 4 ? 'ipv4_addr' : 'ipv6_addr';
           const type = other ? [addr, 'inet_proto'] : [addr, 'inet_proto', 'inet_service'];
           // `dynamic` is implied by the update rule (JSON refuses the flag)
-          cmds.push({ add: { set: { ...t, name: observedSet(dir, fam, other), type, size: OBSERVED_SIZE, flags: ['timeout'], timeout: OBSERVED_TIMEOUT } } });
+          cmds.push({ add: { set: { ...t, name: observedSet(dir, fam, other), type, size: other ? DYNAMIC_SET_SIZE.observedOther : DYNAMIC_SET_SIZE.observed, flags: ['timeout'], timeout: OBSERVED_TIMEOUT } } });
         }
       }
     }

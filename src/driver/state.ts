@@ -4,7 +4,15 @@
  */
 import { z } from 'zod';
 import { exceptionListSchema, type Exception } from './policy';
-import { STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { parseAddr } from './net';
+import { DYNAMIC_SET, STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type StateDoc } from './ruleset';
+
+/**
+ * The most observed flows a state read returns: the ones with the most packets, picked on the host
+ * (hostscript's STATE_FILTER); how many more the host recorded is `observedOmitted`. 200 flows are
+ * about 16 KiB of answer, and more than an operator turns into exceptions by hand.
+ */
+export const OBSERVED_TOP = 200;
 
 export interface Counter {
   packets: number;
@@ -40,8 +48,18 @@ export interface HostState {
   management: ManagementEndpoint[];
   /** what reached the drop policy since isolation (in audit mode: what enforce would have dropped) */
   dropped: { in: Counter; out: Counter; forward: Counter } | null;
-  /** audit mode: flows enforce would drop, most packets first; empty otherwise */
+  /**
+   * audit mode (status): flows enforce would drop, most packets first, at most OBSERVED_TOP (200);
+   * empty otherwise
+   */
   observed: ObservedFlow[];
+  /** status, audit mode: how many more flows the host recorded than `observed` holds (the ones with fewer packets) */
+  observedOmitted: number;
+  /**
+   * status, audit mode: the host's record of observed flows is full (its sets are capped), so flows
+   * new since then are not recorded until recorded ones expire (7 days without a packet)
+   */
+  observedFull: boolean;
   /** re-applied at boot by a systemd unit on the host until unisolated */
   persist: boolean;
   /**
@@ -81,6 +99,10 @@ export interface ParsedTable {
   gen: number;
   dropped: NonNullable<HostState['dropped']>;
   observed: ObservedFlow[];
+  /** flows recorded on the host beyond `observed` (absent: none) */
+  observedOmitted?: number;
+  /** the dynamic sets that are full (their caps reached), with their fill (absent: none known) */
+  fullSets?: DynamicSetFill[];
   /** the raw listing items, for tamper detection (absent when built from a write) */
   listing?: Record<string, unknown>[];
 }
@@ -223,8 +245,76 @@ export function parseTable(json: string, table: string): ParsedTable {
     doc,
     gen,
     dropped: { in: counters.drop_in ?? zero, out: counters.drop_out ?? zero, forward: counters.drop_fwd ?? zero },
-    observed: observed.sort((a, b) => b.packets - a.packets || b.bytes - a.bytes),
+    // nft's whole answer (a host without the read's filter): the same bound as the filter's
+    observed: observed.sort(byPackets).slice(0, OBSERVED_TOP),
+    observedOmitted: Math.max(0, observed.length - OBSERVED_TOP),
     listing: listing.data.nftables,
+  };
+}
+
+const byPackets = (a: ObservedFlow, b: ObservedFlow) => b.packets - a.packets || b.bytes - a.bytes;
+
+/** How full one of the table's dynamic sets is (the state read's `nrhi-dynset` line). */
+export interface DynamicSetFill {
+  name: string;
+  count: number;
+  /** its cap (0: none said) */
+  size: number;
+}
+
+/** What the state read's filter said beside the listing: the dynamic sets' fill and the top observed flows. */
+export interface StateReadExtras {
+  sets: DynamicSetFill[];
+  flows: ObservedFlow[];
+}
+
+const MAX_TAG_LINE = 200;
+const DYNSET_LINE = /^nrhi-dynset ([a-z0-9_]{1,20}) (\d{1,9}) (\d{1,9})$/;
+const FLOW_LINE = /^nrhi-flow (\d{1,20}) (\d{1,20}) (in|out) ([46]) ([0-9a-fA-F.:]{2,45}) ([a-z0-9-]{1,24}) (\d{1,5}|-)$/;
+
+/**
+ * Splits the state read's answer (after the guard's line): nft's JSON, then the filter's lines
+ * (`nrhi-dynset NAME COUNT SIZE`, `nrhi-flow PACKETS BYTES DIR FAM ADDR PROTO PORT`). Host text:
+ * a line that does not match exactly is left out, at most OBSERVED_TOP flows and one line per
+ * dynamic set are taken. `extras` is null when no filter ran (a host without sed or awk: nft's
+ * answer as it is).
+ */
+export function splitStateRead(stdout: string): { json: string; extras: StateReadExtras | null } {
+  const json: string[] = [];
+  const sets = new Map<string, DynamicSetFill>();
+  const flows: ObservedFlow[] = [];
+  let tagged = false;
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('nrhi-dynset ') && !line.startsWith('nrhi-flow ')) {
+      json.push(line);
+      continue;
+    }
+    tagged = true;
+    if (line.length > MAX_TAG_LINE) continue;
+    const d = DYNSET_LINE.exec(line);
+    if (d) {
+      if (DYNAMIC_SET.test(d[1]) && !sets.has(d[1])) sets.set(d[1], { name: d[1], count: Number(d[2]), size: Number(d[3]) });
+      continue;
+    }
+    const f = FLOW_LINE.exec(line);
+    if (!f || flows.length >= OBSERVED_TOP) continue;
+    const addr = parseAddr(f[5]);
+    const port = f[7] === '-' ? null : Number(f[7]);
+    if (!addr || addr.text.includes('/') || addr.family !== Number(f[4]) || (port !== null && port > 65535)) continue;
+    flows.push({ direction: f[3] as 'in' | 'out', proto: protoName(f[6]), addr: addr.text, port, packets: Number(f[1]), bytes: Number(f[2]) });
+  }
+  return { json: json.join('\n'), extras: tagged ? { sets: [...sets.values()], flows: flows.sort(byPackets) } : null };
+}
+
+/** The parsed table with what the filter said: its top flows, how many it left out, which sets are full. */
+export function withStateRead(parsed: ParsedTable, extras: StateReadExtras | null): ParsedTable {
+  if (!extras) return parsed;
+  const recorded = extras.sets.filter((s) => s.name.startsWith('obs_')).reduce((n, s) => n + s.count, 0);
+  return {
+    ...parsed,
+    observed: extras.flows,
+    observedOmitted: Math.max(0, recorded - extras.flows.length),
+    fullSets: extras.sets.filter((s) => s.size > 0 && s.count >= s.size),
   };
 }
 
@@ -241,6 +331,8 @@ export function notIsolated(host: string): HostState {
     management: [],
     dropped: null,
     observed: [],
+    observedOmitted: 0,
+    observedFull: false,
     persist: false,
     tampered: [],
     severed: null,
@@ -253,6 +345,9 @@ export function notIsolated(host: string): HostState {
 
 export function toHostState(host: string, parsed: ParsedTable): HostState {
   const { doc } = parsed;
+  const observedFull = (parsed.fullSets ?? []).filter((s) => s.name.startsWith('obs_'));
+  // audit mode accepts what an owner rule could not record: only enforce drops those flows
+  const ownerFull = doc.mode === 'enforce' ? (parsed.fullSets ?? []).filter((s) => s.name.startsWith('owner')) : [];
   const state: IsolationState = doc.mode === 'enforce' ? 'isolated' : 'audit';
   return {
     host,
@@ -266,12 +361,28 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     management: doc.management,
     dropped: parsed.dropped,
     observed: parsed.observed,
+    observedOmitted: parsed.observedOmitted ?? 0,
+    observedFull: observedFull.length > 0,
     persist: doc.persist === true,
     tampered: [],
     severed: null,
-    warnings: [],
+    warnings: fullWarnings(observedFull, ownerFull),
     guard: false,
     healed: null,
     changed: false,
   };
+}
+
+function fullWarnings(observed: DynamicSetFill[], owner: DynamicSetFill[]): string[] {
+  const list = (sets: DynamicSetFill[]) => sets.map((s) => `${s.name}: ${s.count}`).join(', ');
+  const out: string[] = [];
+  if (observed.length > 0) {
+    out.push(`the record of observed flows is full (${list(observed)}): flows new since then are not recorded until recorded ones expire (7 days without a packet)`);
+  }
+  if (owner.length > 0) {
+    out.push(
+      `the record of flows opened by service/user exceptions is full (${list(owner)}): new flows of those services and users are dropped until recorded ones expire (1 hour without a packet)`,
+    );
+  }
+  return out;
 }
