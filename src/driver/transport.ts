@@ -224,17 +224,19 @@ function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKe
   return new UnreachableError(host, e?.code ? `${e.code} ${msg}` : msg, { cause: err });
 }
 
-/** What one SSH login needs: where, who, with what, and the pinned host key. */
-type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'>;
+/** What one SSH login needs: where, who, with what, and the pinned host key (and the checked address to dial, if any). */
+type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'> & { dial?: string };
 
 function labelOf(e: { host: string; port: number }): string {
   return e.port === 22 ? e.host : `${e.host}:${e.port}`;
 }
 
 /**
- * Logs in to `ep` within `timeoutMs`: over a new TCP connection, or over `sock` (a channel
- * forwarded by a bastion). The host key is verified against `ep.knownHosts` before anything is
- * sent. Errors are classified under `label`.
+ * Logs in to `ep` within `timeoutMs`: over a new TCP connection (to `ep.dial`, the address that
+ * was checked, when there is one; else to `ep.host`), or over `sock` (a channel forwarded by a
+ * bastion). The host key is verified against `ep.knownHosts` by the host as it was given
+ * (`ep.host`, a name or an address), never by the dialled address, before anything is sent.
+ * Errors are classified under `label`.
  */
 async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Duplex): Promise<NodeSSH> {
   const entries = parseKnownHosts(ep.knownHosts);
@@ -247,7 +249,7 @@ async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Dupl
   try {
     await Promise.race([
       ssh.connect({
-        ...(sock ? { sock } : { host: ep.host, port: ep.port }),
+        ...(sock ? { sock } : { host: ep.dial ?? ep.host, port: ep.port }),
         username: ep.username,
         privateKey: ep.privateKey || undefined,
         passphrase: ep.passphrase || undefined,
@@ -438,7 +440,11 @@ function lost(err: UnreachableError): UnreachableError {
 /** ssh2's reason codes for a refused channel open (RFC 4254, 5.1). */
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 
-/** Asks the bastion for a channel to the target's SSH port (`direct-tcpip`, as `ssh -J` does), within `timeoutMs`. */
+/**
+ * Asks the bastion for a channel to the target's SSH port (`direct-tcpip`, as `ssh -J` does), within
+ * `timeoutMs`: to the checked address (`target.dial`) when there is one, so that the bastion does
+ * not resolve the name again (to another address); else to the host as given.
+ */
 function openForward(client: Client, target: Target, timeoutMs: number, targetLabel: string, bastion: string): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -447,7 +453,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
       reject(viaBastion(new TimeoutError(targetLabel, `forward through bastion ${bastion}`, timeoutMs), targetLabel, bastion, 'target'));
     }, timeoutMs);
     try {
-      client.forwardOut('127.0.0.1', 0, target.host, target.port, (err, stream) => {
+      client.forwardOut('127.0.0.1', 0, target.dial ?? target.host, target.port, (err, stream) => {
         if (settled) {
           stream?.close(); // too late: the caller has given up
           return;
@@ -563,7 +569,10 @@ export class ConnectionPool {
       .update(JSON.stringify([t.privateKey ?? '', t.passphrase ?? '', t.password ?? '', t.knownHosts, t.jump ? Bastions.key(t.jump) : '']))
       .digest('hex')
       .slice(0, 16);
-    return `${t.username}@${t.host}:${t.port}#${cred}`;
+    // and so is the checked address a name was dialled at: a warm session to the address the name
+    // had before is never used for the address it has now
+    const at = t.dial !== undefined && t.dial !== t.host ? `>${t.dial}` : '';
+    return `${t.username}@${t.host}${at}:${t.port}#${cred}`;
   }
 
   /** A warm connection for this target, held until `release`. */

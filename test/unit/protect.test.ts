@@ -76,8 +76,9 @@ describe('protected hosts', () => {
     const t0 = Date.now();
     assert.equal(await errorCode(hanging.assert('slow.corp.example', [], 300)), 'TIMEOUT');
     assert.ok(Date.now() - t0 < 2000);
-    // a protected name that cannot be resolved protects by name only: other hosts are not blocked by it
-    assert.equal(await errorCode(hanging.assert('198.18.9.77', ['slow.corp.example'], 200)), 'ok');
+    // a protected name that has never resolved does not protect "by name only" (issue 20, item 4:
+    // that failed open): what it protects is unknown, so every isolation through the target is refused
+    assert.equal(await errorCode(hanging.assert('198.18.9.77', ['slow.corp.example'], 200)), 'PROTECTED_UNRESOLVED');
   });
 
   it('the driver refuses isolate, exception remove/replace and enforce before connecting; the pool stays empty', async () => {
