@@ -164,13 +164,13 @@ export class ProtectionCheck {
       if (hit) throw new ProtectedHostError(host, hit.why);
     }
     // the alert's name (resolved once, here) and the kept addresses of the protected names, in parallel
-    const [addrs, named] = await Promise.all([
-      ip ? Promise.resolve([ip]) : bounded(this.resolve(host), ms, host).then((list) => list.flatMap((a) => parseAddr(a) ?? [])),
-      Promise.all(listed.map((l) => this.addrsOf(l.name, ms).then((a) => ({ ...l, addrs: a })))),
-    ]);
-    // fail closed: what a name that never resolved protects is not known
+    const resolving = ip ? Promise.resolve([ip]) : bounded(this.resolve(host), ms, host).then((list) => list.flatMap((a) => parseAddr(a) ?? []));
+    resolving.catch(() => undefined); // answered below, after the protected names
+    const named = await Promise.all(listed.map((l) => this.addrsOf(l.name, ms).then((a) => ({ ...l, addrs: a }))));
+    // fail closed: what a name that never resolved protects is not known (this comes first: it is the target's problem)
     const unknown = named.find((n) => n.addrs === null);
     if (unknown) throw new ProtectedUnresolvedError(unknown.name, unknown.role, this.names.get(unknown.name)?.why ?? 'not resolved');
+    const addrs = await resolving;
     for (const n of named) for (const a of n.addrs!) rules.push({ addr: a, why: `${n.why} (${a.text})` });
     if (!ip && addrs.length === 0) throw new UnreachableError(host, 'the name resolves to no address');
     for (const a of addrs) {
