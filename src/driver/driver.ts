@@ -125,6 +125,8 @@ export class IsolationDriver {
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
   private readonly protection: ProtectionCheck;
+  /** targets that passed the protected-host check (an action that isolates): the bastion's own session is refused for them */
+  private readonly checked = new WeakSet<Target>();
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
   /** what each connection's host can do, asked once per connection (preflight.ts) */
@@ -474,7 +476,9 @@ export class IsolationDriver {
    */
   private async refuseProtected(target: Target): Promise<Target> {
     const dial = await this.protection.assert(target.host, target.protectedHosts, target.timeoutMs, target.jump);
-    return { ...target, dial };
+    const checked: Target = { ...target, dial };
+    this.checked.add(checked);
+    return checked;
   }
 
   /**
@@ -612,7 +616,7 @@ export class IsolationDriver {
       this.protection.sawJump(jump, ep.clientAddr);
       // a host that sees its session come from its own address is the bastion itself (forwarded to itself)
       const self = parseAddr(ep.clientAddr);
-      if (op.target.dial !== undefined && self && self.text === parseAddr(ep.serverAddr)?.text) {
+      if (this.checked.has(op.target) && self && self.text === parseAddr(ep.serverAddr)?.text) {
         throw new ProtectedHostError(op.target.host, `it is this target's jump host (bastion ${jump.host}): the session through it comes from its own address ${self.text}`);
       }
     }

@@ -187,6 +187,8 @@ describe('adversary: protected hosts that DNS, rebinding or the bastion would ex
       assert.ok(other instanceof IsolationError && other.code === 'PROTECTED_HOST', String(other));
       assert.match(other.message, /jump host .* its own address/);
       assert.equal(await tableOn(b.ns), false, "the bastion's table stays absent");
+      // reading it (or releasing it) isolates nothing: not refused as protected (the jump user may not read nft there)
+      assert.notEqual(await errorCode(d.status(asBastion(b.v6))), 'PROTECTED_HOST');
       // the address the hosts see the bastion at, once a connection through it has shown it
       assert.equal((await d.status(target(0))).isolated, false);
       assert.equal(await errorCode(d.isolate(asBastion(b.inner.v4), { verify: false })), 'PROTECTED_HOST');
