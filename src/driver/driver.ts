@@ -229,8 +229,9 @@ export class IsolationDriver {
 
   /** Deletes the pack's table in one transaction; a no-op when the host is not isolated. */
   async unisolate(targetInput: TargetInput, requestInput: UnisolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
+    const given = validate(targetSchema, targetInput, 'target');
     const req = validate(unisolateRequestSchema, requestInput, 'request');
-    const target = await this.addressed(validate(targetSchema, targetInput, 'target'));
+    const target = await this.addressed(given);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       // the same script cancels any release timer of this table on the host (unless it is known
