@@ -12,6 +12,8 @@ import {
   OutputLimitError,
   ParseError,
   PrivilegeError,
+  ProtectedHostError,
+  ProtectedUnresolvedError,
   ServersUnknownError,
   TimeoutError,
   UnreachableError,
@@ -47,7 +49,7 @@ import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
 import { bootGuardExec, EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
-import { ConnectionPool, connect, neverStarted, nftError, type Dial, type ExecResult, type SshConnection } from './transport';
+import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type OpenStream, type SshConnection } from './transport';
 import { MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
 
 export { nftInput, type Timer } from './hostscript';
@@ -71,7 +73,9 @@ export interface DriverOptions {
   /** name resolution for the protected-host check (default: the system resolver), for tests */
   resolve?: Resolver;
   /** opens the stream to a host's SSH port (default: TCP), for tests: the fast tier's in-process host */
-  dial?: Dial;
+  openStream?: OpenStream;
+  /** how often the kept addresses of protected names are resolved again (ms, default 60 s), for tests */
+  protectRefreshMs?: number;
 }
 
 interface Op {
@@ -123,19 +127,21 @@ export class IsolationDriver {
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
   private readonly protection: ProtectionCheck;
-  private readonly dial?: Dial;
+  private readonly openStream?: OpenStream;
+  /** targets that passed the protected-host check (an action that isolates): the bastion's own session is refused for them */
+  private readonly checked = new WeakSet<Target>();
   /** the servers each connection's host is configured with, read once per connection */
   private readonly hostServers = new WeakMap<SshConnection, Promise<Record<ServerKind, { addrs: string[]; from: string } | { error: string }>>>();
   /** what each connection's host can do, asked once per connection (preflight.ts) */
   private readonly hostCaps = new WeakMap<SshConnection, Promise<Capabilities>>();
 
   constructor(opts: DriverOptions = {}) {
-    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, opts.dial);
+    this.pool = new ConnectionPool(opts.idleMs, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, opts.openStream);
     this.slots = new Slots(opts.maxConcurrent ?? 64);
     this.verifyWindowS = opts.verifyWindowS ?? 30;
     this.now = opts.now ?? (() => new Date());
-    this.protection = new ProtectionCheck(opts.resolve);
-    this.dial = opts.dial;
+    this.openStream = opts.openStream;
+    this.protection = new ProtectionCheck(opts.resolve, undefined, undefined, { refreshMs: opts.protectRefreshMs });
   }
 
   /**
@@ -146,10 +152,11 @@ export class IsolationDriver {
    * was wrong does the driver read the host and apply again.
    */
   async isolate(targetInput: TargetInput, requestInput: IsolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
-    const target = validate(targetSchema, targetInput, 'target');
+    const given = validate(targetSchema, targetInput, 'target');
     const req = validate(isolateRequestSchema, requestInput, 'request');
     assertRenderable(req.exceptions);
-    await this.refuseProtected(target);
+    // the target from here on connects to the address the check resolved and passed
+    const target = await this.refuseProtected(given);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const management = managementOf(conn, target, req.force);
@@ -226,8 +233,9 @@ export class IsolationDriver {
 
   /** Deletes the pack's table in one transaction; a no-op when the host is not isolated. */
   async unisolate(targetInput: TargetInput, requestInput: UnisolateRequestInput = {}, info?: ApplyInfo): Promise<HostState> {
-    const target = validate(targetSchema, targetInput, 'target');
+    const given = validate(targetSchema, targetInput, 'target');
     const req = validate(unisolateRequestSchema, requestInput, 'request');
+    const target = await this.addressed(given);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       // the same script cancels any release timer of this table on the host (unless it is known
@@ -267,7 +275,7 @@ export class IsolationDriver {
 
   /** Reads the state kept on the host. */
   async status(targetInput: TargetInput): Promise<HostState> {
-    const target = validate(targetSchema, targetInput, 'target');
+    const target = await this.addressed(validate(targetSchema, targetInput, 'target'));
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const before = this.known.get(knownKey(target));
@@ -301,11 +309,11 @@ export class IsolationDriver {
    * only). `remove` ignores exceptions that are not there; the comment is not part of identity.
    */
   async setExceptions(targetInput: TargetInput, opInput: ExceptionOp, exceptionsInput: unknown, info?: ApplyInfo): Promise<HostState> {
-    const target = validate(targetSchema, targetInput, 'target');
+    const given = validate(targetSchema, targetInput, 'target');
     const opName = validate(exceptionOpSchema, opInput, 'op');
     const parsed = validate(exceptionListSchema, exceptionsInput ?? [], 'exceptions');
     // adding an exception only loosens an isolation: allowed on a protected host (isolated by mistake)
-    if (opName !== 'add') await this.refuseProtected(target);
+    const target = opName !== 'add' ? await this.refuseProtected(given) : await this.addressed(given);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const given = await this.resolveUsers(op, conn, parsed);
@@ -370,10 +378,10 @@ export class IsolationDriver {
    * so flows recorded in audit mode are gone afterwards: read them with `status` first.
    */
   async setMode(targetInput: TargetInput, modeInput: Mode, info?: ApplyInfo): Promise<HostState> {
-    const target = validate(targetSchema, targetInput, 'target');
+    const given = validate(targetSchema, targetInput, 'target');
     const mode = validate(modeSchema, modeInput, 'mode');
     // switching to audit drops nothing: allowed on a protected host (isolated by mistake)
-    if (mode === 'enforce') await this.refuseProtected(target);
+    const target = mode === 'enforce' ? await this.refuseProtected(given) : await this.addressed(given);
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       for (let attempt = 1; ; attempt++) {
@@ -411,7 +419,7 @@ export class IsolationDriver {
    * isolate on this connection goes by.
    */
   async capabilities(targetInput: TargetInput): Promise<Capabilities> {
-    const target = validate(targetSchema, targetInput, 'target');
+    const target = await this.addressed(validate(targetSchema, targetInput, 'target'));
     return this.run(target, async (op) => {
       const conn = await this.connection(op);
       const caps = this.askCapabilities(op, conn, 'full');
@@ -439,17 +447,54 @@ export class IsolationDriver {
     return this.pool.bastions.size;
   }
 
-  /** Closes every pooled connection. */
+  /** Closes every pooled connection (and stops refreshing protected names until the next use). */
   async close(): Promise<void> {
+    this.protection.close();
     await this.pool.closeAll();
   }
 
   /**
-   * PROTECTED_HOST before any connection when the host must never be isolated (listed in the
-   * target's protectedHosts, or the controller itself, by name or by what its name resolves to).
+   * Resolves the target's protected names and its jump host's name now (when the flow starts), and
+   * keeps their addresses, refreshed every minute, until `releaseProtection`; a refresh that fails
+   * keeps the last good ones. Rejects with PROTECTED_UNRESOLVED (the first name that has never
+   * resolved): then every isolation through this target is refused until it resolves.
    */
-  private async refuseProtected(target: Target): Promise<void> {
-    await this.protection.assert(target.host, target.protectedHosts, target.timeoutMs);
+  async prepareProtection(targetInput: TargetInput): Promise<void> {
+    const target = validate(targetSchema, targetInput, 'target');
+    const unresolved = await this.protection.prepare(protectedNames(target), target.timeoutMs);
+    const jumpName = target.jump && parseAddr(target.jump.host) === null ? target.jump.host : null;
+    const first = unresolved.find((u) => u.name !== jumpName) ?? unresolved[0];
+    if (first) throw new ProtectedUnresolvedError(first.name, first.name === jumpName ? 'jump host' : 'protected host', first.why);
+  }
+
+  /** The target is gone (its config node closed): its names are no longer held (kept a while still). */
+  releaseProtection(targetInput: TargetInput): void {
+    const parsed = targetSchema.safeParse(targetInput);
+    if (parsed.success) this.protection.release(protectedNames(parsed.data));
+  }
+
+  /**
+   * PROTECTED_HOST before any connection when the host must never be isolated (listed in the
+   * target's protectedHosts, the target's jump host, or the controller itself, by name or by what
+   * its name resolves to); PROTECTED_UNRESOLVED when a protected name never resolved. The host's
+   * name is resolved once, here: the target returned connects to the address that was checked.
+   */
+  private async refuseProtected(target: Target): Promise<Target> {
+    const dial = await this.protection.assert(target.host, target.protectedHosts, target.timeoutMs, target.jump);
+    const checked: Target = { ...target, dial };
+    this.checked.add(checked);
+    return checked;
+  }
+
+  /**
+   * For the actions that isolate nothing (release, status, loosening): the host's name resolved by
+   * this controller, as the check does, so that they reach the host an isolation by that name
+   * reached (and its warm connection). A name this controller cannot resolve is left to the
+   * connection (through a bastion: the bastion resolves it), so that a release is never blocked.
+   */
+  private async addressed(target: Target): Promise<Target> {
+    const dial = await this.protection.address(target.host, target.timeoutMs);
+    return dial === undefined ? target : { ...target, dial };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -486,7 +531,7 @@ export class IsolationDriver {
     let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
-      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions, this.dial);
+      const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions, this.openStream);
       try {
         const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
         const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));
@@ -569,6 +614,17 @@ export class IsolationDriver {
   private async connection(op: Op): Promise<SshConnection> {
     const conn = await this.pool.get(op.target, this.remaining(op, 'SSH connect'));
     op.pooled = true;
+    const jump = op.target.jump;
+    const ep = conn.endpoints;
+    if (jump && ep) {
+      // the address the hosts behind the bastion see it from is the bastion's too: protected from now on
+      this.protection.sawJump(jump, ep.clientAddr);
+      // a host that sees its session come from its own address is the bastion itself (forwarded to itself)
+      const self = parseAddr(ep.clientAddr);
+      if (this.checked.has(op.target) && self && self.text === parseAddr(ep.serverAddr)?.text) {
+        throw new ProtectedHostError(op.target.host, `it is this target's jump host (bastion ${jump.host}): the session through it comes from its own address ${self.text}`);
+      }
+    }
     return conn;
   }
 
@@ -843,6 +899,11 @@ const MAX_KNOWN = 10_000;
  */
 function firstGeneration(): number {
   return 1 + randomInt(2 ** 29);
+}
+
+/** The names a target's protection depends on: its protected names and its jump host's name. */
+function protectedNames(t: Target): string[] {
+  return [...t.protectedHosts, ...(t.jump ? [t.jump.host] : [])].filter((h) => parseAddr(h) === null);
 }
 
 function knownKey(t: Target): string {

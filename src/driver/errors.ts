@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'UNSUPPORTED'
   | 'SERVERS_UNKNOWN'
   | 'OUTPUT_LIMIT'
-  | 'PROTECTED_HOST';
+  | 'PROTECTED_HOST'
+  | 'PROTECTED_UNRESOLVED';
 
 /** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
 export const MAX_HOST_TEXT = 2048;
@@ -104,6 +105,25 @@ export class HostNotAllowedError extends IsolationError {
 export class ProtectedHostError extends IsolationError {
   constructor(host: string, why: string) {
     super('PROTECTED_HOST', `host ${host} is protected and is never isolated: ${why}`, { host, why });
+  }
+}
+
+/**
+ * A protected name of the target (or its jump host's name) has never resolved on the controller,
+ * so what it protects is not known: every isolation through the target is refused (fail closed)
+ * until it resolves; nothing was connected. A name that resolved once keeps its last good
+ * addresses instead, through any later failure.
+ */
+export class ProtectedUnresolvedError extends IsolationError {
+  /** the name that never resolved */
+  readonly unresolved: string;
+  constructor(name: string, role: 'protected host' | 'jump host', why: string) {
+    super(
+      'PROTECTED_UNRESOLVED',
+      `${role} ${name} has never resolved on this controller (${why}): every isolation through this target is refused until it does (a protected host only the bastion can resolve must be listed by address or CIDR)`,
+      { unresolved: name, role, why },
+    );
+    this.unresolved = name;
   }
 }
 

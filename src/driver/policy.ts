@@ -294,7 +294,14 @@ export const targetSchema = z
     protectedHosts: protectedHostsSchema.default([]),
   })
   .refine(hasCredential, CREDENTIAL_REQUIRED);
-export type Target = z.infer<typeof targetSchema>;
+export type Target = z.infer<typeof targetSchema> & {
+  /**
+   * Set by the driver only (the schema refuses it from a caller): the address the protected-host
+   * check resolved `host` to and passed. The connection goes there (directly, or as the
+   * destination of the bastion's forwarded channel); the host key is still pinned by `host`.
+   */
+  readonly dial?: string;
+};
 export type TargetInput = z.input<typeof targetSchema>;
 
 /** Parses with `schema` or throws a ValidationError that names every failing field. */

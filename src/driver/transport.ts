@@ -62,10 +62,10 @@ const CHANNEL_RETRIES = 3;
 export const MAX_EXEC_OUTPUT = 4 * 1024 * 1024;
 
 /**
- * Opens the byte stream to a host's SSH port (a test seam, as google/nftables' dial: the fast test
+ * Opens the byte stream to a host's SSH port (a test seam, as google/nftables' dial function: the fast test
  * tier hands the driver an in-process host on ssh2's own Server). Absent: a TCP connection.
  */
-export type Dial = (host: string, port: number, timeoutMs: number) => Promise<Duplex>;
+export type OpenStream = (host: string, port: number, timeoutMs: number) => Promise<Duplex>;
 
 /** One authenticated SSH connection. */
 export class SshConnection {
@@ -230,17 +230,19 @@ function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKe
   return new UnreachableError(host, e?.code ? `${e.code} ${msg}` : msg, { cause: err });
 }
 
-/** What one SSH login needs: where, who, with what, and the pinned host key. */
-type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'>;
+/** What one SSH login needs: where, who, with what, and the pinned host key (and the checked address to dial, if any). */
+type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'> & { dial?: string };
 
 function labelOf(e: { host: string; port: number }): string {
   return e.port === 22 ? e.host : `${e.host}:${e.port}`;
 }
 
 /**
- * Logs in to `ep` within `timeoutMs`: over a new TCP connection, or over `sock` (a channel
- * forwarded by a bastion). The host key is verified against `ep.knownHosts` before anything is
- * sent. Errors are classified under `label`.
+ * Logs in to `ep` within `timeoutMs`: over a new TCP connection (to `ep.dial`, the address that
+ * was checked, when there is one; else to `ep.host`), or over `sock` (a channel forwarded by a
+ * bastion). The host key is verified against `ep.knownHosts` by the host as it was given
+ * (`ep.host`, a name or an address), never by the dialled address, before anything is sent.
+ * Errors are classified under `label`.
  */
 async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Duplex): Promise<NodeSSH> {
   const entries = parseKnownHosts(ep.knownHosts);
@@ -253,7 +255,7 @@ async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Dupl
   try {
     await Promise.race([
       ssh.connect({
-        ...(sock ? { sock } : { host: ep.host, port: ep.port }),
+        ...(sock ? { sock } : { host: ep.dial ?? ep.host, port: ep.port }),
         username: ep.username,
         privateKey: ep.privateKey || undefined,
         passphrase: ep.passphrase || undefined,
@@ -444,7 +446,11 @@ function lost(err: UnreachableError): UnreachableError {
 /** ssh2's reason codes for a refused channel open (RFC 4254, 5.1). */
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 
-/** Asks the bastion for a channel to the target's SSH port (`direct-tcpip`, as `ssh -J` does), within `timeoutMs`. */
+/**
+ * Asks the bastion for a channel to the target's SSH port (`direct-tcpip`, as `ssh -J` does), within
+ * `timeoutMs`: to the checked address (`target.dial`) when there is one, so that the bastion does
+ * not resolve the name again (to another address); else to the host as given.
+ */
 function openForward(client: Client, target: Target, timeoutMs: number, targetLabel: string, bastion: string): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -453,7 +459,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
       reject(viaBastion(new TimeoutError(targetLabel, `forward through bastion ${bastion}`, timeoutMs), targetLabel, bastion, 'target'));
     }, timeoutMs);
     try {
-      client.forwardOut('127.0.0.1', 0, target.host, target.port, (err, stream) => {
+      client.forwardOut('127.0.0.1', 0, target.dial ?? target.host, target.port, (err, stream) => {
         if (settled) {
           stream?.close(); // too late: the caller has given up
           return;
@@ -484,7 +490,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
  * `jump` is reached through a channel of a bastion connection from `bastions` (shared, pooled);
  * the same time limit covers the bastion, the forward and the target's login.
  */
-export async function connect(target: Target, timeoutMs: number, bastions?: Bastions, dial?: Dial): Promise<SshConnection> {
+export async function connect(target: Target, timeoutMs: number, bastions?: Bastions, openStream?: OpenStream): Promise<SshConnection> {
   const label = labelOf(target);
   const deadline = Date.now() + timeoutMs;
   let ssh: NodeSSH;
@@ -500,8 +506,8 @@ export async function connect(target: Target, timeoutMs: number, bastions?: Bast
       release();
       throw err instanceof IsolationError ? viaBastion(err, label, labelOf(target.jump), 'target') : err;
     }
-  } else if (dial) {
-    const sock = await withTimeout(dial(target.host, target.port, timeoutMs), timeoutMs, () => new TimeoutError(label, 'SSH connect', timeoutMs)).catch((err: unknown) => {
+  } else if (openStream) {
+    const sock = await withTimeout(openStream(target.dial ?? target.host, target.port, timeoutMs), timeoutMs, () => new TimeoutError(label, 'SSH connect', timeoutMs)).catch((err: unknown) => {
       throw classifyConnectError(label, err, null, timeoutMs);
     });
     ssh = await login(target, label, Math.max(1, deadline - Date.now()), sock);
@@ -562,7 +568,7 @@ export class ConnectionPool {
   constructor(
     private readonly idleMs = 60_000,
     private readonly maxConnections = 256,
-    private readonly dial?: Dial,
+    private readonly openStream?: OpenStream,
   ) {
     // a bastion outlives its last target connection by a little, so a burst of actions shares it
     this.bastions = new Bastions(Math.min(idleMs, 5_000), maxConnections);
@@ -575,7 +581,10 @@ export class ConnectionPool {
       .update(JSON.stringify([t.privateKey ?? '', t.passphrase ?? '', t.password ?? '', t.knownHosts, t.jump ? Bastions.key(t.jump) : '']))
       .digest('hex')
       .slice(0, 16);
-    return `${t.username}@${t.host}:${t.port}#${cred}`;
+    // and so is the checked address a name was dialled at: a warm session to the address the name
+    // had before is never used for the address it has now
+    const at = t.dial !== undefined && t.dial !== t.host ? `>${t.dial}` : '';
+    return `${t.username}@${t.host}${at}:${t.port}#${cred}`;
   }
 
   /** A warm connection for this target, held until `release`. */
@@ -592,7 +601,7 @@ export class ConnectionPool {
       entry.busy--;
       if (this.entries.get(key) === entry) this.drop(key);
     }
-    const fresh: PoolEntry = { conn: connect(target, timeoutMs, this.bastions, this.dial), busy: 1 };
+    const fresh: PoolEntry = { conn: connect(target, timeoutMs, this.bastions, this.openStream), busy: 1 };
     this.entries.set(key, fresh);
     this.evict();
     try {

@@ -16,6 +16,8 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   HOST_NOT_ALLOWED: "the host is not on the target's allowlist; nothing was connected",
   PROTECTED_HOST:
     "the host must never be isolated (the target's <code>protectedHosts</code>, or this controller itself, by name or by an address its name resolves to); nothing was connected",
+  PROTECTED_UNRESOLVED:
+    "a protected name of the target (or its jump host's name) has never resolved on this controller, so what it protects is unknown: every isolation through the target is refused until it resolves (shown at deploy; a name that resolved once keeps its last good addresses through a DNS outage); list hosts that only resolve behind a bastion by address or CIDR; nothing was connected",
   HOST_KEY_MISMATCH: 'the host key is not the pinned one (or is unknown or revoked); nothing was sent',
   AUTH_FAILED: 'login refused, or the private key could not be decrypted',
   UNREACHABLE: 'connection refused, no route, or lost',

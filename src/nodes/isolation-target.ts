@@ -1,10 +1,10 @@
 import type { NodeAPI, NodeDef } from 'node-red';
 import { settingsDeclaration } from './settings';
-import { sharedDriver, targetProblem, type TargetConfig, type TargetCredentials, type TargetNode } from './shared';
+import { prepareProtection, sharedDriver, targetProblem, type TargetConfig, type TargetCredentials, type TargetNode } from './shared';
 
 export = function (RED: NodeAPI): void {
   // the driver's limits come from settings.js (validated): a bad value stops the pack loading here
-  sharedDriver(RED.settings as unknown as Record<string, unknown>);
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
   function IsolationTargetNode(this: TargetNode, config: NodeDef & TargetConfig) {
     RED.nodes.createNode(this, config);
     this.config = {
@@ -32,6 +32,7 @@ export = function (RED: NodeAPI): void {
     // checked when the flow starts; the nodes that use this target show it in their status
     this.problem = targetProblem(this);
     if (this.problem) this.error(this.problem.message);
+    else this.protection = prepareProtection(this, driver);
   }
   const credentials: Record<keyof TargetCredentials, { type: 'password' }> = {
     privateKey: { type: 'password' },

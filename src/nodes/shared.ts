@@ -10,6 +10,7 @@ import {
   IsolationDriver,
   IsolationError,
   MAX_ERROR_MESSAGE,
+  ProtectedUnresolvedError,
   targetForHost,
   targetSchema,
   validate,
@@ -73,6 +74,11 @@ export interface TargetNode extends Node<TargetCredentials> {
   config: TargetConfig;
   /** what failed the check when the flow started (see targetProblem), or null */
   problem: IsolationError | null;
+  /**
+   * the protected names (and the jump host's name) resolved when the flow started: null when all
+   * resolved, else the PROTECTED_UNRESOLVED error (the driver then refuses every isolation)
+   */
+  protection?: Promise<IsolationError | null>;
   /** the isolation-target named as `jumpTarget`, looked up when an action needs it */
   jumpNode?: () => TargetNode | null;
 }
@@ -179,8 +185,28 @@ export function targetProblem(node: TargetNode): IsolationError | null {
   }
 }
 
+/**
+ * Resolves the target's protected names and its jump host's name when the flow starts, in the
+ * shared driver, which keeps them refreshed until the config node closes. A name that never
+ * resolved is logged on the config node; the nodes that use the target show it in their status.
+ */
+export function prepareProtection(node: TargetNode, driver: IsolationDriver): Promise<IsolationError | null> {
+  const target = targetOf(node, true);
+  const ready = driver.prepareProtection(target).then(
+    () => null,
+    (err: unknown) => {
+      const e = err instanceof IsolationError ? err : new IsolationError('VALIDATION', String(err));
+      node.error(e.message);
+      return e;
+    },
+  );
+  node.on('close', () => driver.releaseProtection(target));
+  return ready;
+}
+
 /** A target problem in a few words, for a node status: the field, else the message. */
 export function problemText(err: IsolationError): string {
+  if (err instanceof ProtectedUnresolvedError) return `${err.unresolved} does not resolve`;
   const issue = err instanceof ValidationError ? err.issues[0] : undefined;
   // the driver's names for what the config node calls otherwise
   const field = issue?.path.replace(/^target\.?/, '').replace(/^timeoutMs$/, 'timeout');
@@ -353,9 +379,15 @@ export function handleInput<P = undefined>(
   if (!configured) node.status({ fill: 'red', shape: 'ring', text: 'no target' });
   else if (configured.problem) node.status(nodeStatus('red', 'ring', `target invalid: ${problemText(configured.problem)}`));
   else node.status({}); // clears what an earlier deploy showed (a fixed target, say)
+  // a protected name that never resolved (known a moment later): the target refuses every isolation
+  let acted = false;
+  void configured?.protection?.then((err) => {
+    if (err && !acted) node.status(nodeStatus('red', 'ring', `target: ${problemText(err)}`));
+  });
 
   node.on('input', (msgIn, send, done) => {
     const msg = msgIn as Msg;
+    acted = true;
     running++;
     node.status(nodeStatus('blue', 'dot', running > 1 ? `working (${running})` : 'working'));
     const info: ApplyInfo = {};

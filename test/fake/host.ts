@@ -1,6 +1,6 @@
 /**
  * The fast tier's host: a real SSH server (ssh2's own `Server`, in this process, on loopback)
- * that the real driver logs in to through the driver's `dial` seam, with a small model of the
+ * that the real driver logs in to through the driver's `openStream` seam, with a small model of the
  * pack's nftables table behind it. It needs no root, no namespace and no Debian package.
  *
  * - Each exec is recognised by its constant command (the driver's own `COMMANDS`, the preflight,
@@ -72,7 +72,7 @@ function kindOf(command: string): ExecKind {
 }
 
 export class FakeHost {
-  /** the address the driver believes it reaches (never dialled: `dial` leads here) */
+  /** the address the driver believes it reaches (never dialled: `openStream` leads here) */
   readonly addr: string;
   readonly knownHosts: string;
   readonly log: ExecRecord[] = [];
@@ -108,8 +108,8 @@ export class FakeHost {
     return this;
   }
 
-  /** The driver's `dial` seam: every host name leads to this host. */
-  readonly dial = (): Promise<Duplex> =>
+  /** The driver's `openStream` seam: every host name leads to this host. */
+  readonly openStream = (): Promise<Duplex> =>
     new Promise((resolve, reject) => {
       const s = netConnect(this.port, '127.0.0.1');
       s.once('connect', () => resolve(s));

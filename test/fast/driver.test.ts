@@ -13,7 +13,7 @@ describe('driver logic on the fake host (no root)', function () {
 
   beforeEach(async () => {
     host = await new FakeHost().start();
-    driver = new IsolationDriver({ dial: host.dial, resolve: async () => [host.addr] });
+    driver = new IsolationDriver({ openStream: host.openStream, resolve: async () => [host.addr] });
   });
   afterEach(async () => {
     await driver.close();
@@ -71,7 +71,7 @@ describe('driver logic on the fake host (no root)', function () {
     assert.equal(host.execs('apply').length, 2, 'the release batch, refused, then the free batch');
     // and the other way round: believed free, but isolated meanwhile
     await driver.isolate(host.target(), { verify: false });
-    const other = new IsolationDriver({ dial: host.dial, resolve: async () => [host.addr] });
+    const other = new IsolationDriver({ openStream: host.openStream, resolve: async () => [host.addr] });
     try {
       await other.unisolate(host.target()); // another controller releases...
       await other.isolate(host.target(), { verify: false }); // ...and isolates again

@@ -79,8 +79,12 @@ export interface LabBastion {
   knownHosts: string;
   /** the bastion's address with an unrelated key */
   wrongKnownHosts: string;
-  /** sshd's forwarding rules on the bastion (sshd restarted with them); no argument: allowed to all */
-  configure(o?: { allowTcpForwarding?: boolean; permitOpen?: string[] }): Promise<void>;
+  /**
+   * sshd's forwarding rules on the bastion (sshd restarted with them); no argument: allowed to all.
+   * `etcHosts`: lines added to the bastion's own /etc/hosts (an overlay private to its sshd, never
+   * this machine's file), for names that only the bastion resolves (split horizon)
+   */
+  configure(o?: { allowTcpForwarding?: boolean; permitOpen?: string[]; etcHosts?: string }): Promise<void>;
   /** SSH connections the bastion's sshd holds open now (established TCP on its port) */
   sessions(): Promise<number>;
   /** fault injection: every SSH connection to the bastion is cut (ss -K), the listener stays */
@@ -595,7 +599,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       const pub = hk.pub.split(' ').slice(0, 2).join(' ');
       const conf = path.join(dir, 'sshd_bastion.conf');
       let proc: ChildProcess | undefined;
-      const configure = async (o: { allowTcpForwarding?: boolean; permitOpen?: string[] } = {}) => {
+      const configure = async (o: { allowTcpForwarding?: boolean; permitOpen?: string[]; etcHosts?: string } = {}) => {
         const cfg = [
           'Port 22',
           `ListenAddress ${f4(2)}`,
@@ -626,7 +630,18 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         // established sessions outlive a restarted listener: cut them, so the new rules hold
         await exec(bastionNs, ['ss', '-K', '-t', 'state', 'established', '( sport = :22 )']);
         const log = fs.openSync(path.join(dir, 'sshd_bastion.log'), 'a');
-        const p = spawn('ip', ['netns', 'exec', bastionNs, '/usr/sbin/sshd', '-D', '-e', '-f', conf], { stdio: ['ignore', log, log] });
+        // with etcHosts, the bastion's /etc is an overlay of its own (as a lab host's is), in the mount
+        // namespace `ip netns exec` made for its sshd: the machine's /etc/hosts is never written
+        const etc = path.join(dir, 'etc_bastion');
+        fs.mkdirSync(etc, { recursive: true, mode: 0o700 });
+        const boot = [
+          'mount -t tmpfs -o mode=700,size=4m nrhi-lab-etc "$2" && mkdir "$2/u" "$2/w" || exit 96',
+          'mount -t overlay nrhi-lab-etc -o lowerdir=/etc,upperdir="$2/u",workdir="$2/w" /etc || exit 96',
+          'printf "%s\\n" "$3" >> /etc/hosts || exit 96',
+          'exec /usr/sbin/sshd -D -e -f "$1"',
+        ].join('\n');
+        const argv = o.etcHosts === undefined ? ['/usr/sbin/sshd', '-D', '-e', '-f', conf] : ['sh', '-c', boot, 'sshd', conf, etc, o.etcHosts];
+        const p = spawn('ip', ['netns', 'exec', bastionNs, ...argv], { stdio: ['ignore', log, log] });
         fs.closeSync(log);
         procs.add(p);
         p.on('exit', () => procs.delete(p));

@@ -8,7 +8,7 @@ import helper from 'node-red-node-test-helper';
 import * as sinon from 'sinon';
 import * as fs from 'fs';
 import * as path from 'path';
-import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, type HostState } from '../../src/driver';
+import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProtectedUnresolvedError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
 import { driverOptions, SETTINGS } from '../../src/nodes/settings';
 import { REPO_ROOT } from '../lab/nodered';
@@ -517,6 +517,55 @@ describe('nodes', function () {
       await helper.unload();
       sb.restore();
     }
+  });
+
+  it('a protected name that never resolved when the flow started: logged by the target, red on its nodes naming it; the driver refuses the isolation (typed)', async () => {
+    const err = new ProtectedUnresolvedError('dc1.corp.example', 'protected host', 'the name does not resolve (ENOTFOUND)');
+    const prep = sb.stub(driver, 'prepareProtection').rejects(err);
+    const release = sb.spy(driver, 'releaseProtection');
+    const iso = sb.stub(driver, 'isolate').rejects(err);
+    const nodes = flow({ type: 'isolate-host' }).map((n) => (n.id === 'tgt' ? { ...n, protectedHosts: ['DC1.corp.example'] } : n));
+    await helper.load(ALL, nodes, CREDS);
+    assert.equal(prep.callCount, 1, 'resolved when the flow starts');
+    assert.deepEqual((prep.firstCall.args[0] as { protectedHosts: string[] }).protectedHosts, ['DC1.corp.example']);
+    const n1 = helper.getNode('n1') as unknown as AnyNode;
+    const own = () => n1.status.getCalls().filter((c) => (c.thisValue as { id: string }).id === 'n1').map((c) => c.args[0]);
+    for (let i = 0; i < 100 && own().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(own(), [{}, { fill: 'red', shape: 'ring', text: 'target: dc1.corp.example does not resolve' }]);
+    const errors = helper
+      .log()
+      .args.map((a: { level: number; id: string; msg: unknown }[]) => a[0])
+      .filter((e: { level: number; id: string }) => e.level === LOG_ERROR && e.id === 'tgt');
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0].msg), /protected host dc1\.corp\.example has never resolved/);
+    const caught = next('caught');
+    n1.receive({ payload: 'alert' });
+    assert.equal(((await caught).error as { code: string }).code, 'PROTECTED_UNRESOLVED');
+    assert.equal(iso.callCount, 1);
+    await helper.unload();
+    assert.equal(release.callCount, 1, 'the names are let go when the target closes');
+  });
+
+  it('msg.hosts: the jump host of the target (by address) is refused PROTECTED_HOST in its own row, before any connection (the real driver)', async () => {
+    const opened = driver.connections + driver.bastionConnections;
+    const nodes = flow({ type: 'isolate-host' }).map((n) =>
+      n.id === 'tgt'
+        ? { ...n, allowedHosts: ['198.18.0.0/24', '198.19.0.0/24'], protectedHosts: ['198.18.0.20'], jumpHost: '198.19.0.2', jumpUser: 'jump', jumpKnownHosts: '198.19.0.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL48++oJJJvDkewzvugVU7EctSvMYJmR74k7qVa5AGFD' }
+        : n,
+    );
+    await helper.load(ALL, nodes, { tgt: { ...CREDS.tgt, jumpPrivateKey: 'JKEY' } });
+    const out = next('out');
+    (helper.getNode('n1') as unknown as AnyNode).receive({ hosts: ['198.19.0.2', '198.18.0.20'] });
+    const rows = (await out).payload as { host: string; ok: boolean; error?: { code: string; message: string } }[];
+    assert.deepEqual(
+      rows.map((r) => [r.host, r.ok, r.error?.code]),
+      [
+        ['198.19.0.2', false, 'PROTECTED_HOST'],
+        ['198.18.0.20', false, 'PROTECTED_HOST'],
+      ],
+    );
+    assert.match(rows[0].error!.message, /jump host \(bastion 198\.19\.0\.2\)/);
+    assert.equal(driver.connections + driver.bastionConnections, opened, 'no connection was opened');
   });
 
   it('a valid target logs nothing, and its nodes start with a blank status (clearing an earlier red one)', async () => {
