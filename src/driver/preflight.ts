@@ -12,6 +12,15 @@ import { NftMissingError, PrivilegeError, UnsupportedError, hostText, type Isola
 import { BOOT_UNIT, BOOT_UNIT_DIR, NFT, ROOT_COMMANDS, SS_KILL, SUDO_NFT } from './hostscript';
 import type { Exception, Target } from './policy';
 
+/**
+ * The nft versions whose JSON parser refuses `socket cgroupv2` ("Invalid socket key value"), which
+ * `unit` and `cgroup` exceptions need: every nft the lab tests (Debian 12's 1.0.6, Debian 13's
+ * 1.1.3). The UNSUPPORTED error and the nodes' help say it from here.
+ */
+export const CGROUPV2_REFUSED_BY = ['1.0.6', '1.1.3'] as const;
+/** What a unit or cgroup exception needs, as the UNSUPPORTED error says it. */
+export const CGROUPV2_NEEDS = `it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (${CGROUPV2_REFUSED_BY.join(' and ')} do not); a uid exception works everywhere`;
+
 /** What a host can do. Every `null` is "not known", with its reason in `unknown` under the field's path. */
 export interface Capabilities {
   /** when the host answered (ISO 8601, the controller's clock) */
@@ -403,7 +412,7 @@ export function refusal(host: string, c: Capabilities, needs: Needs): IsolationE
     return new UnsupportedError(
       host,
       'match a systemd unit or cgroup (nft "socket cgroupv2")',
-      'it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (1.0.6 and 1.1.3 do not); a uid exception works everywhere',
+      CGROUPV2_NEEDS,
       'preflight: the probe batch was refused',
       version,
     );
