@@ -10,7 +10,8 @@
  */
 import { strict as assert } from 'assert';
 import { randomBytes } from 'crypto';
-import { PREFIX, createLab, requireLab, SUDOERS_LINES, type ExecResult, type Lab } from '../lab/lab';
+import { IsolationDriver } from '../../src/driver';
+import { PREFIX, createLab, labTarget, requireLab, SUDOERS_LINES, type ExecResult, type Lab } from '../lab/lab';
 import { rootCommands, sudoersLines, SUDOERS_FEATURES } from '../../src/driver/sudoers';
 import { SS_NOTHING } from '../../src/driver/preflight';
 
@@ -63,6 +64,16 @@ describe('adversary: the sudo account and its generated sudoers lines', function
     assert.match(list.stdout, /"nftables"/);
     const ss = await asUser(['sudo', '-n', 'ss', '-K', '-H', '-n', '-t', '-u', 'state', 'connected', '-F', '-'], `${SS_NOTHING}\n`);
     assert.equal(ss.code, 0, ss.stderr);
+    // the preflight asks sudo -l for the same persist commands: it finds them granted
+    const d = new IsolationDriver();
+    try {
+      const c = await d.capabilities(labTarget(lab, 0, TABLE, 15_000));
+      assert.deepEqual(c.sudo, { nft: true, ss: true, persist: true });
+      const other = await d.capabilities(labTarget(lab, 0, 'nrhi_other', 15_000));
+      assert.equal(other.sudo?.persist, false, "another table's boot unit is not granted");
+    } finally {
+      await d.close();
+    }
   });
 
   it('refuses what an attacker would ask instead', async () => {
