@@ -28,6 +28,8 @@ for (const f of fs.readdirSync(path.join(root, 'nodes'))) {
 }
 fs.cpSync(path.join(root, 'nodes', 'locales'), path.join(out, 'locales'), { recursive: true });
 fs.cpSync(path.join(root, 'icons'), path.join(out, 'icons'), { recursive: true });
+// the package's command (package.json `bin`), runnable from a checkout too
+fs.chmodSync(path.join(dist, 'src', 'bin', 'sudoers.js'), 0o755);
 
 /**
  * A CommonJS bundle for the browser: every module `entry` requires, transitively, each wrapped in

@@ -50,7 +50,7 @@ import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseErr
 import { bootGuardExec, EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type OpenStream, type SshConnection } from './transport';
-import { MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
+import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
 
 export { nftInput, type Timer } from './hostscript';
 export type { Capabilities } from './preflight';
@@ -850,7 +850,7 @@ function unsupportedOr(err: IsolationError, host: string, batch: Batch): Isolati
     return new UnsupportedError(
       host,
       'match a systemd unit or cgroup (nft "socket cgroupv2")',
-      'it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (1.0.6 and 1.1.3 do not); a uid exception works everywhere',
+      CGROUPV2_NEEDS,
       err.stderr,
     );
   }

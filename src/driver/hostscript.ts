@@ -9,17 +9,26 @@ import type { Exception, Target } from './policy';
 import { DYNAMIC_SET, type Batch, type ManagementEndpoint } from './ruleset';
 import { OBSERVED_TOP } from './state';
 
-export const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
-export const SUDO_NFT = 'sudo -n nft -j -f -';
+/** nft's one command line (the batch on stdin): as root, and the one sudoers line nft gets. */
+export const NFT_CMD = 'nft -j -f -';
+export const NFT = `PATH="$PATH:/usr/sbin:/sbin" ${NFT_CMD}`;
+export const SUDO_NFT = `sudo -n ${NFT_CMD}`;
 
 /** Where the boot unit of persist lives on the host: a constant path, the table name validated. */
 export const BOOT_UNIT_DIR = '/etc/systemd/system';
+/** The boot unit of table `$t`, and the symlink that enables it (shell words: `$t` is the script's table). */
+export const BOOT_UNIT = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
+export const BOOT_WANTS = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
 
-/** The exact `ss` command lines that cut connections (pinned in the documented sudoers lines). */
+/** `ss -K` (destroy) over the sockets that match the filter on stdin, for these protocol options. */
+const ssKill = (protos: string) => `ss -K -H -n ${protos} state connected -F -`;
+/** The protocol options of each cut: both in one pass (the usual case), or one protocol. */
+export const SS_PROTOS = { both: '-t -u', tcp: '-t', udp: '-u' } as const;
+/** The exact `ss` command lines that cut connections (pinned in the sudoers lines, src/driver/sudoers.ts). */
 export const SS_KILL = {
-  both: 'ss -K -H -n -t -u state connected -F -',
-  tcp: 'ss -K -H -n -t state connected -F -',
-  udp: 'ss -K -H -n -u state connected -F -',
+  both: ssKill(SS_PROTOS.both),
+  tcp: ssKill(SS_PROTOS.tcp),
+  udp: ssKill(SS_PROTOS.udp),
 } as const;
 
 /**
@@ -31,6 +40,10 @@ export const SS_KILL = {
  */
 export const TIMER_UNIT = 'nrhi-release-$t';
 export const TIMER_DIR = '/run/nrhi-release';
+/** A release timer's data file, named for its arming alone (`$$`: the apply script's pid). */
+export const TIMER_FILE = `${TIMER_DIR}/$t.$$`;
+/** The tag of a release timer: the table AND the network namespace (`$ns`, its inode number). */
+export const TIMER_TAG = 'nrhi-release:$t:$ns:';
 
 /**
  * The guard (self-healing, systemd hosts only): the transient service `nrhi-guard-<table>` watches
@@ -172,6 +185,53 @@ export function bootGuardExec(table: string, gen: number): string {
   return `-/bin/bash -c 'eval "$$(echo ${b64} | base64 -d)"' nrhi-guard-boot ${table} ${gen}`;
 }
 
+/** The guard's files that ending it removes (the lock stays: a writer may hold it). */
+const GUARD_FILES = ['key', 'batch', 'batch.new', 'fp', 'heal', 'pid', 'err'].map((x) => `"${GUARD_DIR}/$t.${x}"`).join(' ');
+
+/**
+ * Every command the apply script runs as root beside nft and `ss -K` (after `sudo -n ` for a sudo
+ * target), exactly as the script writes it, by the feature that needs it. Shell words: `$t` is the
+ * table, `$G` GUARD_DIR, `$u` BOOT_UNIT, `$f` TIMER_FILE, `$secs` the timer's seconds, `$tag`
+ * TIMER_TAG. src/driver/sudoers.ts turns each into the sudoers line that allows exactly it, and a
+ * unit test checks that every `sudo -n` command of the rendered scripts is one of these: a root
+ * command written inline in a script fails it.
+ */
+export const ROOT_COMMANDS = {
+  /** the boot unit of `persist`: written to `.new` before the batch, moved and enabled after it, or removed */
+  persist: {
+    write: 'tee "$u.new"',
+    discard: 'rm -f "$u.new"',
+    remove: `rm -f "$u" "${BOOT_WANTS}"`,
+    install: 'mv -f "$u.new" "$u"',
+    enable: `ln -sf "$u" "${BOOT_WANTS}"`,
+  },
+  /** the self-healing guard (systemd hosts): its lock, its copy of the isolation, its unit */
+  guard: {
+    dir: 'mkdir -p -m 755 "$G"',
+    lock: 'tee "$G/$t.lock"',
+    stage: 'tee "$G/$t.batch.new"',
+    unstage: 'rm -f "$G/$t.batch.new"',
+    commit: 'mv -f "$G/$t.batch.new" "$G/$t.batch"',
+    key: 'tee "$G/$t.key"',
+    unfp: 'rm -f "$G/$t.fp"',
+    script: 'tee "$G/guard.sh"',
+    start: `systemd-run --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t"`,
+    unkey: 'rm -f "$G/$t.key"',
+    end: `rm -f ${GUARD_FILES}`,
+    stop: `systemctl stop "${GUARD_UNIT}.service"`,
+  },
+  /** the release timer as a systemd unit (cancelled on every isolate where systemd runs; armed for a duration) */
+  timer: {
+    stop: `systemctl stop "${TIMER_UNIT}.timer" "${TIMER_UNIT}.service"`,
+    // the account's shell cannot read the root-only TIMER_DIR: sudo gets the pattern unexpanded
+    clear: `rm -f "${TIMER_DIR}/$t".*`,
+    dir: `mkdir -p -m 700 ${TIMER_DIR}`,
+    data: 'tee "$f"',
+    script: 'tee "$f.sh"',
+    arm: `systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "$tag"`,
+  },
+} as const;
+
 /** Exit codes of the apply script itself (nft's own are 1). */
 export const EXIT = {
   /** stdin ended before the header did */
@@ -219,11 +279,9 @@ export const EXIT = {
  * - Notices go through `wall` as the SSH user; a host without wall just gets none.
  */
 function applyScript(nft: string, priv: string): string {
-  const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
-  const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
-  const guardFiles = ['key', 'batch', 'batch.new', 'fp', 'heal', 'pid', 'err'].map((x) => `"${GUARD_DIR}/$t.${x}"`).join(' ');
+  const { persist: P, guard: R, timer: T } = ROOT_COMMANDS;
   /** ends the guard: its files removed, its unit stopped (`q`: with the answers silenced) */
-  const endGuard = (p: string, q = true) => `${p}rm -f ${guardFiles}${q ? ' >/dev/null 2>&1' : ''}; ${p}systemctl stop "${GUARD_UNIT}.service" >/dev/null 2>&1`;
+  const endGuard = (p: string, q = true) => `${p}${R.end}${q ? ' >/dev/null 2>&1' : ''}; ${p}${R.stop} >/dev/null 2>&1`;
   // the release unit (root): under the guard's lock, its release applied (or the table already
   // gone at release time) ends the guard too, so a timed release is never undone; a stale timer
   // whose release fails leaves a newer isolation's guard alone
@@ -271,15 +329,15 @@ function applyScript(nft: string, priv: string): string {
     `if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; case "$gl" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; fi`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
     `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
-    `u="${unit}"`,
+    `u="${BOOT_UNIT}"`,
     'if [ -n "$p" ] && [ "$p" != - ]; then',
     `  [ -d ${BOOT_UNIT_DIR} ] || exit ${EXIT.NO_SYSTEMD}`,
-    `  printf %s "$p" | base64 -d | ${priv}tee "$u.new" >/dev/null || exit ${EXIT.BOOT_UNIT}`,
+    `  printf %s "$p" | base64 -d | ${priv}${P.write} >/dev/null || exit ${EXIT.BOOT_UNIT}`,
     'fi',
     // the guard (systemd hosts): its lock is held from here until its copy matches the table
     `G=${GUARD_DIR}; gk=; gs=`,
     'if [ -n "$g" ] && [ -d /run/systemd/system ] && [ -x /bin/bash ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1; then',
-    `  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then ${priv}mkdir -p -m 755 "$G" >/dev/null 2>&1; : | ${priv}tee "$G/$t.lock" >/dev/null 2>&1; fi`,
+    `  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then ${priv}${R.dir} >/dev/null 2>&1; : | ${priv}${R.lock} >/dev/null 2>&1; fi`,
     '  if [ -r "$G/$t.lock" ]; then exec 9<"$G/$t.lock"; flock -w 10 9 && gk=1; fi',
     // a lock held past 10 s (the lock file is readable: any local user can hold it) ends the
     // guard before the batch, without it: what this change does (a release above all) is never
@@ -288,14 +346,14 @@ function applyScript(nft: string, priv: string): string {
     'fi',
     'if [ -n "$gn" ]; then',
     '  gb=$(head -c "$gl")',
-    `  [ -z "$gk" ] || printf '%s\\n' "$gb" | (umask 077; ${priv}tee "$G/$t.batch.new" >/dev/null 2>&1) || gk=`,
+    `  [ -z "$gk" ] || printf '%s\\n' "$gb" | (umask 077; ${priv}${R.stage} >/dev/null 2>&1) || gk=`,
     '  gb=',
     'fi',
     `${nft}`,
     'rc=$?',
     'if [ $rc -ne 0 ]; then',
-    `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}rm -f "$u.new"; fi`,
-    `  if [ -n "$gk" ] && [ -n "$gn" ]; then ${priv}rm -f "$G/$t.batch.new"; fi`,
+    `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}${P.discard}; fi`,
+    `  if [ -n "$gk" ] && [ -n "$gn" ]; then ${priv}${R.unstage}; fi`,
     '  exit $rc',
     'fi',
     'if [ -n "$gk" ] && [ "$g" = - ]; then',
@@ -303,37 +361,37 @@ function applyScript(nft: string, priv: string): string {
     'elif [ -n "$gk" ]; then',
     // the new copy, then no expected listing: the guard adopts the table as it is now, once it
     // sees this generation there
-    `  ${priv}mv -f "$G/$t.batch.new" "$G/$t.batch" && printf '%s\\n' "$gn" | ${priv}tee "$G/$t.key" >/dev/null 2>&1 && ${priv}rm -f "$G/$t.fp" && gs=on`,
+    `  ${priv}${R.commit} && printf '%s\\n' "$gn" | ${priv}${R.key} >/dev/null 2>&1 && ${priv}${R.unfp} && gs=on`,
     `  if [ -n "$gs" ] && ! systemctl is-active --quiet "${GUARD_UNIT}.service"; then`,
-    `    printf '%s\\n' '${GUARD_SCRIPT.replace(/'/g, `'\\''`)}' | ${priv}tee "$G/guard.sh" >/dev/null 2>&1 &&`,
-    `      ${priv}systemd-run --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1 || { gs=; ${priv}rm -f "$G/$t.key"; }`,
+    `    printf '%s\\n' '${GUARD_SCRIPT.replace(/'/g, `'\\''`)}' | ${priv}${R.script} >/dev/null 2>&1 &&`,
+    `      ${priv}${R.start} >/dev/null 2>&1 || { gs=; ${priv}${R.unkey}; }`,
     '  fi',
     'fi',
     'exec 9<&-',
     'if [ "$p" = - ]; then',
-    `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}; fi`,
+    `  if [ -e "$u" ] || [ -L "${BOOT_WANTS}" ]; then ${priv}${P.remove} || exit ${EXIT.BOOT_UNIT}; fi`,
     'elif [ -n "$p" ]; then',
-    `  ${priv}mv -f "$u.new" "$u" && ${priv}ln -sf "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}`,
+    `  ${priv}${P.install} && ${priv}${P.enable} || exit ${EXIT.BOOT_UNIT}`,
     'fi',
     // a timer is tagged with the table AND this network namespace: the same table name in another
     // namespace of the machine (a container, another lab host) is another host's isolation
     'ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
     'case "$ns" in *[!0-9]*) ns=0;; esac',
-    'tag="nrhi-release:$t:$ns:"',
+    `tag="${TIMER_TAG}"`,
     'if [ "$secs" != keep ]; then',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
     '  for q in $(pgrep -f "$tag"); do kill -- "-$q" 2>/dev/null; done',
     // under systemd the timer is a transient unit: stop it (and a release it is running) and its data
-    `  if [ -d /run/systemd/system ]; then ${priv}systemctl stop "${TIMER_UNIT}.timer" "${TIMER_UNIT}.service" >/dev/null 2>&1; ${priv}rm -f "${TIMER_DIR}/$t".* 2>/dev/null; fi`,
+    `  if [ -d /run/systemd/system ]; then ${priv}${T.stop} >/dev/null 2>&1; ${priv}${T.clear} 2>/dev/null; fi`,
     '  armed=',
     '  if [ "$secs" -gt 0 ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then',
     // the unit's script and its batches wait in root-only files under /run, named for this arming
     // alone (a timer that escaped its cancellation never reads a newer one's batches); the unit's
     // command line holds no $ or % for systemd to expand
-    `    f="${TIMER_DIR}/$t.$$"`,
-    `    ${priv}mkdir -p -m 700 ${TIMER_DIR} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" "$rg" | ${priv}tee "$f" >/dev/null 2>&1 &&`,
-    `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null 2>&1 &&`,
-    `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "$tag" >/dev/null 2>&1 && armed=systemd`,
+    `    f="${TIMER_FILE}"`,
+    `    ${priv}${T.dir} 2>/dev/null && printf '%s\\n' 0 "$rel" "$rw" "$s2" "$rel2" "$rg" | ${priv}${T.data} >/dev/null 2>&1 &&`,
+    `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}${T.script} >/dev/null 2>&1 &&`,
+    `      ${priv}${T.arm} >/dev/null 2>&1 && armed=systemd`,
     '  fi',
     `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & armed=process; fi`,
     '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
@@ -361,7 +419,7 @@ function applyScript(nft: string, priv: string): string {
     '$o',
     'EOF',
     '  [ $n -gt 0 ] || return 0',
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ${priv}ss -K -H -n "$@" state connected -F - 2>/dev/null) || why=refused`,
+    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ${priv}${ssKill('"$@"')} 2>/dev/null) || why=refused`,
     '  lines <<EOF',
     '$o',
     'EOF',
@@ -374,7 +432,7 @@ function applyScript(nft: string, priv: string): string {
     'EOF',
     '  left=$((left + n))',
     '}',
-    'if [ "$kt" = "$ku" ]; then sever "$kt" -t -u; else sever "$kt" -t; sever "$ku" -u; fi',
+    `if [ "$kt" = "$ku" ]; then sever "$kt" ${SS_PROTOS.both}; else sever "$kt" ${SS_PROTOS.tcp}; sever "$ku" ${SS_PROTOS.udp}; fi`,
     'if [ -n "$kt$ku" ]; then printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
     'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
     'exit 0',

@@ -9,8 +9,17 @@
  * to a strict pattern, and anything it cannot read becomes `null` with the reason.
  */
 import { NftMissingError, PrivilegeError, UnsupportedError, hostText, type IsolationError } from './errors';
-import { BOOT_UNIT_DIR, NFT, SS_KILL, SUDO_NFT } from './hostscript';
+import { BOOT_UNIT, BOOT_UNIT_DIR, NFT, ROOT_COMMANDS, SS_KILL, SUDO_NFT } from './hostscript';
 import type { Exception, Target } from './policy';
+
+/**
+ * The nft versions whose JSON parser refuses `socket cgroupv2` ("Invalid socket key value"), which
+ * `unit` and `cgroup` exceptions need: every nft the lab tests (Debian 12's 1.0.6, Debian 13's
+ * 1.1.3). The UNSUPPORTED error and the nodes' help say it from here.
+ */
+export const CGROUPV2_REFUSED_BY = ['1.0.6', '1.1.3'] as const;
+/** What a unit or cgroup exception needs, as the UNSUPPORTED error says it. */
+export const CGROUPV2_NEEDS = `it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (${CGROUPV2_REFUSED_BY.join(' and ')} do not); a uid exception works everywhere`;
 
 /** What a host can do. Every `null` is "not known", with its reason in `unknown` under the field's path. */
 export interface Capabilities {
@@ -113,8 +122,6 @@ export const SS_NOTHING = 'dport = :1 and dport = :2';
  * Builtins where they do (read, test, printf): each process costs the first isolate time.
  */
 function preflightScript(nft: string, priv: string): string {
-  const unit = `${BOOT_UNIT_DIR}/node-red-isolation-$t.service`;
-  const wants = `${BOOT_UNIT_DIR}/sysinit.target.wants/node-red-isolation-$t.service`;
   const lines = [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t || t=; IFS= read -r mode || mode=gate',
@@ -163,12 +170,10 @@ function preflightScript(nft: string, priv: string): string {
   if (priv) {
     // asked, not run: sudo -l with a command line answers whether the policy allows exactly it
     lines.push(
+      // the apply script's own persist commands (ROOT_COMMANDS.persist), over the same `$u`
       'if [ -z "$t" ]; then p persist -; else',
-      `  if sudo -n -l tee "${unit}.new" >/dev/null 2>&1 &&`,
-      `    sudo -n -l mv -f "${unit}.new" "${unit}" >/dev/null 2>&1 &&`,
-      `    sudo -n -l ln -sf "${unit}" "${wants}" >/dev/null 2>&1 &&`,
-      `    sudo -n -l rm -f "${unit}" "${wants}" >/dev/null 2>&1 &&`,
-      `    sudo -n -l rm -f "${unit}.new" >/dev/null 2>&1; then p persist yes; else p persist no; fi`,
+      `  u="${BOOT_UNIT}"`,
+      `  if ${Object.values(ROOT_COMMANDS.persist).map((c) => `sudo -n -l ${c} >/dev/null 2>&1`).join(' &&\n    ')}; then p persist yes; else p persist no; fi`,
       'fi',
     );
   }
@@ -407,7 +412,7 @@ export function refusal(host: string, c: Capabilities, needs: Needs): IsolationE
     return new UnsupportedError(
       host,
       'match a systemd unit or cgroup (nft "socket cgroupv2")',
-      'it needs Linux 5.13 or later with cgroup v2, and an nft whose JSON parser knows "socket cgroupv2" (1.0.6 and 1.1.3 do not); a uid exception works everywhere',
+      CGROUPV2_NEEDS,
       'preflight: the probe batch was refused',
       version,
     );

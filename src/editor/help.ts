@@ -6,7 +6,10 @@
  * driver's ErrorCode: a code added there does not compile until it is described here).
  */
 import type { ErrorCode } from '../driver/errors';
+import { DEFAULT_TABLE } from '../driver/policy';
+import { CGROUPV2_REFUSED_BY } from '../driver/preflight';
 import { PRESETS } from '../driver/presets';
+import { sudoersLines } from '../driver/sudoers';
 import { notIsolated } from '../driver/state';
 import type { Exception } from '../driver/policy';
 
@@ -39,6 +42,17 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
 
 function code(s: string): string {
   return `<code>${s}</code>`;
+}
+
+const html = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The command that prints a target's sudoers lines (package.json `bin`). */
+export const SUDOERS_COMMAND = `npx node-red-host-isolation-sudoers --user isolator --table ${DEFAULT_TABLE} --features isolate,persist,guard,timer`;
+
+/** What unit and cgroup exceptions need of the host, with the nft versions the driver knows to refuse it. */
+export function cgroupv2Text(): string {
+  const versions = CGROUPV2_REFUSED_BY.join(' and ');
+  return `<code>unit</code> and <code>cgroup</code> exceptions need Linux 5.13 or later with cgroup v2 and an nft whose JSON parser takes <code>socket cgroupv2</code>, which nft ${versions} refuse (then <code>UNSUPPORTED</code>, before anything is applied)`;
 }
 
 function exceptionText(e: Exception): string {
@@ -97,6 +111,15 @@ export function sharedHelp(): Record<string, string> {
   <dl class="message-properties">
 ${(Object.entries(ERROR_MEANINGS) as [ErrorCode, string][]).map(([c, m]) => `    <dt>${c}</dt><dd>${m}</dd>`).join('\n')}
   </dl>`,
+    // the sudoers lines, generated from the commands the host scripts run (src/driver/sudoers.ts)
+    sudoers: `allowed exactly the pack's own command lines as root, each with its arguments pinned; for the user
+      <code>isolator</code>, what every sudo target needs:
+      <pre>${html(sudoersLines({ user: 'isolator', table: DEFAULT_TABLE, features: ['isolate'] }).join('\n'))}</pre>
+      The lines for your user and table, with those <code>persist</code>, the self-healing guard and the
+      systemd release timer need, are printed by <code>${SUDOERS_COMMAND}</code> (README: <i>Preparing a real host</i>).
+      Never a bare <code>nft</code> line without its arguments: it lets the account read any file as root
+      (<code>sudo nft -f /etc/shadow</code> prints its lines).`,
+    cgroupv2: cgroupv2Text(),
     presets: `<dl class="message-properties">
 ${Object.entries(PRESETS)
   .map(([name, list]) => `    <dt>${name}</dt><dd>${[...new Set(list.map(exceptionText))].join(', ')}</dd>`)
@@ -107,7 +130,7 @@ ${Object.entries(PRESETS)
 
 /** Replaces every `<!-- #shared NAME -->` in `html`; an unknown NAME is an error (a typo must not ship). */
 export function expandShared(html: string, file: string, fragments: Record<string, string> = sharedHelp()): string {
-  return html.replace(/<!-- #shared ([a-z-]+) -->/g, (_m, name: string) => {
+  return html.replace(/<!-- #shared ([a-z0-9-]+) -->/g, (_m, name: string) => {
     const f = fragments[name];
     if (f === undefined) throw new Error(`${file}: unknown shared help fragment "${name}" (one of ${Object.keys(fragments).join(', ')})`);
     return f;

@@ -57,7 +57,7 @@ describe('driver logic on the fake host (no root)', function () {
     host.log.length = 0;
     const st = await driver.isolate(host.target(), { verify: false, reason: 'second' });
     assert.equal(st.reason, 'second');
-    assert.deepEqual(host.execs().map((e) => e.kind), ['apply', 'nft', 'apply'], 'claim refused, read, apply');
+    assert.deepEqual(host.execs().map((e) => e.kind), ['apply', 'status', 'apply'], 'claim refused, read (the bounded state read), apply');
     assert.equal(host.gen(), mine + 8, 'built on the generation it read');
   });
 

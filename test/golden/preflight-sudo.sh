@@ -33,10 +33,11 @@ elif grep -Eq '^[[:space:]]*flush[[:space:]]+ruleset([[:space:]]|;|#|$)' /etc/nf
 else p conf noflush; fi
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then one "$(timeout 5 systemctl is-enabled nftables.service 2>/dev/null | head -c 100)"; p svc "$o"; else p svc -; fi
 if [ -z "$t" ]; then p persist -; else
-  if sudo -n -l tee "/etc/systemd/system/node-red-isolation-$t.service.new" >/dev/null 2>&1 &&
-    sudo -n -l mv -f "/etc/systemd/system/node-red-isolation-$t.service.new" "/etc/systemd/system/node-red-isolation-$t.service" >/dev/null 2>&1 &&
-    sudo -n -l ln -sf "/etc/systemd/system/node-red-isolation-$t.service" "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" >/dev/null 2>&1 &&
-    sudo -n -l rm -f "/etc/systemd/system/node-red-isolation-$t.service" "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" >/dev/null 2>&1 &&
-    sudo -n -l rm -f "/etc/systemd/system/node-red-isolation-$t.service.new" >/dev/null 2>&1; then p persist yes; else p persist no; fi
+  u="/etc/systemd/system/node-red-isolation-$t.service"
+  if sudo -n -l tee "$u.new" >/dev/null 2>&1 &&
+    sudo -n -l rm -f "$u.new" >/dev/null 2>&1 &&
+    sudo -n -l rm -f "$u" "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" >/dev/null 2>&1 &&
+    sudo -n -l mv -f "$u.new" "$u" >/dev/null 2>&1 &&
+    sudo -n -l ln -sf "$u" "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" >/dev/null 2>&1; then p persist yes; else p persist no; fi
 fi
 printf 'nrhi-cap end .\n'

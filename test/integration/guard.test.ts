@@ -12,8 +12,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/hostscript';
-import { targetSchema, validate } from '../../src/driver/policy';
+import { DEFAULT_TABLE, targetSchema, validate } from '../../src/driver/policy';
 import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
+import { sudoersLines } from '../../src/driver/sudoers';
 import { containerAvailable, createContainer, SUITES, timeTableBack, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
@@ -384,12 +385,11 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
       });
 
       it("a sudo user with exactly the README's guard lines gets a guard that heals; unisolate ends it", async () => {
-        // the README's sudoers blocks (the nft line and the guard's), for this table, in the container's own /etc
+        // the generated sudoers lines (isolate and guard) the README shows, for this table, in the container's own /etc
         const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
-        const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
-        const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
-        assert.ok(nftLine && guardBlock, 'the README holds both blocks');
-        const sudoers = `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, TABLE)}`;
+        const shown = sudoersLines({ user: 'isolator', table: DEFAULT_TABLE, features: ['isolate', 'guard'] });
+        assert.deepEqual(shown.filter((l) => !readme.includes(l)), [], 'the README holds both blocks');
+        const sudoers = `${sudoersLines({ user: 'isolator', table: TABLE, features: ['isolate', 'guard'] }).join('\n')}\n`;
         const home = '/home/isolator';
         const setup = [
           'id isolator >/dev/null 2>&1 || useradd -m -s /bin/sh isolator',

@@ -13,17 +13,17 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { DEFAULT_TABLE } from '../../src/driver/policy';
+import { sudoersLines, type SudoersFeature } from '../../src/driver/sudoers';
 
 export const PREFIX = 'nrhi-';
 
-/** The sudoers lines the README documents for a sudo (non-root) SSH user: the exact command lines the driver runs. */
-export function SUDOERS_LINES(user: string): string {
-  return [
-    `${user} ALL=(root) NOPASSWD: /usr/sbin/nft -j -f -`,
-    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t -u state connected -F -`,
-    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -t state connected -F -`,
-    `${user} ALL=(root) NOPASSWD: /usr/bin/ss -K -H -n -u state connected -F -`,
-  ].join('\n');
+/**
+ * The sudoers lines a sudo (non-root) SSH user gets (isolate: nft and the `ss -K` lines), from the
+ * generator the README and the help print (src/driver/sudoers.ts): the driver's own command lines.
+ */
+export function SUDOERS_LINES(user: string, features: readonly SudoersFeature[] = ['isolate'], table: string = DEFAULT_TABLE): string {
+  return sudoersLines({ user, table, features }).join('\n');
 }
 
 export interface LabUser {
@@ -436,7 +436,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const root = mkUser('r');
     const sudo = mkUser('a', randomBytes(8).toString('hex'));
     const nosudo = mkUser('n');
-    // exactly the lines the README documents: the driver's own command lines, nothing wider
+    // exactly the generated lines the README documents: the driver's own command lines, nothing wider
     // (`nft` with any arguments would read any file as root: `nft -f /etc/shadow`)
     fs.writeFileSync(sudoersFile, `${SUDOERS_LINES(sudo.username)}\n`, { mode: 0o440 });
     run(['visudo', '-cqf', sudoersFile]);
