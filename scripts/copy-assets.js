@@ -1,9 +1,9 @@
 'use strict';
 /**
  * The build's asset step, after tsc:
- * - the editor HTML of each node, with its shared help parts filled in from the driver
- *   (src/editor/help.ts: `<!-- #shared NAME -->`), its locales and the icons, beside the built
- *   node files, where Node-RED looks for them;
+ * - the editor HTML of each node, its locales (labels in `<type>.json`, help in `<type>.html`,
+ *   whose shared parts are filled in from the driver: src/editor/help.ts, `<!-- #shared NAME -->`)
+ *   and the icons, beside the built node files, where Node-RED looks for them;
  * - resources/driver-rules.js, served to the editor at resources/<module>/driver-rules.js: the
  *   driver's own rules (src/editor/rules.ts over src/driver/patterns.ts and net.ts, with ipaddr.js)
  *   bundled for the browser, and the driver's data the editor shows (preset names and contents,
@@ -27,6 +27,14 @@ for (const f of fs.readdirSync(path.join(root, 'nodes'))) {
   if (f.endsWith('.html')) fs.writeFileSync(path.join(out, f), expandShared(fs.readFileSync(path.join(root, 'nodes', f), 'utf8'), f, fragments));
 }
 fs.cpSync(path.join(root, 'nodes', 'locales'), path.join(out, 'locales'), { recursive: true });
+// the help lives in locales/<lang>/<type>.html, where Node-RED looks for it (and a translation can
+// replace it): its shared parts are filled in the same way
+for (const lang of fs.readdirSync(path.join(out, 'locales'))) {
+  const dir = path.join(out, 'locales', lang);
+  for (const f of fs.readdirSync(dir)) {
+    if (f.endsWith('.html')) fs.writeFileSync(path.join(dir, f), expandShared(fs.readFileSync(path.join(dir, f), 'utf8'), `locales/${lang}/${f}`, fragments));
+  }
+}
 fs.cpSync(path.join(root, 'icons'), path.join(out, 'icons'), { recursive: true });
 // the package's command (package.json `bin`), runnable from a checkout too
 fs.chmodSync(path.join(dist, 'src', 'bin', 'sudoers.js'), 0o755);

@@ -111,8 +111,10 @@ describe('editor rules from the driver', function () {
 });
 
 describe('editor HTML and help', () => {
-  const built = (type: string) => fs.readFileSync(path.join(REPO_ROOT, 'dist', 'src', 'nodes', `${type}.html`), 'utf8');
-  const source = (type: string) => fs.readFileSync(path.join(REPO_ROOT, 'nodes', `${type}.html`), 'utf8');
+  // a node's editor HTML and its help (locales/en-US/<type>.html), as Node-RED serves them together
+  const both = (dir: string, type: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, `${sub}${type}.html`), 'utf8')).join('\n');
+  const built = (type: string) => both(path.join(REPO_ROOT, 'dist', 'src', 'nodes'), type);
+  const source = (type: string) => both(path.join(REPO_ROOT, 'nodes'), type);
 
   it('every action node help lists the driver state fields and every error code, from one source', () => {
     for (const type of ACTION_NODES) {
@@ -134,6 +136,15 @@ describe('editor HTML and help', () => {
         assert.ok(html.includes('src="resources/@soc-playbooks/node-red-host-isolation/editor.js"'), `${type} loads the shared editor code itself`);
         assert.ok(html.includes('src="resources/@soc-playbooks/node-red-host-isolation/driver-rules.js"'), `${type} loads the driver rules itself`);
       }
+    }
+  });
+
+  it('the help of every node lives in locales/en-US/<type>.html, where Node-RED looks for it (and a translation can take its place)', () => {
+    for (const type of [...ACTION_NODES, 'isolation-target']) {
+      const editor = fs.readFileSync(path.join(REPO_ROOT, 'nodes', `${type}.html`), 'utf8');
+      const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'locales', 'en-US', `${type}.html`), 'utf8');
+      assert.ok(!editor.includes('data-help-name'), `${type}: no help inline in the editor HTML`);
+      assert.match(help, new RegExp(`^<script type="text/html" data-help-name="${type}">`), `${type}: its help`);
     }
   });
 

@@ -603,7 +603,7 @@ describe('nodes', function () {
     };
     assert.deepEqual(Object.keys(effective).sort(), Object.keys(SETTINGS).sort());
     const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-    const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'isolation-target.html'), 'utf8');
+    const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'locales', 'en-US', 'isolation-target.html'), 'utf8');
     for (const [name, value] of Object.entries(effective)) {
       assert.equal(Number(new RegExp(`${name}: (\\d+),`).exec(readme)?.[1]), value, `README: ${name}`);
       assert.equal(Number(new RegExp(`<code>${name}</code>\\s*\\([^)]*?(\\d+)\\)`).exec(help)?.[1]), value, `help: ${name}`);

@@ -162,8 +162,10 @@ describe('sudoers lines generated from the host scripts', () => {
 
   describe('the help', () => {
     const sources = fs.readdirSync(path.join(REPO_ROOT, 'nodes')).filter((f) => f.endsWith('.html'));
-    const built = (f: string) => fs.readFileSync(path.join(REPO_ROOT, 'dist', 'src', 'nodes', f), 'utf8');
-    const source = (f: string) => fs.readFileSync(path.join(REPO_ROOT, 'nodes', f), 'utf8');
+    // a node's editor HTML and its help (locales/en-US/<type>.html)
+    const both = (dir: string, f: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, `${sub}${f}`), 'utf8')).join('\n');
+    const built = (f: string) => both(path.join(REPO_ROOT, 'dist', 'src', 'nodes'), f);
+    const source = (f: string) => both(path.join(REPO_ROOT, 'nodes'), f);
 
     it('shows no bare nft line: only the generated lines, from the same source', () => {
       for (const f of sources) {
