@@ -319,9 +319,17 @@ function applyScript(nft: string, priv: string): string {
     'ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
     'case "$ns" in *[!0-9]*) ns=0;; esac',
     'tag="nrhi-release:$t:$ns:"',
+    // a timer that is a process of the session is found by its record, never by its name (any
+    // local user can run a process so named: exec -a). The record, `PID START` lines (START: field
+    // 22 of /proc/PID/stat, so that a recycled pid is not taken for it), lives in a directory only
+    // this account (and root) can write: root's under ${TIMER_DIR}, another account's in its home,
+    // else in /tmp under its uid; a record not owned by this account, or a link, is not believed
+    'ptime() { sv=; pst=; read -r pst <"/proc/$1/stat" 2>/dev/null || return 0; pst=${pst##*) }; set -- $pst; [ $# -lt 20 ] || sv=${20}; }',
+    `tdir() { if [ -O / ]; then td=${TIMER_DIR}; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }`,
+    'tlive() { tl=; tok=; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && [ -f "$tf" ] && [ ! -L "$tf" ] && [ -O "$tf" ] || return 0; tok=1; while read -r q qs _; do case "$q$qs" in *[!0-9]*|"") continue;; esac; ptime "$q"; [ "$sv" != "$qs" ] || tl="$tl $q"; done <"$tf"; }',
     'if [ "$secs" != keep ]; then',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
-    '  for q in $(pgrep -f "$tag"); do kill -- "-$q" 2>/dev/null; done',
+    '  tdir; tlive; for q in $tl; do kill -- "-$q" 2>/dev/null || kill "$q" 2>/dev/null; done; [ -z "$tok" ] || rm -f "$tf"',
     // under systemd the timer is a transient unit: stop it (and a release it is running) and its data
     `  if [ -d /run/systemd/system ]; then ${priv}systemctl stop "${TIMER_UNIT}.timer" "${TIMER_UNIT}.service" >/dev/null 2>&1; ${priv}rm -f "${TIMER_DIR}/$t".* 2>/dev/null; fi`,
     '  armed=',
@@ -334,13 +342,16 @@ function applyScript(nft: string, priv: string): string {
     `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}tee "$f.sh" >/dev/null 2>&1 &&`,
     `      ${priv}systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "$tag" >/dev/null 2>&1 && armed=systemd`,
     '  fi',
-    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & armed=process; fi`,
+    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & tp=$!; armed=process; fi`,
+    // its record: the pid of the session leader (setsid in a job without job control does not
+    // fork) and its start time
+    '  if [ "$armed" = process ]; then ptime "$tp"; [ -z "$sv" ] || (umask 077; mkdir -p "$td" 2>/dev/null; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && printf "%s %s\\n" "$tp" "$sv" >"$tf") 2>/dev/null; fi',
     '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
     'fi',
     // a release timer that is a process of the session (no systemd-run for this account), new or
     // kept, knows nothing of the guard: the guard would undo its release. No guard beside it
-    // (a new one: armed as a process; a kept one: found by its tag. Replaced ones were killed above)
-    "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then pgrep -f \"$tag\" >/dev/null 2>&1 && pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
+    // (a new one: armed as a process; a kept one: found by its record. Replaced ones were killed above)
+    "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then tdir; tlive; [ -z \"$tl\" ] || pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
     `if [ -n "$pt" ]; then ${endGuard(priv)}; gs=; fi`,
     '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
     // one ss for both protocols when their filters agree (the usual case), two otherwise; the

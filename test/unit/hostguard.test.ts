@@ -101,4 +101,16 @@ describe('the host guard: stdin and status', () => {
       assert.match(c, /flock -w 10 9/);
     }
   });
+
+  it('a session timer is found by its record (pid and start time), never by a process name (issue 20, item 6)', () => {
+    for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
+      assert.doesNotMatch(c, /pgrep/, 'any user can name a process like a timer');
+      // field 22 of /proc/PID/stat, after the command name (which may hold spaces and parentheses)
+      assert.match(c, /read -r pst <"\/proc\/\$1\/stat"[^\n]*pst=\$\{pst##\*\) \}; set -- \$pst; \[ \$# -lt 20 \] \|\| sv=\$\{20\}/);
+      // a record is believed only when this account owns it and it is no link
+      assert.match(c, /\[ ! -L "\$tf" \] && \[ -O "\$tf" \]/);
+      assert.match(c, /tdir; tlive; for q in \$tl; do kill -- "-\$q"/);
+      assert.match(c, /if \[ "\$secs" = keep \]; then tdir; tlive; \[ -z "\$tl" \] \|\| pt=1;/);
+    }
+  });
 });
