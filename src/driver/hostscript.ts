@@ -86,8 +86,9 @@ const GUARD_SCRIPT = [
   '    if [ -f "$t.fp" ] && [ "$cur" = "$(cat "$t.fp")" ]; then unlock; return; fi',
   "    live=$(printf '%s\\n' \"$cur\" | sed -n '/set gen {/,/}/s/.*elements = { *\\(0x[0-9a-fA-F]*\\|[0-9]*\\) *}.*/\\1/p' | head -n 1)",
   // another generation there, though every change the pack makes re-arms this copy under the
-  // lock: something else made a newer isolation. Never revert it, nor bring this copy back later
-  `    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), not $gen: superseded, stopping"; exit 0; fi`,
+  // lock: something else made it (root on the host, or a tool without the apply script). Never
+  // revert it, nor bring this copy back later; the status read and the next change say so
+  `    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), which this guard was not given (it keeps $gen): changed past the pack (tampering, or a tool that does not re-arm the guard); not reverting it, stopping"; exit 0; fi`,
   '    if [ ! -f "$t.fp" ]; then printf "%s\\n" "$cur" >"$t.fp"; unlock; return; fi',
   '  fi',
   '  now=$(date +%s)',
@@ -289,6 +290,15 @@ function applyScript(nft: string, priv: string): string {
     '  gb=$(head -c "$gl")',
     `  [ -z "$gk" ] || printf '%s\\n' "$gb" | (umask 077; ${priv}tee "$G/$t.batch.new" >/dev/null 2>&1) || gk=`,
     '  gb=',
+    'fi',
+    // a guard that ended since the last change other than by the pack (which removes its files):
+    // at a generation it was not given, given up, or stopped or killed on the host. This answer
+    // says so (`nrhi-guard-ended STATE GEN`) before the change re-arms or ends it
+    'if [ -n "$gk" ] && [ -f "$G/$t.key" ]; then',
+    '  k0=; s0=; q0=; e0=',
+    '  { read -r k0 _ <"$G/$t.key"; read -r _ _ s0 _ <"$G/$t.heal"; read -r q0 _ <"$G/$t.pid"; } 2>/dev/null',
+    `  case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "${GUARD_UNIT}.service" || e0=stopped;; esac`,
+    `  case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\\n' "$e0" "$k0";; esac`,
     'fi',
     `${nft}`,
     'rc=$?',
@@ -504,6 +514,27 @@ export function parseGuard(stdout: string): { guard: GuardReport | null; json: s
 /** Whether the apply script armed (or kept) a guard for the isolation it applied. */
 export function parseGuardArmed(stdout: string): boolean {
   return /^nrhi-guard on$/m.test(stdout);
+}
+
+/** How a guard ended other than by the pack (superseded, gave up, stopped or killed on the host). */
+export type GuardEnd = 'superseded' | 'gave-up:nft' | 'gave-up:fought' | 'stopped';
+
+/** The apply script's `nrhi-guard-ended STATE GEN`: the guard had ended before this change, other than by the pack. */
+export function parseGuardEnded(stdout: string): { how: GuardEnd; gen: number } | null {
+  const m = /^nrhi-guard-ended (superseded|gave-up:nft|gave-up:fought|stopped) (\d{1,9})$/m.exec(stdout);
+  return m ? { how: m[1] as GuardEnd, gen: Number(m[2]) } : null;
+}
+
+const GUARD_END_WORDS: Record<GuardEnd, string> = {
+  superseded: 'it stopped at a generation of the table it was not given: the table was changed past the pack, by root on the host or a tool that does not re-arm the guard',
+  'gave-up:nft': 'it gave up: re-applying the isolation kept failing',
+  'gave-up:fought': 'it gave up: something kept undoing the isolation',
+  stopped: 'it was stopped or killed on the host, not by a release',
+};
+
+/** What to tell the operator when a change finds the guard ended other than by the pack. */
+export function guardEndedWarning(end: { how: GuardEnd; gen: number }, armedNow: boolean): string {
+  return `the host's guard had ended before this change (${GUARD_END_WORDS[end.how]}); it kept generation ${end.gen}${armedNow ? ', and is re-armed with this change' : '; no guard keeps the isolation now'}`;
 }
 
 /** The typed error for the apply script's own exit codes, or null when the code is nft's. */
