@@ -47,7 +47,7 @@ import { expandPresets, serverKindsNeeded, type PresetServers } from './presets'
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
-import { bootGuardExec, EXIT, nftInput, parseGuard, parseGuardArmed, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
+import { bootGuardExec, EXIT, guardEndedWarning, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type OpenStream, type SshConnection } from './transport';
 import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
@@ -123,6 +123,11 @@ export class IsolationDriver {
   private readonly pool: ConnectionPool;
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly known = new Map<string, Known | null>();
+  /**
+   * the generation this controller last applied on each host: with the generation the host's
+   * guard was given, what tells a table replaced past the pack (status) from a change of ours
+   */
+  private readonly made = new Map<string, number>();
   private readonly slots: Slots;
   private readonly now: () => Date;
   private readonly verifyWindowS: number;
@@ -211,6 +216,7 @@ export class IsolationDriver {
           out = await this.applyVerified(op, conn, doc, gen, current, release, guard, sever);
         }
         this.remember(target, { doc, gen });
+        this.madeHere(target, gen);
         const zero = { packets: 0, bytes: 0 };
         return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: !same };
       };
@@ -269,6 +275,7 @@ export class IsolationDriver {
       }
       const changed = isolated;
       this.remember(target, null);
+      this.made.delete(knownKey(target));
       return { ...notIsolated(target.host), changed };
     }, info);
   }
@@ -280,7 +287,11 @@ export class IsolationDriver {
       const conn = await this.connection(op);
       const before = this.known.get(knownKey(target));
       const host: { guard: GuardReport | null } = { guard: null };
-      const current = await this.read(op, conn, host);
+      let current = await this.read(op, conn, host);
+      // a generation this controller did not make and the guard was not given: read once more,
+      // so that a change another controller made between the read of the guard's key and the
+      // listing (it re-arms the guard with its own generation) is not taken for one
+      if (current && this.foreign(target, current.gen, host.guard) !== null) current = await this.read(op, conn, host);
       if (!current) {
         const free = notIsolated(target.host);
         // gone, though this controller left it isolated and no release time had come
@@ -300,6 +311,13 @@ export class IsolationDriver {
       }
       const state = toHostState(target.host, current);
       state.tampered = tamperFindings(current.listing ?? [], target.table, renderIsolate(target.table, current.doc, current.gen));
+      // the record can be rewritten with the table: what it says is then no proof
+      const foreign = this.foreign(target, current.gen, host.guard);
+      if (foreign !== null) {
+        state.tampered.unshift(
+          `generation ${current.gen} was not made by this controller (the guard kept ${foreign}): the table and its record were replaced past the pack, by root on the host or a tool that does not re-arm the guard; what the record says is not what this controller set`,
+        );
+      }
       return withGuardReport(state, host.guard, current.gen);
     });
   }
@@ -355,6 +373,7 @@ export class IsolationDriver {
           throw err;
         }
         this.remember(target, { doc, gen: current.gen + 1 });
+        this.madeHere(target, current.gen + 1);
         const read = 'dropped' in current ? (current as ParsedTable) : null;
         const zero = { packets: 0, bytes: 0 };
         const state = withHostGuard(
@@ -408,6 +427,7 @@ export class IsolationDriver {
           throw err;
         }
         this.remember(target, { doc, gen });
+        this.madeHere(target, gen);
         const zero = { packets: 0, bytes: 0 };
         return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: current.doc.mode !== mode };
       }
@@ -561,6 +581,11 @@ export class IsolationDriver {
         });
         const res = await conn.exec(cmd, stdin, Math.max(5000, op.deadline - Date.now()));
         rolledBack = res.code === 0;
+        // the previous isolation, back as generation + 2 (renderRollback)
+        if (rolledBack) {
+          if (current) this.madeHere(target, current.gen + 2);
+          else this.made.delete(knownKey(target));
+        }
       } catch {
         // the link is gone too: the host's own timer rolls back when the window closes
       }
@@ -793,6 +818,24 @@ export class IsolationDriver {
   private forget(target: Target): void {
     this.known.delete(knownKey(target));
   }
+
+  private madeHere(target: Target, gen: number): void {
+    const key = knownKey(target);
+    this.made.delete(key); // least recently used first, as `known`
+    this.made.set(key, gen);
+    if (this.made.size > MAX_KNOWN) this.made.delete(this.made.keys().next().value!);
+  }
+
+  /**
+   * The generation the host's guard kept, when the live one is another that this controller did
+   * not make (null: none such). Every change of the pack gives the guard its generation under the
+   * guard's lock (another controller's too), or ends the guard: one it was not given came past the
+   * pack. Without a guard record there is nothing to compare with.
+   */
+  private foreign(target: Target, live: number, g: GuardReport | null): number | null {
+    if (!g || g.gen === live || this.made.get(knownKey(target)) === live) return null;
+    return g.gen;
+  }
 }
 
 /** Exceptions whose overlaps would need too many set elements are refused before anything is sent. */
@@ -934,7 +977,10 @@ function withHostGuard(state: HostState, stdout: string): HostState {
   const blocked = /^nrhi-guard blocked$/m.test(stdout)
     ? ["the host's guard lock was held by something else for 10 s: the guard was ended, the isolation is not self-healing (isolate again to re-arm it)"]
     : [];
-  return { ...state, guard: parseGuardArmed(stdout), warnings: [...state.warnings, ...blocked] };
+  const armed = parseGuardArmed(stdout);
+  // the guard had ended before this change, other than by the pack: said once more, here
+  const ended = parseGuardEnded(stdout);
+  return { ...state, guard: armed, warnings: [...state.warnings, ...blocked, ...(ended ? [guardEndedWarning(ended, armed)] : [])] };
 }
 
 /** The state with the host's guard record (status): whether it runs for this generation, its heals, its giving up. */
@@ -950,6 +996,11 @@ function withGuardReport(state: HostState, g: GuardReport | null, gen?: number):
   if (g.state.startsWith('gave-up')) {
     const why = g.state === 'gave-up:nft' ? 're-applying it kept failing' : 'something kept undoing it';
     out.warnings = [...out.warnings, `the host's guard gave up keeping this isolation (${why}): isolate again to re-arm it`];
+  } else if (g.state === 'superseded') {
+    const at = gen !== undefined ? `the table holds generation ${gen}, the guard was given ${g.gen}` : `it kept generation ${g.gen}`;
+    out.warnings = [...out.warnings, `the host's guard has stopped at a generation it was not given (${at}; it never reverts one): the isolation is not self-healing, isolate again to re-arm it`];
+  } else if (!g.alive) {
+    out.warnings = [...out.warnings, `the host's guard is not running (stopped or killed on the host, not by a release; it kept generation ${g.gen}): the isolation is not self-healing, isolate again to re-arm it`];
   }
   return out;
 }

@@ -100,8 +100,9 @@ const GUARD_SCRIPT = [
   '    if [ -f "$t.fp" ] && [ "$cur" = "$(cat "$t.fp")" ]; then unlock; return; fi',
   "    live=$(printf '%s\\n' \"$cur\" | sed -n '/set gen {/,/}/s/.*elements = { *\\(0x[0-9a-fA-F]*\\|[0-9]*\\) *}.*/\\1/p' | head -n 1)",
   // another generation there, though every change the pack makes re-arms this copy under the
-  // lock: something else made a newer isolation. Never revert it, nor bring this copy back later
-  `    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), not $gen: superseded, stopping"; exit 0; fi`,
+  // lock: something else made it (root on the host, or a tool without the apply script). Never
+  // revert it, nor bring this copy back later; the status read and the next change say so
+  `    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), which this guard was not given (it keeps $gen): changed past the pack (tampering, or a tool that does not re-arm the guard); not reverting it, stopping"; exit 0; fi`,
   '    if [ ! -f "$t.fp" ]; then printf "%s\\n" "$cur" >"$t.fp"; unlock; return; fi',
   '  fi',
   '  now=$(date +%s)',
@@ -349,6 +350,15 @@ function applyScript(nft: string, priv: string): string {
     `  [ -z "$gk" ] || printf '%s\\n' "$gb" | (umask 077; ${priv}${R.stage} >/dev/null 2>&1) || gk=`,
     '  gb=',
     'fi',
+    // a guard that ended since the last change other than by the pack (which removes its files):
+    // at a generation it was not given, given up, or stopped or killed on the host. This answer
+    // says so (`nrhi-guard-ended STATE GEN`) before the change re-arms or ends it
+    'if [ -n "$gk" ] && [ -f "$G/$t.key" ]; then',
+    '  k0=; s0=; q0=; e0=',
+    '  { read -r k0 _ <"$G/$t.key"; read -r _ _ s0 _ <"$G/$t.heal"; read -r q0 _ <"$G/$t.pid"; } 2>/dev/null',
+    `  case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "${GUARD_UNIT}.service" || e0=stopped;; esac`,
+    `  case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\\n' "$e0" "$k0";; esac`,
+    'fi',
     `${nft}`,
     'rc=$?',
     'if [ $rc -ne 0 ]; then',
@@ -378,9 +388,17 @@ function applyScript(nft: string, priv: string): string {
     'ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
     'case "$ns" in *[!0-9]*) ns=0;; esac',
     `tag="${TIMER_TAG}"`,
+    // a timer that is a process of the session is found by its record, never by its name (any
+    // local user can run a process so named: exec -a). The record, `PID START` lines (START: field
+    // 22 of /proc/PID/stat, so that a recycled pid is not taken for it), lives in a directory only
+    // this account (and root) can write: root's under ${TIMER_DIR}, another account's in its home,
+    // else in /tmp under its uid; a record not owned by this account, or a link, is not believed
+    'ptime() { sv=; pst=; read -r pst <"/proc/$1/stat" 2>/dev/null || return 0; pst=${pst##*) }; set -- $pst; [ $# -lt 20 ] || { shift 19; sv=$1; }; }',
+    `tdir() { if [ -O / ]; then td=${TIMER_DIR}; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }`,
+    'tlive() { tl=; tok=; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && [ -f "$tf" ] && [ ! -L "$tf" ] && [ -O "$tf" ] || return 0; tok=1; while read -r q qs _; do case "$q$qs" in *[!0-9]*|"") continue;; esac; ptime "$q"; [ "$sv" != "$qs" ] || tl="$tl $q"; done <"$tf"; }',
     'if [ "$secs" != keep ]; then',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
-    '  for q in $(pgrep -f "$tag"); do kill -- "-$q" 2>/dev/null; done',
+    '  tdir; tlive; for q in $tl; do kill -- "-$q" 2>/dev/null || kill "$q" 2>/dev/null; done; [ -z "$tok" ] || rm -f "$tf"',
     // under systemd the timer is a transient unit: stop it (and a release it is running) and its data
     `  if [ -d /run/systemd/system ]; then ${priv}${T.stop} >/dev/null 2>&1; ${priv}${T.clear} 2>/dev/null; fi`,
     '  armed=',
@@ -393,13 +411,16 @@ function applyScript(nft: string, priv: string): string {
     `      printf '%s\\n' '${unitScript.replace(/'/g, `'\\''`)}' | ${priv}${T.script} >/dev/null 2>&1 &&`,
     `      ${priv}${T.arm} >/dev/null 2>&1 && armed=systemd`,
     '  fi',
-    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & armed=process; fi`,
+    `  if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c '${timer.replace(/'/g, `'\\''`)}' "$tag" >/dev/null 2>&1 & tp=$!; armed=process; fi`,
+    // its record: the pid of the session leader (setsid in a job without job control does not
+    // fork) and its start time
+    '  if [ "$armed" = process ]; then ptime "$tp"; [ -z "$sv" ] || (umask 077; mkdir -p "$td" 2>/dev/null; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && printf "%s %s\\n" "$tp" "$sv" >"$tf") 2>/dev/null; fi',
     '  [ -z "$armed" ] || printf "nrhi-timer %s\\n" "$armed"',
     'fi',
     // a release timer that is a process of the session (no systemd-run for this account), new or
     // kept, knows nothing of the guard: the guard would undo its release. No guard beside it
-    // (a new one: armed as a process; a kept one: found by its tag. Replaced ones were killed above)
-    "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then pgrep -f \"$tag\" >/dev/null 2>&1 && pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
+    // (a new one: armed as a process; a kept one: found by its record. Replaced ones were killed above)
+    "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then tdir; tlive; [ -z \"$tl\" ] || pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
     `if [ -n "$pt" ]; then ${endGuard(priv)}; gs=; fi`,
     '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
     // one ss for both protocols when their filters agree (the usual case), two otherwise; the
@@ -614,6 +635,27 @@ export function parseGuard(stdout: string): { guard: GuardReport | null; json: s
 /** Whether the apply script armed (or kept) a guard for the isolation it applied. */
 export function parseGuardArmed(stdout: string): boolean {
   return /^nrhi-guard on$/m.test(stdout);
+}
+
+/** How a guard ended other than by the pack (superseded, gave up, stopped or killed on the host). */
+export type GuardEnd = 'superseded' | 'gave-up:nft' | 'gave-up:fought' | 'stopped';
+
+/** The apply script's `nrhi-guard-ended STATE GEN`: the guard had ended before this change, other than by the pack. */
+export function parseGuardEnded(stdout: string): { how: GuardEnd; gen: number } | null {
+  const m = /^nrhi-guard-ended (superseded|gave-up:nft|gave-up:fought|stopped) (\d{1,9})$/m.exec(stdout);
+  return m ? { how: m[1] as GuardEnd, gen: Number(m[2]) } : null;
+}
+
+const GUARD_END_WORDS: Record<GuardEnd, string> = {
+  superseded: 'it stopped at a generation of the table it was not given: the table was changed past the pack, by root on the host or a tool that does not re-arm the guard',
+  'gave-up:nft': 'it gave up: re-applying the isolation kept failing',
+  'gave-up:fought': 'it gave up: something kept undoing the isolation',
+  stopped: 'it was stopped or killed on the host, not by a release',
+};
+
+/** What to tell the operator when a change finds the guard ended other than by the pack. */
+export function guardEndedWarning(end: { how: GuardEnd; gen: number }, armedNow: boolean): string {
+  return `the host's guard had ended before this change (${GUARD_END_WORDS[end.how]}); it kept generation ${end.gen}${armedNow ? ', and is re-armed with this change' : '; no guard keeps the isolation now'}`;
 }
 
 /** The typed error for the apply script's own exit codes, or null when the code is nft's. */

@@ -26,6 +26,12 @@ if [ -n "$gn" ]; then
   [ -z "$gk" ] || printf '%s\n' "$gb" | (umask 077; tee "$G/$t.batch.new" >/dev/null 2>&1) || gk=
   gb=
 fi
+if [ -n "$gk" ] && [ -f "$G/$t.key" ]; then
+  k0=; s0=; q0=; e0=
+  { read -r k0 _ <"$G/$t.key"; read -r _ _ s0 _ <"$G/$t.heal"; read -r q0 _ <"$G/$t.pid"; } 2>/dev/null
+  case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "nrhi-guard-$t.service" || e0=stopped;; esac
+  case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\n' "$e0" "$k0";; esac
+fi
 PATH="$PATH:/usr/sbin:/sbin" nft -j -f -
 rc=$?
 if [ $rc -ne 0 ]; then
@@ -61,7 +67,7 @@ check() {
   if [ -n "$cur" ]; then
     if [ -f "$t.fp" ] && [ "$cur" = "$(cat "$t.fp")" ]; then unlock; return; fi
     live=$(printf '\''%s\n'\'' "$cur" | sed -n '\''/set gen {/,/}/s/.*elements = { *\(0x[0-9a-fA-F]*\|[0-9]*\) *}.*/\1/p'\'' | head -n 1)
-    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), not $gen: superseded, stopping"; exit 0; fi
+    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), which this guard was not given (it keeps $gen): changed past the pack (tampering, or a tool that does not re-arm the guard); not reverting it, stopping"; exit 0; fi
     if [ ! -f "$t.fp" ]; then printf "%s\n" "$cur" >"$t.fp"; unlock; return; fi
   fi
   now=$(date +%s)
@@ -106,8 +112,11 @@ fi
 ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac
 case "$ns" in *[!0-9]*) ns=0;; esac
 tag="nrhi-release:$t:$ns:"
+ptime() { sv=; pst=; read -r pst <"/proc/$1/stat" 2>/dev/null || return 0; pst=${pst##*) }; set -- $pst; [ $# -lt 20 ] || { shift 19; sv=$1; }; }
+tdir() { if [ -O / ]; then td=/run/nrhi-release; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }
+tlive() { tl=; tok=; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && [ -f "$tf" ] && [ ! -L "$tf" ] && [ -O "$tf" ] || return 0; tok=1; while read -r q qs _; do case "$q$qs" in *[!0-9]*|"") continue;; esac; ptime "$q"; [ "$sv" != "$qs" ] || tl="$tl $q"; done <"$tf"; }
 if [ "$secs" != keep ]; then
-  for q in $(pgrep -f "$tag"); do kill -- "-$q" 2>/dev/null; done
+  tdir; tlive; for q in $tl; do kill -- "-$q" 2>/dev/null || kill "$q" 2>/dev/null; done; [ -z "$tok" ] || rm -f "$tf"
   if [ -d /run/systemd/system ]; then systemctl stop "nrhi-release-$t.timer" "nrhi-release-$t.service" >/dev/null 2>&1; rm -f "/run/nrhi-release/$t".* 2>/dev/null; fi
   armed=
   if [ "$secs" -gt 0 ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
@@ -143,7 +152,7 @@ check() {
   if [ -n "$cur" ]; then
     if [ -f "$t.fp" ] && [ "$cur" = "$(cat "$t.fp")" ]; then unlock; return; fi
     live=$(printf '\''\'\'''\''%s\n'\''\'\'''\'' "$cur" | sed -n '\''\'\'''\''/set gen {/,/}/s/.*elements = { *\(0x[0-9a-fA-F]*\|[0-9]*\) *}.*/\1/p'\''\'\'''\'' | head -n 1)
-    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), not $gen: superseded, stopping"; exit 0; fi
+    if [ -n "$live" ] && [ $((live)) -ne "$gen" ]; then record superseded; echo "nrhi-guard: table inet $t holds generation $((live)), which this guard was not given (it keeps $gen): changed past the pack (tampering, or a tool that does not re-arm the guard); not reverting it, stopping"; exit 0; fi
     if [ ! -f "$t.fp" ]; then printf "%s\n" "$cur" >"$t.fp"; unlock; return; fi
   fi
   now=$(date +%s)
@@ -201,10 +210,11 @@ exec 9<&-; fi' | tee "$f.sh" >/dev/null 2>&1 &&
   if [ "$secs" -gt 0 ] && [ -z "$armed" ]; then printf '%s\n' "$secs" "$rel" "$rw" "$s2" "$rel2" | setsid sh -c 'IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2; exec </dev/null
 sleep "$s"; printf "%s\n" "$r" | PATH="$PATH:/usr/sbin:/sbin" nft -j -f - || exit 0
 if [ -n "$n" ]; then printf %s "$n" | base64 -d | wall; fi
-if [ -n "$s2" ]; then sleep "$s2"; printf "%s\n" "$r2" | PATH="$PATH:/usr/sbin:/sbin" nft -j -f -; fi' "$tag" >/dev/null 2>&1 & armed=process; fi
+if [ -n "$s2" ]; then sleep "$s2"; printf "%s\n" "$r2" | PATH="$PATH:/usr/sbin:/sbin" nft -j -f -; fi' "$tag" >/dev/null 2>&1 & tp=$!; armed=process; fi
+  if [ "$armed" = process ]; then ptime "$tp"; [ -z "$sv" ] || (umask 077; mkdir -p "$td" 2>/dev/null; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && printf "%s %s\n" "$tp" "$sv" >"$tf") 2>/dev/null; fi
   [ -z "$armed" ] || printf "nrhi-timer %s\n" "$armed"
 fi
-pt=; if [ "$gs" = on ]; then if [ "$secs" = keep ]; then pgrep -f "$tag" >/dev/null 2>&1 && pt=1; elif [ "$armed" = process ]; then pt=1; fi; fi
+pt=; if [ "$gs" = on ]; then if [ "$secs" = keep ]; then tdir; tlive; [ -z "$tl" ] || pt=1; elif [ "$armed" = process ]; then pt=1; fi; fi
 if [ -n "$pt" ]; then rm -f "/run/nrhi-guard/$t.key" "/run/nrhi-guard/$t.batch" "/run/nrhi-guard/$t.batch.new" "/run/nrhi-guard/$t.fp" "/run/nrhi-guard/$t.heal" "/run/nrhi-guard/$t.pid" "/run/nrhi-guard/$t.err" >/dev/null 2>&1; systemctl stop "nrhi-guard-$t.service" >/dev/null 2>&1; gs=; fi
 [ -z "$gs" ] || printf "nrhi-guard %s\n" "$gs"
 cut=0; left=0; why=ok

@@ -4,7 +4,7 @@
  * nft's JSON. The guard itself runs on real systemd hosts in test/integration/guard.test.ts.
  */
 import { strict as assert } from 'assert';
-import { bootGuardExec, COMMANDS, GUARD_MAX_BURST, GUARD_MAX_FAILS, nftInput, parseGuard, parseGuardArmed, statusInput } from '../../src/driver/hostscript';
+import { bootGuardExec, COMMANDS, GUARD_MAX_BURST, GUARD_MAX_FAILS, guardEndedWarning, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, statusInput } from '../../src/driver/hostscript';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderBootUnit, renderIsolate, renderUnisolate, type StateDoc } from '../../src/driver/ruleset';
 
@@ -99,6 +99,36 @@ describe('the host guard: stdin and status', () => {
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       assert.match(c, /systemd-run --quiet --collect --unit="nrhi-guard-\$t" -p Type=simple \/bin\/bash "\$G\/guard\.sh" "\$t"/);
       assert.match(c, /flock -w 10 9/);
+    }
+  });
+
+  it('a change says when it found the guard ended other than by the pack (issue 20, item 2)', () => {
+    assert.equal(parseGuardEnded('nrhi-guard on\n'), null);
+    assert.equal(parseGuardEnded('nrhi-guard-ended blocked 4\n'), null, 'only the states the script prints');
+    assert.deepEqual(parseGuardEnded('nrhi-severed 0 0 ok\nnrhi-guard-ended superseded 41\nnrhi-guard on\n'), { how: 'superseded', gen: 41 });
+    for (const how of ['superseded', 'gave-up:nft', 'gave-up:fought', 'stopped'] as const) {
+      const w = guardEndedWarning({ how, gen: 7 }, true);
+      assert.match(w, /guard had ended before this change/);
+      assert.match(w, /generation 7, and is re-armed/);
+      assert.match(guardEndedWarning({ how, gen: 7 }, false), /no guard keeps the isolation now$/);
+    }
+    for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
+      // read under the guard's lock, before the batch: the guard is not mid-write, nor re-armed yet
+      const at = c.indexOf("printf 'nrhi-guard-ended %s %s\\n'");
+      assert.ok(at > c.indexOf('flock -w 10 9') && at < c.indexOf('rc=$?'), 'between the lock and the batch');
+      assert.match(c, /if \[ -n "\$gk" \] && \[ -f "\$G\/\$t\.key" \]; then/);
+    }
+  });
+
+  it('a session timer is found by its record (pid and start time), never by a process name (issue 20, item 6)', () => {
+    for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
+      assert.doesNotMatch(c, /pgrep/, 'any user can name a process like a timer');
+      // field 22 of /proc/PID/stat, after the command name (which may hold spaces and parentheses)
+      assert.match(c, /read -r pst <"\/proc\/\$1\/stat"[^\n]*pst=\$\{pst##\*\) \}; set -- \$pst; \[ \$# -lt 20 \] \|\| \{ shift 19; sv=\$1; \}/);
+      // a record is believed only when this account owns it and it is no link
+      assert.match(c, /\[ ! -L "\$tf" \] && \[ -O "\$tf" \]/);
+      assert.match(c, /tdir; tlive; for q in \$tl; do kill -- "-\$q"/);
+      assert.match(c, /if \[ "\$secs" = keep \]; then tdir; tlive; \[ -z "\$tl" \] \|\| pt=1;/);
     }
   });
 });

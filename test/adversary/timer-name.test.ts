@@ -1,0 +1,209 @@
+/**
+ * Issue 20, item 6: a process name is not a record. The host's release timers that are processes
+ * of the SSH session (no systemd-run for the account) used to be found with `pgrep -f
+ * nrhi-release:<table>:<netns>:`, a name any local user can give a process (`exec -a`). Such a
+ * process made every later change end the guard (it passed for a kept session timer), and the
+ * next timer's cancel killed it as root. The pack now finds its session timers by a record only
+ * the SSH user (and root) can write: pid and start time. Here `nobody` runs a process with the
+ * exact name, and nothing of ours takes it for a timer: not the cancel, not the guard check.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { IsolationDriver, type TargetInput } from '../../src/driver';
+import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
+import { createLab, labTarget, requireLab, type Lab } from '../lab/lab';
+
+const TABLE = 'nrhi_tn';
+const UNIT = `nrhi-guard-${TABLE}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** which suites to boot: NRHI_GUARD_SUITES=bookworm narrows it (both by default) */
+const suites: Suite[] = (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
+
+type Run = (argv: string[], stdin?: string) => Promise<{ code: number | null; stdout: string; stderr: string }>;
+
+/** the network namespace inode the apply script puts in its timer tag, as seen by `run` */
+async function nsInode(run: Run): Promise<string> {
+  const ns = /\[(\d+)\]/.exec((await run(['readlink', '/proc/self/ns/net'])).stdout)?.[1];
+  assert.ok(ns, 'the namespace inode');
+  return ns;
+}
+
+/**
+ * Starts, as `nobody`, a session leader named exactly like the pack's timer of TABLE (as an
+ * attacker would: `setsid`, so that a kill of its process group reaches it); returns its pid.
+ */
+async function fakeTimer(run: Run): Promise<number> {
+  const tag = `nrhi-release:${TABLE}:${await nsInode(run)}:`;
+  const r = await run(['sh', '-c', `setpriv --reuid=65534 --regid=65534 --clear-groups setsid -f bash -c 'exec -a "$1" sleep 600' fake "$1" </dev/null >/dev/null 2>&1; sleep 0.3; pgrep -u 65534 -f "^$1"`, 'sh', tag]);
+  const pid = Number(r.stdout.trim().split('\n')[0]);
+  assert.ok(pid > 0, `the fake timer runs: ${r.stdout} ${r.stderr}`);
+  return pid;
+}
+
+/** whether `pid` still runs as nobody under the fake name */
+async function alive(run: Run, pid: number): Promise<boolean> {
+  const r = await run(['sh', '-c', `ps -o user=,args= -p ${pid}`]);
+  return r.code === 0 && /^nobody +nrhi-release:/.test(r.stdout.trim());
+}
+
+/** this table's timers of one user (the real ones: the fake is nobody's) */
+async function timersOf(run: Run, user: string): Promise<string> {
+  return (await run(['sh', '-c', `pgrep -u "$1" -f "nrhi-release:${TABLE}:$2:" || true`, 'sh', user, await nsInode(run)])).stdout.trim();
+}
+
+describe('adversary: a process named like a release timer (issue 20, item 6)', function () {
+  this.timeout(300_000);
+
+  describe('lab hosts (no systemd: every timer is a session process)', () => {
+    let lab: Lab;
+    let driver: IsolationDriver;
+    let fake = 0;
+    const run: Run = (argv, stdin) => lab.exec(lab.hosts[0].ns, argv, stdin);
+
+    before(async function () {
+      requireLab(this);
+      lab = await createLab({ hosts: 1 });
+      driver = new IsolationDriver();
+    });
+    after(async () => {
+      await driver?.close();
+      await lab?.close();
+    });
+    beforeEach(async () => {
+      fake = await fakeTimer(run);
+    });
+    afterEach(async () => {
+      if (fake > 0) await run(['kill', '-9', String(fake)]);
+      fake = 0;
+      if (lab) await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+    });
+
+    for (const as of ['root', 'sudo'] as const) {
+      it(`${as}: the cancel kills only the timer it armed, never the fake; the timed release still comes on time`, async () => {
+        const t = labTarget(lab, 0, TABLE, 15_000, {}, as);
+        const user = lab.users[as].username;
+        const uid = as === 'root' ? '0' : user;
+        // arming cancels every timer of the table first: the fake is not one
+        await driver.isolate(t, { duration: 60, verify: false });
+        assert.equal(await alive(run, fake), true, 'the fake survives the cancel before an arming');
+        assert.notEqual(await timersOf(run, uid), '', 'our timer runs');
+        // no expiry: our timer is cancelled (found by its record), the fake is left alone
+        await driver.isolate(t, { duration: 0, reason: 'no expiry', verify: false });
+        assert.equal(await timersOf(run, uid), '', 'our timer was cancelled');
+        assert.equal(await alive(run, fake), true, 'the fake survives a cancel');
+        // a timed release fires on time, and unisolate still cancels what it armed
+        const timed = await driver.isolate(t, { duration: 3, verify: false });
+        const expiresAt = Date.parse(timed.expiresAt!);
+        let free = false;
+        for (let n = 0; n < 80 && !free && Date.now() < expiresAt + 5000; n++) {
+          await sleep(100);
+          free = !(await lab.nft(lab.hosts[0].ns, ['list', 'tables'])).stdout.includes(TABLE);
+        }
+        assert.ok(free && Date.now() <= expiresAt + 2500, 'the session timer released the host on time');
+        await driver.isolate(t, { duration: 60, verify: false });
+        assert.notEqual(await timersOf(run, uid), '');
+        await driver.unisolate(t);
+        assert.equal(await timersOf(run, uid), '', 'unisolate cancelled our timer');
+        assert.equal(await alive(run, fake), true, 'and never the fake');
+      });
+    }
+  });
+
+  describe('systemd hosts: the guard is not ended by a fake', () => {
+    let lab: Lab;
+    let driver: IsolationDriver;
+    const hosts: ContainerHost[] = [];
+
+    before(async function () {
+      requireLab(this, containerAvailable());
+      lab = await createLab({ hosts: 1 });
+      driver = new IsolationDriver();
+      for (const [i, suite] of suites.entries()) hosts.push(await createContainer(lab, suite, i));
+    });
+    after(async () => {
+      await driver?.close();
+      for (const h of hosts) await h.close();
+      await lab?.close();
+    });
+
+    const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
+
+    for (const [i, suite] of suites.entries()) {
+      describe(suite, () => {
+        const h = () => hosts[i];
+        const run: Run = (argv, stdin) => h().exec(argv, stdin);
+        const guardActive = async () => (await run(['systemctl', 'is-active', `${UNIT}.service`])).stdout.trim() === 'active';
+        let fake = 0;
+        beforeEach(async () => {
+          fake = await fakeTimer(run);
+        });
+        afterEach(async () => {
+          if (fake > 0) await run(['kill', '-9', String(fake)]);
+          fake = 0;
+          await driver.unisolate(targetOf(h())).catch(() => undefined);
+        });
+
+        it('root: isolate, an exception change and a timed isolation keep the guard on; the fake lives', async () => {
+          const t = targetOf(h());
+          // no timer to arm, none known: the script checks whether a kept timer is a session process
+          const iso = await driver.isolate(t, { presets: ['ssh'], verify: false });
+          assert.equal(iso.guard, true, 'the fake is not taken for a kept session timer');
+          assert.equal(await guardActive(), true, `${UNIT} runs`);
+          const ch = await driver.setExceptions(t, 'add', [{ direction: 'out', proto: 'tcp', addr: '198.18.0.77', port: 443 }]);
+          assert.equal(ch.guard, true, 'nor on a change that keeps the timers');
+          assert.equal(await guardActive(), true);
+          // a systemd timer armed: every timer of the table is cancelled first, never the fake
+          const timed = await driver.isolate(t, { presets: ['ssh'], duration: 60, verify: false });
+          assert.equal(timed.guard, true);
+          assert.equal(await alive(run, fake), true, 'the cancel did not kill the fake');
+          const st = await driver.status(t);
+          assert.equal(st.guard, true);
+          assert.deepEqual(st.warnings, [], st.warnings.join('; '));
+          await driver.unisolate(t);
+          assert.equal(await alive(run, fake), true, 'nor did unisolate');
+        });
+
+        it("a sudo user without the timer's rights: its session timer is found by its record (no guard beside it), the fake is not", async () => {
+          // the README's sudoers blocks (the nft line and the guard's), for this table
+          const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+          const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
+          const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
+          assert.ok(nftLine && guardBlock, 'the README holds both blocks');
+          const sudoers = `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, TABLE)}`;
+          const setup = [
+            'id isolator >/dev/null 2>&1 || useradd -m -s /bin/sh isolator',
+            'install -d -m 700 -o isolator /home/isolator/.ssh',
+            'install -m 600 -o isolator /root/.ssh/authorized_keys /home/isolator/.ssh/authorized_keys',
+            'cat >/etc/sudoers.d/isolator && chmod 440 /etc/sudoers.d/isolator && visudo -cf /etc/sudoers.d/isolator',
+          ].join(' && ');
+          const r = await run(['sh', '-c', setup], sudoers);
+          assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+          const t: TargetInput = { ...targetOf(h()), username: 'isolator', sudo: true };
+          try {
+            const plain = await driver.isolate(t, { presets: ['ssh'], verify: false });
+            assert.equal(plain.guard, true, 'guarded, the fake notwithstanding');
+            const timed = await driver.isolate(t, { presets: ['ssh'], duration: 60, verify: false });
+            assert.equal(timed.guard, false, 'no guard beside a session timer');
+            assert.notEqual(await timersOf(run, 'isolator'), '', 'its session timer runs');
+            // a change that keeps the timers: the kept session timer is found (by its record), so no guard
+            const ch = await driver.setExceptions(t, 'add', [{ direction: 'out', proto: 'tcp', addr: '198.18.0.77', port: 443 }]);
+            assert.equal(ch.guard, false, 'the kept session timer is known: no guard that would undo its release');
+            assert.equal(await guardActive(), false);
+            // no expiry: its timer is cancelled, and the guard comes back
+            const again = await driver.isolate(t, { presets: ['ssh'], reason: 'no expiry', verify: false });
+            assert.equal(await timersOf(run, 'isolator'), '', 'its timer was cancelled');
+            assert.equal(again.guard, true);
+            assert.equal(await guardActive(), true);
+            assert.equal(await alive(run, fake), true, 'the fake lives');
+            assert.equal((await driver.unisolate(t)).state, 'free');
+          } finally {
+            await driver.unisolate(t).catch(() => undefined);
+            await run(['rm', '-f', '/etc/sudoers.d/isolator']);
+          }
+        });
+      });
+    }
+  });
+});
