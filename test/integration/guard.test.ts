@@ -8,13 +8,11 @@
  * Everything is proved with real traffic from the lab's peer.
  */
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
-import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/hostscript';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
-import { containerAvailable, createContainer, SUITES, timeTableBack, type ContainerHost, type Suite } from '../lab/container';
+import { addSudoUser, containerAvailable, createContainer, readmeGuardSudoers, removeSudoUser, SUITES, SUDO_USER, timeTableBack, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_gd';
@@ -385,22 +383,9 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
 
       it("a sudo user with exactly the README's guard lines gets a guard that heals; unisolate ends it", async () => {
         // the README's sudoers blocks (the nft line and the guard's), for this table, in the container's own /etc
-        const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
-        const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
-        const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
-        assert.ok(nftLine && guardBlock, 'the README holds both blocks');
-        const sudoers = `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, TABLE)}`;
-        const home = '/home/isolator';
-        const setup = [
-          'id isolator >/dev/null 2>&1 || useradd -m -s /bin/sh isolator',
-          `install -d -m 700 -o isolator ${home}/.ssh`,
-          `install -m 600 -o isolator /root/.ssh/authorized_keys ${home}/.ssh/authorized_keys`,
-          'cat >/etc/sudoers.d/isolator && chmod 440 /etc/sudoers.d/isolator && visudo -cf /etc/sudoers.d/isolator',
-        ].join(' && ');
-        const r = await h().exec(['sh', '-c', setup], sudoers);
-        assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+        await addSudoUser(h(), readmeGuardSudoers(TABLE));
         try {
-          const t: TargetInput = { ...targetOf(h()), username: 'isolator', sudo: true };
+          const t: TargetInput = { ...targetOf(h()), username: SUDO_USER, sudo: true };
           const iso = await driver.isolate(t, { presets: ['ssh'], reason: 'sudo guard' });
           assert.equal(iso.guard, true, 'the isolate answer says a guard keeps it');
           assert.equal(await guardActive(h()), true);
@@ -436,7 +421,7 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
           await staysFor(h(), true, 1500);
           timings.push(`${suite}: sudo user's isolation healed ${healMs} ms after systemctl restart nftables`);
         } finally {
-          await h().exec(['rm', '-f', '/etc/sudoers.d/isolator']);
+          await removeSudoUser(h());
         }
       });
 

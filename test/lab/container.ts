@@ -347,3 +347,43 @@ export async function timeTableBack(h: ContainerHost, table: string, cmd: string
   assert.equal(r.code, 0, r.stderr);
   return Number(r.stdout.trim());
 }
+
+/** the sudo account the README's "Preparing a real host" creates */
+export const SUDO_USER = 'isolator';
+
+/**
+ * The README's sudoers lines for the pack's nft and ss commands and its guard block, for `table`
+ * (the README's own text, so a test proves what the README tells an operator to install).
+ */
+export function readmeGuardSudoers(table: string): string {
+  const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+  const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
+  const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
+  assert.ok(nftLine && guardBlock, 'the README holds both blocks');
+  return `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, table)}`;
+}
+
+/**
+ * Makes SUDO_USER on the container (root's login key, a plain /bin/sh) with exactly `sudoers`
+ * in /etc/sudoers.d, checked by `visudo -c`. Undo with removeSudoUser.
+ */
+export async function addSudoUser(h: ContainerHost, sudoers: string): Promise<void> {
+  const home = `/home/${SUDO_USER}`;
+  const setup = [
+    `id ${SUDO_USER} >/dev/null 2>&1 || useradd -m -s /bin/sh ${SUDO_USER}`,
+    `install -d -m 700 -o ${SUDO_USER} ${home}/.ssh`,
+    `install -m 600 -o ${SUDO_USER} /root/.ssh/authorized_keys ${home}/.ssh/authorized_keys`,
+    `cat >/etc/sudoers.d/${SUDO_USER} && chmod 440 /etc/sudoers.d/${SUDO_USER} && visudo -cf /etc/sudoers.d/${SUDO_USER}`,
+  ].join(' && ');
+  const r = await h.exec(['sh', '-c', setup], sudoers);
+  assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+}
+
+export async function removeSudoUser(h: ContainerHost): Promise<void> {
+  await h.exec(['rm', '-f', `/etc/sudoers.d/${SUDO_USER}`]);
+}
+
+/** Runs a shell script inside the container as `nobody` (uid and gid 65534, no groups): a local user without rights. */
+export function asNobody(h: ContainerHost, script: string, args: string[] = [], timeoutMs = 30_000): Promise<ExecResult> {
+  return h.exec(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script, 'sh', ...args], undefined, timeoutMs);
+}
