@@ -37,12 +37,70 @@ export const TIMER_DIR = '/run/nrhi-release';
  * its table disappears or changes, unless a newer generation stands there. Its files, under
  * GUARD_DIR: `<table>.key` (the generation it keeps), `<table>.batch` (root-only: the full isolate
  * batch that recreates the table), `<table>.fp` (root-only: the stateless listing it expects),
- * `<table>.heal` (`COUNT LAST STATE`: what the status read returns), `<table>.pid`, and
+ * `<table>.heal` (`COUNT LAST STATE SINCE`: what the status read returns), `<table>.pid`, and
  * `<table>.lock`: every writer (the apply script, the release unit, the guard itself) holds it
  * (flock), so the guard never acts on a half-made change nor on a copy older than the table.
+ * All of them root's alone: GUARD_DIR is 0700 and its files 0600, so no other user of the host
+ * can hold the lock (and so stall the guard and every change) nor read or forge a record. A
+ * non-root SSH user (sudo) therefore never opens them itself: root processes do, each through
+ * one pinned sudoers line (GUARD_SUDO).
  */
 export const GUARD_UNIT = 'nrhi-guard-$t';
 export const GUARD_DIR = '/run/nrhi-guard';
+/**
+ * The guard's command lines that the apply script and the status read run as root (through
+ * `sudo -n` for a sudo SSH user, bare as root), written here once: the script runs these very
+ * words (the program without its directory, sudo's secure_path finds it), and the README's
+ * sudoers block holds them with `$t` the table (see guardSudoLine). `$t` is the table name,
+ * checked by the script to [A-Za-z0-9_]+, so it needs no quotes.
+ * - `lock`: the guard's lock, held by a root process while the change is made: flock waits up to
+ *   1 s for it (then exits 75), and once it holds it runs `cat`, which echoes the line the script
+ *   writes (the sign that the lock is held) and ends, letting the lock go, when the script closes
+ *   its end. The script tries as many times as the seconds it was given (a wait derived from the
+ *   time the controller has left, checked and capped on the host), so the pinned line needs no
+ *   number from the request.
+ * - `read`: the status read's view of the guard's record (its generation, heals, state, pid), a
+ *   `FILE:LINE` each.
+ * - `mkdir`: the directory, root-only.
+ */
+export const GUARD_SUDO = {
+  mkdir: `mkdir -p -m 700 ${GUARD_DIR}`,
+  lock: `flock -w 1 -E 75 ${GUARD_DIR}/$t.lock cat`,
+  read: `grep -s -H . ${GUARD_DIR}/$t.key ${GUARD_DIR}/$t.heal ${GUARD_DIR}/$t.pid`,
+} as const;
+/** flock's exit code when the lock stayed held for its 1 s (GUARD_SUDO.lock) */
+export const GUARD_LOCK_BUSY = 75;
+
+/** A GUARD_SUDO command as a sudoers line's command for `table` (absolute program, `=` escaped). */
+export function guardSudoLine(cmd: string, table: string): string {
+  if (!/^[A-Za-z0-9_]+$/.test(table)) throw new Error(`bad table: ${table}`);
+  return `/usr/bin/${cmd.replace(/\$t/g, table).replace(/([=,:\\])/g, '\\$1')}`;
+}
+
+/** the longest the apply script waits for the guard's lock (s), whatever it is sent */
+export const GUARD_LOCK_WAIT_MAX_S = 10;
+/** what an apply needs on the host beside the lock wait (nft, ss, the guard's files, the answer), ms */
+export const HOST_SLACK_MS = 2000;
+/** the least time the controller's own rollback after a failed verify confirm gets (ms): more than any wait on the host */
+export const FALLBACK_ROLLBACK_MS = GUARD_LOCK_WAIT_MAX_S * 1000 + HOST_SLACK_MS + 3000;
+/** the guard waits this long for its own lock before it records `stalled` (s) */
+export const GUARD_STALL_S = 3;
+
+/** Seconds the apply script may wait for the guard's lock when its exec has `budgetMs` left: 1 to GUARD_LOCK_WAIT_MAX_S. */
+export function lockWaitS(budgetMs: number): number {
+  return Math.max(1, Math.min(GUARD_LOCK_WAIT_MAX_S, Math.floor((budgetMs - HOST_SLACK_MS) / 1000)));
+}
+
+/**
+ * The controller's own rollback after a failed verify confirm, with `remainingMs` of the
+ * operation left: its exec's time limit (at least FALLBACK_ROLLBACK_MS, past the operation's
+ * deadline if need be: a rollback that gives up early leaves the host to its own timer) and the
+ * lock wait it sends, which leaves it HOST_SLACK_MS and more.
+ */
+export function fallbackRollback(remainingMs: number): { timeoutMs: number; lockWaitS: number } {
+  const timeoutMs = Math.max(FALLBACK_ROLLBACK_MS, remainingMs);
+  return { timeoutMs, lockWaitS: lockWaitS(timeoutMs / 2) };
+}
 /** the guard's fallback check when no event came (s) */
 export const GUARD_POLL_S = 5;
 /** re-applies that fail in a row before the guard gives up (backing off 1, 4, 9... s between them) */
@@ -59,7 +117,10 @@ export const GUARD_BURST_S = 5;
  * expected copy yet (just armed) -> adopts it; otherwise (gone, or changed under the same
  * generation) -> re-applies the stored batch and records `COUNT LAST STATE` in `<table>.heal`.
  * Bounded: GUARD_MAX_FAILS failed re-applies in a row (with back-off) or GUARD_MAX_BURST heals in
- * quick succession and it gives up (`gave-up:nft` / `gave-up:fought`) and exits.
+ * quick succession and it gives up (`gave-up:nft` / `gave-up:fought`) and exits. A lock it cannot
+ * take within GUARD_STALL_S (held by another root process: nobody else can open it) is recorded
+ * as `stalled` with the unix time since when it waits, so status never says `ok` of a guard that
+ * can act on nothing; it waits on (ending when its files go) and takes up its state again.
  */
 const GUARD_SCRIPT = [
   't=$1',
@@ -67,18 +128,26 @@ const GUARD_SCRIPT = [
   'export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
   `cd ${GUARD_DIR} || exit 0`,
   'umask 077',
+  // root's alone, whoever made them (a directory of an older version was 0755, its files 0644)
+  'chmod 700 . 2>/dev/null; chmod 600 -- "$t".* guard.sh 2>/dev/null',
   '[ -f "$t.key" ] || exit 0',
-  'echo $$ >"$t.pid.new" && chmod 644 "$t.pid.new" && mv -f "$t.pid.new" "$t.pid"',
-  'count=0; last=0',
+  'echo $$ >"$t.pid.new" && mv -f "$t.pid.new" "$t.pid"',
+  'count=0; last=0; state=ok',
   'if read -r c l _ <"$t.heal" 2>/dev/null; then case "$c$l" in *[!0-9]*|"") ;; *) count=$c; last=$l;; esac; fi',
-  'record() { printf "%s %s %s\\n" "$count" "$last" "$1" >"$t.heal.new" && chmod 644 "$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }',
+  'record() { state=$1; printf "%s %s %s %s\\n" "$count" "$last" "$1" "${2:-0}" >"$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }',
   'listing() { nft -s list table inet "$t" 2>/dev/null | sed -e "/^[[:space:]]*set owner/,/^[[:space:]]*}/d" -e "/^[[:space:]]*set obs_/,/^[[:space:]]*}/d"; }',
   'fails=0; burst=0; lastheal=0; wait=0',
   'unlock() { exec 9<&-; }',
   'check() {',
   '  wait=0',
   '  exec 9<"$t.lock" || exit 0',
-  '  flock -w 30 9 || { unlock; return; }',
+  // held by another root process: nothing can be healed until it lets go, and status says so
+  `  if ! flock -w ${GUARD_STALL_S} 9; then`,
+  `    was=$state; record stalled $(($(date +%s) - ${GUARD_STALL_S}))`,
+  '    echo "nrhi-guard: the lock of table inet $t is held by another process: stalled, healing nothing until it is let go"',
+  '    until flock -w 5 9; do [ -f "$t.key" ] || exit 0; done',
+  '    record "$was"; echo "nrhi-guard: the lock of table inet $t is free again: no longer stalled"',
+  '  fi',
   '  { [ -f "$t.key" ] && [ -f "$t.batch" ]; } || exit 0',
   '  read -r gen _ <"$t.key"; case "$gen" in ""|*[!0-9]*) exit 0;; esac',
   '  cur=$(listing)',
@@ -136,7 +205,7 @@ const sq = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 const GUARD_REARM = [
   'rearm() {',
   '  (umask 077; cat >"$G/$t.batch.new") && mv -f "$G/$t.batch.new" "$G/$t.batch" &&',
-  '    printf "%s\\n" "$1" >"$G/$t.key.new" && chmod 644 "$G/$t.key.new" && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1',
+  '    (umask 077; printf "%s\\n" "$1" >"$G/$t.key.new") && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1',
   `  systemctl is-active --quiet "${GUARD_UNIT}.service" && return 0`,
   `  printf "%s\\n" ${sq(GUARD_SCRIPT)} >"$G/guard.sh" &&`,
   `    systemd-run --no-block --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1`,
@@ -155,7 +224,7 @@ const BOOT_GUARD_SCRIPT = [
   'export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
   '[ -d /run/systemd/system ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1 || exit 0',
   `G=${GUARD_DIR}`,
-  'mkdir -p -m 755 "$G" && { [ -e "$G/$t.lock" ] || : >>"$G/$t.lock"; } || exit 0',
+  'mkdir -p -m 700 "$G" && chmod 700 "$G" && { [ -e "$G/$t.lock" ] || (umask 077; : >>"$G/$t.lock"); } || exit 0',
   'exec 9<"$G/$t.lock"; flock -w 10 9 || exit 0',
   GUARD_REARM,
   'rearm "$gen"',
@@ -196,12 +265,18 @@ export const EXIT = {
  *   11 the guard once the timer's batch applied (systemd timers; a verify rollback's): empty
  *      (end it), `GEN BATCH` (keep generation GEN, BATCH its full isolate batch, JSON)
  *   12 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
- *      isolate batch, LEN bytes, follows this line and precedes the next)
- *   13 the batch to apply now
+ *      isolate batch, LEN bytes, follows the header and precedes the batch)
+ *   13 seconds the script may wait for the guard's lock (1 to GUARD_LOCK_WAIT_MAX_S: the
+ *      controller derives it from the time its exec has left, see lockWaitS; capped here)
+ *   14 the batch to apply now
  * - Guard (where systemd runs, see GUARD_DIR): under its lock, the new copy is staged, the batch
  *   applied, then the copy put in place and the guard started if it is not running (`nrhi-guard
  *   on`), or (`-`) its files removed and the unit stopped, before the lock is let go: the guard
- *   never sees a change of ours half made, and never re-applies an older copy.
+ *   never sees a change of ours half made, and never re-applies an older copy. The lock is held
+ *   by a root process (GUARD_SUDO.lock, a coprocess on two fifos in a private temporary
+ *   directory): the script writes a line and reads it back once the lock is held, and closes its
+ *   end to let it go. A lock still held after the seconds of line 13 (another root process holds
+ *   it) ends the guard first, without it (`nrhi-guard blocked`).
  * - Timer: after a successful apply, timers of this table are cancelled, then a new one is armed as
  *   a detached process on the host, so it fires even if the controller is gone. Its batches reach it
  *   on a pipe (no argument-size limit). A stale timer is harmless: its batch first deletes the
@@ -229,9 +304,9 @@ function applyScript(nft: string, priv: string): string {
   const releaseGuarded = (b: string, rearm: boolean) => [
     "t=${2#nrhi-release:}; t=${t%%:*}; case \"$t\" in ''|*[!A-Za-z0-9_]*) t=;; esac; gk=",
     // a rollback that restores an enforced isolation keeps a guard even where none ran
-    ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" && : >>"$G/$t.lock"; fi`] : []),
-    // a lock held past 30 s (by anything: the lock file is readable) ends the guard first, without
-    // it: a release is never undone, at worst the guard is lost
+    ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 700 "$G" && (umask 077; : >>"$G/$t.lock"); fi`] : []),
+    // a lock held past 30 s (by another root process) ends the guard first, without it: a
+    // release is never undone, at worst the guard is lost
     `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; if flock -w 30 9; then gk=1; else ${endGuard('', false)}; fi; fi`,
     `printf "%s\\n" "${b}" | ${NFT}; ok=$?`,
     `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then`,
@@ -256,7 +331,7 @@ function applyScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
-    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g || exit ${EXIT.SHORT_INPUT}`,
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
@@ -268,6 +343,9 @@ function applyScript(nft: string, priv: string): string {
     // batch (LEN bytes) follows this line
     "gn=; gl=; case \"$g\" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac",
     `if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; case "$gl" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; fi`,
+    // the lock wait: whole seconds, at least one try, never more than the cap whatever was sent
+    `case "$lw" in ''|*[!0-9]*|??????????*) exit ${EXIT.BAD_INPUT};; esac`,
+    `[ "$lw" -ge 1 ] || lw=1; [ "$lw" -le ${GUARD_LOCK_WAIT_MAX_S} ] || lw=${GUARD_LOCK_WAIT_MAX_S}`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
     `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
     `u="${unit}"`,
@@ -275,15 +353,33 @@ function applyScript(nft: string, priv: string): string {
     `  [ -d ${BOOT_UNIT_DIR} ] || exit ${EXIT.NO_SYSTEMD}`,
     `  printf %s "$p" | base64 -d | ${priv}tee "$u.new" >/dev/null || exit ${EXIT.BOOT_UNIT}`,
     'fi',
-    // the guard (systemd hosts): its lock is held from here until its copy matches the table
-    `G=${GUARD_DIR}; gk=; gs=`,
+    // the guard (systemd hosts): its lock is held from here until its copy matches the table,
+    // by a root process (see GUARD_SUDO.lock); what is written here is root's alone (umask 077)
+    `G=${GUARD_DIR}; gk=; gs=; hd=; hp=; hr=; um=$(umask)`,
+    'hold() {',
+    '  hd=$(mktemp -d 2>/dev/null) && mkfifo "$hd/i" "$hd/o" || return 1',
+    `  n=0; hr=${GUARD_LOCK_BUSY}`,
+    `  while [ $n -lt "$1" ] && [ "$hr" -eq ${GUARD_LOCK_BUSY} ]; do`,
+    '    n=$((n + 1))',
+    `    (umask 077; exec ${priv}${GUARD_SUDO.lock}) <"$hd/i" >"$hd/o" 2>/dev/null & hp=$!`,
+    '    exec 7>"$hd/i" 6<"$hd/o"',
+    // the holder may be gone already (busy, refused): no SIGPIPE for that
+    "    trap '' PIPE; echo locked >&7 2>/dev/null; trap - PIPE",
+    '    a=; IFS= read -r a <&6',
+    '    [ "$a" != locked ] || return 0',
+    '    exec 7>&- 6<&-; wait $hp; hr=$?; hp=',
+    '  done',
+    '  return 1',
+    '}',
+    'unhold() { exec 7>&- 6<&-; [ -z "$hp" ] || wait $hp; hp=; [ -z "$hd" ] || rm -rf "$hd"; hd=; umask "$um"; }',
     'if [ -n "$g" ] && [ -d /run/systemd/system ] && [ -x /bin/bash ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1; then',
-    `  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then ${priv}mkdir -p -m 755 "$G" >/dev/null 2>&1; : | ${priv}tee "$G/$t.lock" >/dev/null 2>&1; fi`,
-    '  if [ -r "$G/$t.lock" ]; then exec 9<"$G/$t.lock"; flock -w 10 9 && gk=1; fi',
-    // a lock held past 10 s (the lock file is readable: any local user can hold it) ends the
-    // guard before the batch, without it: what this change does (a release above all) is never
-    // undone by a guard that kept an older copy; the isolation goes on unguarded, and says so
-    `  if [ -z "$gk" ] && [ -e "$G/$t.lock" ]; then ${endGuard(priv)}; gs=blocked; fi`,
+    '  umask 077',
+    `  if [ -n "$gn" ] && [ ! -d "$G" ]; then ${priv}${GUARD_SUDO.mkdir} >/dev/null 2>&1; fi`,
+    // a lock held for all the seconds this change may wait (by another root process: nobody else
+    // can open it) ends the guard before the batch, without it: what this change does (a release
+    // above all) is never undone by a guard that kept an older copy; the isolation goes on
+    // unguarded, and says so. Refused (no sudo rights for it) or no directory: no guard here
+    `  if [ -d "$G" ]; then if hold "$lw"; then gk=1; elif [ "$hr" = ${GUARD_LOCK_BUSY} ]; then ${endGuard(priv)}; gs=blocked; fi; fi`,
     'fi',
     'if [ -n "$gn" ]; then',
     '  gb=$(head -c "$gl")',
@@ -295,6 +391,7 @@ function applyScript(nft: string, priv: string): string {
     'if [ $rc -ne 0 ]; then',
     `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}rm -f "$u.new"; fi`,
     `  if [ -n "$gk" ] && [ -n "$gn" ]; then ${priv}rm -f "$G/$t.batch.new"; fi`,
+    '  unhold',
     '  exit $rc',
     'fi',
     'if [ -n "$gk" ] && [ "$g" = - ]; then',
@@ -308,7 +405,7 @@ function applyScript(nft: string, priv: string): string {
     `      ${priv}systemd-run --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1 || { gs=; ${priv}rm -f "$G/$t.key"; }`,
     '  fi',
     'fi',
-    'exec 9<&-',
+    'unhold',
     'if [ "$p" = - ]; then',
     `  if [ -e "$u" ] || [ -L "${wants}" ]; then ${priv}rm -f "$u" "${wants}" || exit ${EXIT.BOOT_UNIT}; fi`,
     'elif [ -n "$p" ]; then',
@@ -382,20 +479,28 @@ function applyScript(nft: string, priv: string): string {
 
 /**
  * The status read: the guard's record, when one is armed for the table named on the first stdin
- * line (`nrhi-guard GEN COUNT LAST STATE ALIVE`), then the listing batch (the rest) to nft.
+ * line (`nrhi-guard GEN COUNT LAST STATE ALIVE SINCE`, SINCE the unix time a `stalled` guard has
+ * waited for its lock since, else 0), then the listing batch (the rest) to nft. The record is
+ * root's alone: read through GUARD_SUDO.read.
  */
-function statusScript(nft: string): string {
+function statusScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     `IFS= read -r t || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `G=${GUARD_DIR}`,
-    'if [ -f "$G/$t.key" ]; then',
-    '  k=; c=; l=; s=; q=; a=0',
-    '  read -r k _ <"$G/$t.key"; read -r c l s _ <"$G/$t.heal"; read -r q _ <"$G/$t.pid"',
+    'k=; c=; l=; s=; z=; q=; a=0',
+    'if [ -d "$G" ]; then',
+    `  r=$(${priv}${GUARD_SUDO.read} </dev/null)`,
+    '  while IFS= read -r x; do case "$x" in "$G/$t.key:"*) k=${x#*:};; "$G/$t.heal:"*) h=${x#*:}; set -f; set -- $h; set +f; c=$1; l=$2; s=$3; z=$4;; "$G/$t.pid:"*) q=${x#*:};; esac; done <<EOF',
+    '$r',
+    'EOF',
+    '  k=${k%% *}; q=${q%% *}',
+    'fi 2>/dev/null',
+    'if [ -n "$k" ]; then',
     // its pid where it wrote one (no process here costs nothing); the system manager where not yet
     "  case \"$q\" in ''|*[!0-9]*) ! systemctl is-active --quiet \"nrhi-guard-$t.service\" || a=1;; *) [ ! -d \"/proc/$q\" ] || a=1;; esac",
-    '  printf "nrhi-guard %s %s %s %s %s\\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a"',
+    '  printf "nrhi-guard %s %s %s %s %s %s\\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a" "${z:-0}"',
     'fi 2>/dev/null',
     `exec ${nft}`,
   ].join('\n');
@@ -408,8 +513,8 @@ export const COMMANDS = {
   apply: applyScript(NFT, ''),
   sudoApply: applyScript(SUDO_NFT, 'sudo -n '),
   whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
-  status: statusScript('nft -j -f -'),
-  sudoStatus: statusScript(SUDO_NFT),
+  status: statusScript('nft -j -f -', ''),
+  sudoStatus: statusScript(SUDO_NFT, 'sudo -n '),
 } as const;
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
@@ -437,6 +542,11 @@ export interface Timer {
    * absent or null: the release ends the guard
    */
   rearm?: { gen: number; batch: Batch } | null;
+  /**
+   * seconds the host may wait for the guard's lock (see lockWaitS: derived from the time the
+   * exec has left); absent: GUARD_LOCK_WAIT_MAX_S
+   */
+  lockWaitS?: number;
 }
 
 /** The constant command and its stdin: the batch alone, or with the apply script's header. */
@@ -457,6 +567,7 @@ export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: st
       timer.then ? JSON.stringify(timer.then.batch) : '',
       timer.rearm ? `${timer.rearm.gen} ${JSON.stringify(timer.rearm.batch)}` : '',
       guardLine(timer.guard),
+      String(Math.max(1, Math.min(GUARD_LOCK_WAIT_MAX_S, Math.floor(timer.lockWaitS ?? GUARD_LOCK_WAIT_MAX_S)))),
     ].join('\n') + '\n' + (timer.guard ? JSON.stringify(timer.guard.batch) : '') + JSON.stringify(batch),
   };
 }
@@ -478,16 +589,19 @@ export interface GuardReport {
   count: number;
   /** unix seconds of the last heal, 0: never */
   last: number;
-  state: 'ok' | 'retrying' | 'starting' | 'superseded' | 'gave-up:nft' | 'gave-up:fought';
+  state: 'ok' | 'retrying' | 'starting' | 'superseded' | 'stalled' | 'gave-up:nft' | 'gave-up:fought';
   alive: boolean;
+  /** stalled: unix seconds since when its lock is held by another process (it heals nothing meanwhile) */
+  since?: number;
 }
 
 /** Splits the status read's answer into the guard's line and nft's JSON. */
 export function parseGuard(stdout: string): { guard: GuardReport | null; json: string } {
-  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|superseded|gave-up:nft|gave-up:fought) ([01])\n/.exec(stdout);
+  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|superseded|stalled|gave-up:nft|gave-up:fought) ([01])(?: (\d{1,12}))?\n/.exec(stdout);
   const json = stdout.replace(/^nrhi-guard [^\n]*\n/, '');
   if (!m) return { guard: null, json };
-  return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state: m[4] as GuardReport['state'], alive: m[5] === '1' }, json };
+  const state = m[4] as GuardReport['state'];
+  return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state, alive: m[5] === '1', ...(state === 'stalled' ? { since: Number(m[6] ?? 0) } : {}) }, json };
 }
 
 /** Whether the apply script armed (or kept) a guard for the isolation it applied. */
