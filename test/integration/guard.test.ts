@@ -145,7 +145,7 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
       it('a newer isolation by another controller stands: the guard keeps that one, never the older', async () => {
         const t = targetOf(h());
         const mine = await driver.isolate(t, { presets: ['ssh'], reason: 'first controller' });
-        assert.equal(mine.guard, true, `${JSON.stringify(mine.warnings)} ${(await h().exec(['sh', '-c', 'ls -la /run/nrhi-guard; ps -eo pid,args | grep -e flock -e cat -e nrhi | grep -v grep; journalctl -q --no-pager -n 30 | grep -i -e nrhi -e guard | tail -n 15'])).stdout}`);
+        assert.equal(mine.guard, true, `${JSON.stringify(mine.warnings)} ${(await h().exec(['sh', '-c', `ls -la /run/nrhi-guard; ps -eo pid,args | grep -e flock -e cat -e nrhi | grep -v grep; systemctl status --no-pager ${UNIT}.service; journalctl -q --no-pager -n 60 | grep -i -e guard -e sudo | tail -n 25`])).stdout}`);
         // another controller (its own driver, its own connection) isolates again: a newer generation
         // that lets the peer in
         const theirs = await other.isolate(t, { presets: ['ssh'], reason: 'second controller', exceptions: [{ direction: 'in', proto: 'tcp', addr: lab.peer.v4, port: PORT }] });
@@ -178,8 +178,8 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
 
       it('unisolate ends the guard: the host stays free through a flush and a restart of nftables', async () => {
         const t = targetOf(h());
-        await driver.isolate(t, { presets: ['ssh'] });
-        assert.equal(await guardActive(h()), true);
+        const iso = await driver.isolate(t, { presets: ['ssh'] });
+        assert.equal(await guardActive(h()), true, `${JSON.stringify(iso.warnings)} ${(await h().exec(['sh', '-c', `ls -la /run/nrhi-guard; systemctl status --no-pager ${UNIT}.service; journalctl -q --no-pager -n 60 | grep -i -e guard -e sudo | tail -n 25`])).stdout}`);
         const free = await driver.unisolate(t);
         assert.equal(free.state, 'free');
         assert.equal(await guardActive(h()), false, 'the guard unit is gone');
