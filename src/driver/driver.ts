@@ -47,7 +47,7 @@ import { expandPresets, serverKindsNeeded, type PresetServers } from './presets'
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
-import { bootGuardExec, EXIT, guardEndedWarning, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
+import { bootGuardExec, EXIT, fallbackRollback, guardEndedWarning, lockWaitS, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type OpenStream, type SshConnection } from './transport';
 import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
@@ -115,6 +115,8 @@ export interface ApplyInfo {
 
 /** a fleet-wide sweep (msg.hosts names up to 1000) keeps every connection warm for the next one */
 const DEFAULT_MAX_CONNECTIONS = 1000;
+/** what a verify's fresh SSH connection may take, kept out of the first apply's lock wait (ms) */
+const VERIFY_CONNECT_MS = 2000;
 
 /** What the host's users are told when a timed isolation they were told about ends by itself. */
 export const RELEASE_NOTICE = 'The network isolation of this host has ended (timed release).';
@@ -302,7 +304,9 @@ export class IsolationDriver {
         // the host's guard still holds an isolation that is not there: removed behind the pack's back
         if (host.guard && host.guard.state !== 'superseded') {
           free.tampered.push(
-            host.guard.alive && !host.guard.state.startsWith('gave-up')
+            host.guard.alive && host.guard.state === 'stalled'
+              ? `the isolation (generation ${host.guard.gen}) is missing; the host's guard cannot re-apply it: it is stalled, its lock held by another process`
+              : host.guard.alive && !host.guard.state.startsWith('gave-up')
               ? `the isolation (generation ${host.guard.gen}) is missing; the host's guard is re-applying it`
               : `the isolation (generation ${host.guard.gen}) was removed and the host's guard is not running to re-apply it (stopped, or it gave up)`,
           );
@@ -548,13 +552,20 @@ export class IsolationDriver {
     // until confirmed, the host's guard keeps what was applied (the rollback deadline as expiry)
     // if it fires, the host's rollback re-arms the guard with the previous isolation's copy
     const rearm = current ? hostGuard(target.table, current.doc, current.gen + 2) : null;
-    let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm });
+    // every wait on the host fits the time left: this apply's lock wait leaves more than half of
+    // it to the fresh connection and the confirm (which may wait for the lock as long again)
+    const first = lockWaitS((this.remaining(op, 'verify: apply') - VERIFY_CONNECT_MS) / 2);
+    let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm, lockWaitS: first });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions, this.openStream);
       try {
-        const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), release);
-        const res = await fresh.exec(cmd, stdin, this.remaining(op, 'verify: confirm'));
+        // its lock wait fits what is left; after a lock held through the whole first wait (the
+        // guard ended), one try: the time goes to the confirm, not to waiting on it again
+        const left = this.remaining(op, 'verify: confirm');
+        const wait = /^nrhi-guard blocked$/m.test(out) ? 1 : lockWaitS(left);
+        const { cmd, stdin } = nftInput(target, renderConfirm(target.table, deadline, doc), { ...release, lockWaitS: wait });
+        const res = await fresh.exec(cmd, stdin, left);
         if (res.code !== 0) throw applyError(target.host, res, renderConfirm(target.table, deadline, doc), release);
         // the guard is what the confirm left (it re-arms it with the confirmed isolation, or ends
         // it beside a release timer that is a process of the session)
@@ -574,12 +585,16 @@ export class IsolationDriver {
       let rolledBack = false;
       try {
         const left = prevExpiry !== null ? Math.max(1, prevExpiry - Math.floor(this.now().getTime() / 1000)) : 0;
+        // more time than any wait on the host (past the operation's deadline if need be), and a
+        // lock wait well inside it: a rollback cut short leaves the host to its own timer
+        const budget = fallbackRollback(op.deadline - Date.now());
         const { cmd, stdin } = nftInput(target, rollback, {
           seconds: left,
           release: left > 0 ? prevRelease : null,
           guard: current ? hostGuard(target.table, current.doc, current.gen + 2) : null,
+          lockWaitS: budget.lockWaitS,
         });
-        const res = await conn.exec(cmd, stdin, Math.max(5000, op.deadline - Date.now()));
+        const res = await conn.exec(cmd, stdin, budget.timeoutMs);
         rolledBack = res.code === 0;
         // the previous isolation, back as generation + 2 (renderRollback)
         if (rolledBack) {
@@ -654,7 +669,8 @@ export class IsolationDriver {
   }
 
   private nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<ExecResult> {
-    const { cmd, stdin } = nftInput(op.target, batch, timer);
+    // the host's lock wait, unless the caller set it, fits the time this exec has
+    const { cmd, stdin } = nftInput(op.target, batch, timer && timer.lockWaitS === undefined ? { ...timer, lockWaitS: lockWaitS(op.deadline - Date.now()) } : timer);
     return this.exec(op, conn, cmd, stdin, 'remote command');
   }
 
@@ -975,7 +991,7 @@ function hostGuard(table: string, doc: StateDoc, gen: number): Timer['guard'] {
 /** The state with whether the apply script armed the host's guard. */
 function withHostGuard(state: HostState, stdout: string): HostState {
   const blocked = /^nrhi-guard blocked$/m.test(stdout)
-    ? ["the host's guard lock was held by something else for 10 s: the guard was ended, the isolation is not self-healing (isolate again to re-arm it)"]
+    ? ["the host's guard lock was held by another process for as long as this change could wait: the guard was ended, the isolation is not self-healing (isolate again to re-arm it)"]
     : [];
   const armed = parseGuardArmed(stdout);
   // the guard had ended before this change, other than by the pack: said once more, here
@@ -987,12 +1003,18 @@ function withHostGuard(state: HostState, stdout: string): HostState {
 function withGuardReport(state: HostState, g: GuardReport | null, gen?: number): HostState {
   if (!g) return state;
   const mine = gen === undefined || g.gen === gen;
-  const running = g.alive && !g.state.startsWith('gave-up');
+  // a stalled guard (its lock held by another process) runs but can heal nothing: not a guard
+  const running = g.alive && !g.state.startsWith('gave-up') && g.state !== 'stalled';
   const out: HostState = {
     ...state,
     guard: running && mine && state.state === 'isolated',
     healed: { count: g.count, last: g.last > 0 ? new Date(g.last * 1000).toISOString() : null },
   };
+  if (g.state === 'stalled' && g.alive) {
+    const since = new Date((g.since ?? 0) * 1000).toISOString();
+    out.guardStalledSince = since;
+    out.warnings = [...out.warnings, `the host's guard is stalled since ${since}: another process holds its lock, so it heals nothing (and changes wait for the lock) until that lets go`];
+  }
   if (g.state.startsWith('gave-up')) {
     const why = g.state === 'gave-up:nft' ? 're-applying it kept failing' : 'something kept undoing it';
     out.warnings = [...out.warnings, `the host's guard gave up keeping this isolation (${why}): isolate again to re-arm it`];

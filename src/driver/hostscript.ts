@@ -51,12 +51,64 @@ export const TIMER_TAG = 'nrhi-release:$t:$ns:';
  * its table disappears or changes, unless a newer generation stands there. Its files, under
  * GUARD_DIR: `<table>.key` (the generation it keeps), `<table>.batch` (root-only: the full isolate
  * batch that recreates the table), `<table>.fp` (root-only: the stateless listing it expects),
- * `<table>.heal` (`COUNT LAST STATE`: what the status read returns), `<table>.pid`, and
+ * `<table>.heal` (`COUNT LAST STATE SINCE`: what the status read returns), `<table>.pid`, and
  * `<table>.lock`: every writer (the apply script, the release unit, the guard itself) holds it
  * (flock), so the guard never acts on a half-made change nor on a copy older than the table.
+ * All of them root's alone: GUARD_DIR is 0700 and its files 0600, so no other user of the host
+ * can hold the lock (and so stall the guard and every change) nor read or forge a record. A
+ * non-root SSH user (sudo) therefore never opens them itself: root processes do, each through
+ * one pinned sudoers line (GUARD_SUDO).
  */
 export const GUARD_UNIT = 'nrhi-guard-$t';
 export const GUARD_DIR = '/run/nrhi-guard';
+/**
+ * The guard's command lines that the apply script and the status read run as root (through
+ * `sudo -n` for a sudo SSH user, bare as root), written here once: the script runs these very
+ * words (the program without its directory, sudo's secure_path finds it), and the README's
+ * sudoers block holds them with `$t` the table (src/driver/sudoers.ts). `$t` is the table name,
+ * checked by the script to [A-Za-z0-9_]+, so it needs no quotes.
+ * - `lock`: the guard's lock, held by a root process while the change is made: flock waits up to
+ *   1 s for it (then exits 75), and once it holds it runs `cat`, which echoes the line the script
+ *   writes (the sign that the lock is held) and ends, letting the lock go, when the script closes
+ *   its end. The script tries as many times as the seconds it was given (a wait derived from the
+ *   time the controller has left, checked and capped on the host), so the pinned line needs no
+ *   number from the request.
+ * - `read`: the status read's view of the guard's record (its generation, heals, state, pid), a
+ *   `FILE:LINE` each.
+ * - `mkdir`: the directory, root-only.
+ */
+export const GUARD_SUDO = {
+  mkdir: 'mkdir -p -m 700 "$G"',
+  lock: 'flock -w 1 -E 75 "$G/$t.lock" cat',
+  read: 'grep -s -H . "$G/$t.key" "$G/$t.heal" "$G/$t.pid"',
+} as const;
+/** flock's exit code when the lock stayed held for its 1 s (GUARD_SUDO.lock) */
+export const GUARD_LOCK_BUSY = 75;
+
+/** the longest the apply script waits for the guard's lock (s), whatever it is sent */
+export const GUARD_LOCK_WAIT_MAX_S = 10;
+/** what an apply needs on the host beside the lock wait (nft, ss, the guard's files, the answer), ms */
+export const HOST_SLACK_MS = 2000;
+/** the least time the controller's own rollback after a failed verify confirm gets (ms): more than any wait on the host */
+export const FALLBACK_ROLLBACK_MS = GUARD_LOCK_WAIT_MAX_S * 1000 + HOST_SLACK_MS + 3000;
+/** the guard waits this long for its own lock before it records `stalled` (s) */
+export const GUARD_STALL_S = 3;
+
+/** Seconds the apply script may wait for the guard's lock when its exec has `budgetMs` left: 1 to GUARD_LOCK_WAIT_MAX_S. */
+export function lockWaitS(budgetMs: number): number {
+  return Math.max(1, Math.min(GUARD_LOCK_WAIT_MAX_S, Math.floor((budgetMs - HOST_SLACK_MS) / 1000)));
+}
+
+/**
+ * The controller's own rollback after a failed verify confirm, with `remainingMs` of the
+ * operation left: its exec's time limit (at least FALLBACK_ROLLBACK_MS, past the operation's
+ * deadline if need be: a rollback that gives up early leaves the host to its own timer) and the
+ * lock wait it sends, which leaves it HOST_SLACK_MS and more.
+ */
+export function fallbackRollback(remainingMs: number): { timeoutMs: number; lockWaitS: number } {
+  const timeoutMs = Math.max(FALLBACK_ROLLBACK_MS, remainingMs);
+  return { timeoutMs, lockWaitS: lockWaitS(timeoutMs / 2) };
+}
 /** the guard's fallback check when no event came (s) */
 export const GUARD_POLL_S = 5;
 /** re-applies that fail in a row before the guard gives up (backing off 1, 4, 9... s between them) */
@@ -73,7 +125,10 @@ export const GUARD_BURST_S = 5;
  * expected copy yet (just armed) -> adopts it; otherwise (gone, or changed under the same
  * generation) -> re-applies the stored batch and records `COUNT LAST STATE` in `<table>.heal`.
  * Bounded: GUARD_MAX_FAILS failed re-applies in a row (with back-off) or GUARD_MAX_BURST heals in
- * quick succession and it gives up (`gave-up:nft` / `gave-up:fought`) and exits.
+ * quick succession and it gives up (`gave-up:nft` / `gave-up:fought`) and exits. A lock it cannot
+ * take within GUARD_STALL_S (held by another root process: nobody else can open it) is recorded
+ * as `stalled` with the unix time since when it waits, so status never says `ok` of a guard that
+ * can act on nothing; it waits on (ending when its files go) and takes up its state again.
  */
 const GUARD_SCRIPT = [
   't=$1',
@@ -81,18 +136,26 @@ const GUARD_SCRIPT = [
   'export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
   `cd ${GUARD_DIR} || exit 0`,
   'umask 077',
+  // root's alone, whoever made them (a directory of an older version was 0755, its files 0644)
+  'chmod 700 . 2>/dev/null; chmod 600 -- "$t".* guard.sh 2>/dev/null',
   '[ -f "$t.key" ] || exit 0',
-  'echo $$ >"$t.pid.new" && chmod 644 "$t.pid.new" && mv -f "$t.pid.new" "$t.pid"',
-  'count=0; last=0',
+  'echo $$ >"$t.pid.new" && mv -f "$t.pid.new" "$t.pid"',
+  'count=0; last=0; state=ok',
   'if read -r c l _ <"$t.heal" 2>/dev/null; then case "$c$l" in *[!0-9]*|"") ;; *) count=$c; last=$l;; esac; fi',
-  'record() { printf "%s %s %s\\n" "$count" "$last" "$1" >"$t.heal.new" && chmod 644 "$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }',
+  'record() { state=$1; printf "%s %s %s %s\\n" "$count" "$last" "$1" "${2:-0}" >"$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }',
   'listing() { nft -s list table inet "$t" 2>/dev/null | sed -e "/^[[:space:]]*set owner/,/^[[:space:]]*}/d" -e "/^[[:space:]]*set obs_/,/^[[:space:]]*}/d"; }',
   'fails=0; burst=0; lastheal=0; wait=0',
   'unlock() { exec 9<&-; }',
   'check() {',
   '  wait=0',
   '  exec 9<"$t.lock" || exit 0',
-  '  flock -w 30 9 || { unlock; return; }',
+  // held by another root process: nothing can be healed until it lets go, and status says so
+  `  if ! flock -w ${GUARD_STALL_S} 9; then`,
+  `    was=$state; record stalled $(($(date +%s) - ${GUARD_STALL_S}))`,
+  '    echo "nrhi-guard: the lock of table inet $t is held by another process: stalled, healing nothing until it is let go"',
+  '    until flock -w 5 9; do [ -f "$t.key" ] || exit 0; done',
+  '    record "$was"; echo "nrhi-guard: the lock of table inet $t is free again: no longer stalled"',
+  '  fi',
   '  { [ -f "$t.key" ] && [ -f "$t.batch" ]; } || exit 0',
   '  read -r gen _ <"$t.key"; case "$gen" in ""|*[!0-9]*) exit 0;; esac',
   '  cur=$(listing)',
@@ -151,7 +214,7 @@ const sq = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 const GUARD_REARM = [
   'rearm() {',
   '  (umask 077; cat >"$G/$t.batch.new") && mv -f "$G/$t.batch.new" "$G/$t.batch" &&',
-  '    printf "%s\\n" "$1" >"$G/$t.key.new" && chmod 644 "$G/$t.key.new" && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1',
+  '    (umask 077; printf "%s\\n" "$1" >"$G/$t.key.new") && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1',
   `  systemctl is-active --quiet "${GUARD_UNIT}.service" && return 0`,
   `  printf "%s\\n" ${sq(GUARD_SCRIPT)} >"$G/guard.sh" &&`,
   `    systemd-run --no-block --quiet --collect --unit="${GUARD_UNIT}" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1`,
@@ -170,7 +233,7 @@ const BOOT_GUARD_SCRIPT = [
   'export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
   '[ -d /run/systemd/system ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1 || exit 0',
   `G=${GUARD_DIR}`,
-  'mkdir -p -m 755 "$G" && { [ -e "$G/$t.lock" ] || : >>"$G/$t.lock"; } || exit 0',
+  'mkdir -p -m 700 "$G" && chmod 700 "$G" && { [ -e "$G/$t.lock" ] || (umask 077; : >>"$G/$t.lock"); } || exit 0',
   'exec 9<"$G/$t.lock"; flock -w 10 9 || exit 0',
   GUARD_REARM,
   'rearm "$gen"',
@@ -208,8 +271,9 @@ export const ROOT_COMMANDS = {
   },
   /** the self-healing guard (systemd hosts): its lock, its copy of the isolation, its unit */
   guard: {
-    dir: 'mkdir -p -m 755 "$G"',
-    lock: 'tee "$G/$t.lock"',
+    dir: GUARD_SUDO.mkdir,
+    lock: GUARD_SUDO.lock,
+    read: GUARD_SUDO.read,
     stage: 'tee "$G/$t.batch.new"',
     unstage: 'rm -f "$G/$t.batch.new"',
     commit: 'mv -f "$G/$t.batch.new" "$G/$t.batch"',
@@ -232,6 +296,26 @@ export const ROOT_COMMANDS = {
     arm: `systemd-run --quiet --collect --unit="${TIMER_UNIT}" --on-active="$secs" --timer-property=AccuracySec=100ms -p Type=oneshot -p TimeoutStartSec=infinity /bin/sh "$f.sh" "$f" "$tag"`,
   },
 } as const;
+
+/**
+ * `grec`: the guard's record of table `$t` as root reads it (GUARD_SUDO.read, through `priv`: the
+ * files are root's alone), into `rk` (its generation), `rc rl rs rz` (heals, last heal, state,
+ * stalled since) and `rq` (its pid); all empty when there is none. Shared by the status read and
+ * the apply script (which says when the guard ended past the pack).
+ */
+function guardRecordReader(priv: string): string {
+  return [
+    'grec() {',
+    '  rk=; rc=; rl=; rs=; rz=; rq=; rr=',
+    '  [ -d "$G" ] || return 0',
+    `  rr=$(${priv}${GUARD_SUDO.read} 2>/dev/null </dev/null)`,
+    '  while IFS= read -r rx; do case "$rx" in "$G/$t.key:"*) rk=${rx#*:};; "$G/$t.heal:"*) rx=${rx#*:}; set -f; set -- $rx; set +f; rc=$1; rl=$2; rs=$3; rz=$4;; "$G/$t.pid:"*) rq=${rx#*:};; esac; done <<EOF',
+    '$rr',
+    'EOF',
+    '  rk=${rk%% *}; rq=${rq%% *}',
+    '}',
+  ].join('\n');
+}
 
 /** Exit codes of the apply script itself (nft's own are 1). */
 export const EXIT = {
@@ -258,12 +342,18 @@ export const EXIT = {
  *   11 the guard once the timer's batch applied (systemd timers; a verify rollback's): empty
  *      (end it), `GEN BATCH` (keep generation GEN, BATCH its full isolate batch, JSON)
  *   12 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
- *      isolate batch, LEN bytes, follows this line and precedes the next)
- *   13 the batch to apply now
+ *      isolate batch, LEN bytes, follows the header and precedes the batch)
+ *   13 seconds the script may wait for the guard's lock (1 to GUARD_LOCK_WAIT_MAX_S: the
+ *      controller derives it from the time its exec has left, see lockWaitS; capped here)
+ *   14 the batch to apply now
  * - Guard (where systemd runs, see GUARD_DIR): under its lock, the new copy is staged, the batch
  *   applied, then the copy put in place and the guard started if it is not running (`nrhi-guard
  *   on`), or (`-`) its files removed and the unit stopped, before the lock is let go: the guard
- *   never sees a change of ours half made, and never re-applies an older copy.
+ *   never sees a change of ours half made, and never re-applies an older copy. The lock is held
+ *   by a root process (GUARD_SUDO.lock, a coprocess on two fifos in a private temporary
+ *   directory): the script writes a line and reads it back once the lock is held, and closes its
+ *   end to let it go. A lock still held after the seconds of line 13 (another root process holds
+ *   it) ends the guard first, without it (`nrhi-guard blocked`).
  * - Timer: after a successful apply, timers of this table are cancelled, then a new one is armed as
  *   a detached process on the host, so it fires even if the controller is gone. Its batches reach it
  *   on a pipe (no argument-size limit). A stale timer is harmless: its batch first deletes the
@@ -289,9 +379,9 @@ function applyScript(nft: string, priv: string): string {
   const releaseGuarded = (b: string, rearm: boolean) => [
     "t=${2#nrhi-release:}; t=${t%%:*}; case \"$t\" in ''|*[!A-Za-z0-9_]*) t=;; esac; gk=",
     // a rollback that restores an enforced isolation keeps a guard even where none ran
-    ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" && : >>"$G/$t.lock"; fi`] : []),
-    // a lock held past 30 s (by anything: the lock file is readable) ends the guard first, without
-    // it: a release is never undone, at worst the guard is lost
+    ...(rearm ? [`G=${GUARD_DIR}; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 700 "$G" && (umask 077; : >>"$G/$t.lock"); fi`] : []),
+    // a lock held past 30 s (by another root process) ends the guard first, without it: a
+    // release is never undone, at worst the guard is lost
     `if [ -n "$t" ] && [ -r "${GUARD_DIR}/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"${GUARD_DIR}/$t.lock"; if flock -w 30 9; then gk=1; else ${endGuard('', false)}; fi; fi`,
     `printf "%s\\n" "${b}" | ${NFT}; ok=$?`,
     `if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then`,
@@ -316,7 +406,7 @@ function applyScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
-    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g || exit ${EXIT.SHORT_INPUT}`,
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
@@ -328,6 +418,9 @@ function applyScript(nft: string, priv: string): string {
     // batch (LEN bytes) follows this line
     "gn=; gl=; case \"$g\" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac",
     `if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; case "$gl" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; fi`,
+    // the lock wait: whole seconds, at least one try, never more than the cap whatever was sent
+    `case "$lw" in ''|*[!0-9]*|??????????*) exit ${EXIT.BAD_INPUT};; esac`,
+    `[ "$lw" -ge 1 ] || lw=1; [ "$lw" -le ${GUARD_LOCK_WAIT_MAX_S} ] || lw=${GUARD_LOCK_WAIT_MAX_S}`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
     `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
     `u="${BOOT_UNIT}"`,
@@ -335,15 +428,34 @@ function applyScript(nft: string, priv: string): string {
     `  [ -d ${BOOT_UNIT_DIR} ] || exit ${EXIT.NO_SYSTEMD}`,
     `  printf %s "$p" | base64 -d | ${priv}${P.write} >/dev/null || exit ${EXIT.BOOT_UNIT}`,
     'fi',
-    // the guard (systemd hosts): its lock is held from here until its copy matches the table
-    `G=${GUARD_DIR}; gk=; gs=`,
+    // the guard (systemd hosts): its lock is held from here until its copy matches the table,
+    // by a root process (see GUARD_SUDO.lock); what is written here is root's alone (umask 077)
+    `G=${GUARD_DIR}; gk=; gs=; hd=; hp=; hr=; um=$(umask)`,
+    guardRecordReader(priv),
+    'hold() {',
+    '  hd=$(mktemp -d 2>/dev/null) && mkfifo "$hd/i" "$hd/o" || return 1',
+    `  n=0; hr=${GUARD_LOCK_BUSY}`,
+    `  while [ $n -lt "$1" ] && [ "$hr" -eq ${GUARD_LOCK_BUSY} ]; do`,
+    '    n=$((n + 1))',
+    `    (umask 077; exec ${priv}${R.lock}) <"$hd/i" >"$hd/o" 2>/dev/null & hp=$!`,
+    '    exec 7>"$hd/i" 6<"$hd/o"',
+    // the holder may be gone already (busy, refused): no SIGPIPE for that
+    "    trap '' PIPE; echo locked >&7 2>/dev/null; trap - PIPE",
+    '    a=; IFS= read -r a <&6',
+    '    [ "$a" != locked ] || return 0',
+    '    exec 7>&- 6<&-; wait $hp; hr=$?; hp=',
+    '  done',
+    '  return 1',
+    '}',
+    'unhold() { exec 7>&- 6<&-; [ -z "$hp" ] || wait $hp; hp=; [ -z "$hd" ] || rm -rf "$hd"; hd=; umask "$um"; }',
     'if [ -n "$g" ] && [ -d /run/systemd/system ] && [ -x /bin/bash ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1; then',
-    `  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then ${priv}${R.dir} >/dev/null 2>&1; : | ${priv}${R.lock} >/dev/null 2>&1; fi`,
-    '  if [ -r "$G/$t.lock" ]; then exec 9<"$G/$t.lock"; flock -w 10 9 && gk=1; fi',
-    // a lock held past 10 s (the lock file is readable: any local user can hold it) ends the
-    // guard before the batch, without it: what this change does (a release above all) is never
-    // undone by a guard that kept an older copy; the isolation goes on unguarded, and says so
-    `  if [ -z "$gk" ] && [ -e "$G/$t.lock" ]; then ${endGuard(priv)}; gs=blocked; fi`,
+    '  umask 077',
+    `  if [ -n "$gn" ] && [ ! -d "$G" ]; then ${priv}${R.dir} >/dev/null 2>&1; fi`,
+    // a lock held for all the seconds this change may wait (by another root process: nobody else
+    // can open it) ends the guard before the batch, without it: what this change does (a release
+    // above all) is never undone by a guard that kept an older copy; the isolation goes on
+    // unguarded, and says so. Refused (no sudo rights for it) or no directory: no guard here
+    `  if [ -d "$G" ]; then if hold "$lw"; then gk=1; elif [ "$hr" = ${GUARD_LOCK_BUSY} ]; then ${endGuard(priv)}; gs=blocked; fi; fi`,
     'fi',
     'if [ -n "$gn" ]; then',
     '  gb=$(head -c "$gl")',
@@ -353,9 +465,8 @@ function applyScript(nft: string, priv: string): string {
     // a guard that ended since the last change other than by the pack (which removes its files):
     // at a generation it was not given, given up, or stopped or killed on the host. This answer
     // says so (`nrhi-guard-ended STATE GEN`) before the change re-arms or ends it
-    'if [ -n "$gk" ] && [ -f "$G/$t.key" ]; then',
-    '  k0=; s0=; q0=; e0=',
-    '  { read -r k0 _ <"$G/$t.key"; read -r _ _ s0 _ <"$G/$t.heal"; read -r q0 _ <"$G/$t.pid"; } 2>/dev/null',
+    'if [ -n "$gk" ]; then',
+    '  e0=; grec; k0=$rk; s0=$rs; q0=$rq',
     `  case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "${GUARD_UNIT}.service" || e0=stopped;; esac`,
     `  case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\\n' "$e0" "$k0";; esac`,
     'fi',
@@ -364,6 +475,7 @@ function applyScript(nft: string, priv: string): string {
     'if [ $rc -ne 0 ]; then',
     `  if [ -n "$p" ] && [ "$p" != - ]; then ${priv}${P.discard}; fi`,
     `  if [ -n "$gk" ] && [ -n "$gn" ]; then ${priv}${R.unstage}; fi`,
+    '  unhold',
     '  exit $rc',
     'fi',
     'if [ -n "$gk" ] && [ "$g" = - ]; then',
@@ -377,7 +489,7 @@ function applyScript(nft: string, priv: string): string {
     `      ${priv}${R.start} >/dev/null 2>&1 || { gs=; ${priv}${R.unkey}; }`,
     '  fi',
     'fi',
-    'exec 9<&-',
+    'unhold',
     'if [ "$p" = - ]; then',
     `  if [ -e "$u" ] || [ -L "${BOOT_WANTS}" ]; then ${priv}${P.remove} || exit ${EXIT.BOOT_UNIT}; fi`,
     'elif [ -n "$p" ]; then',
@@ -518,23 +630,25 @@ END {
 
 /**
  * The state read (status, and the read a change falls back to): the guard's record, when one is
- * armed for the table named on the first stdin line (`nrhi-guard GEN COUNT LAST STATE ALIVE`),
- * then the listing batch (the rest) to nft, its answer through STATE_FILTER: what comes back is
+ * armed for the table named on the first stdin line (`nrhi-guard GEN COUNT LAST STATE ALIVE SINCE`,
+ * SINCE the unix time a `stalled` guard has waited for its lock since, else 0; the record is
+ * root's alone: read through GUARD_SUDO.read), then the listing batch (the rest) to nft, its answer through STATE_FILTER: what comes back is
  * bounded whatever the host's users send. A host without sed or awk gets nft's answer as it is
  * (the dynamic sets' caps bound it).
  */
-function statusScript(nft: string): string {
+function statusScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"',
     `IFS= read -r t || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `G=${GUARD_DIR}`,
-    'if [ -f "$G/$t.key" ]; then',
-    '  k=; c=; l=; s=; q=; a=0',
-    '  read -r k _ <"$G/$t.key"; read -r c l s _ <"$G/$t.heal"; read -r q _ <"$G/$t.pid"',
+    guardRecordReader(priv),
+    'grec',
+    'if [ -n "$rk" ]; then',
+    '  a=0',
     // its pid where it wrote one (no process here costs nothing); the system manager where not yet
-    "  case \"$q\" in ''|*[!0-9]*) ! systemctl is-active --quiet \"nrhi-guard-$t.service\" || a=1;; *) [ ! -d \"/proc/$q\" ] || a=1;; esac",
-    '  printf "nrhi-guard %s %s %s %s %s\\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a"',
+    "  case \"$rq\" in ''|*[!0-9]*) ! systemctl is-active --quiet \"nrhi-guard-$t.service\" || a=1;; *) [ ! -d \"/proc/$rq\" ] || a=1;; esac",
+    '  printf "nrhi-guard %s %s %s %s %s %s\\n" "${rk:-0}" "${rc:-0}" "${rl:-0}" "${rs:-starting}" "$a" "${rz:-0}"',
     'fi 2>/dev/null',
     `for c in sed awk sort head; do command -v $c >/dev/null 2>&1 || exec ${nft}; done`,
     `{ ${nft}; r=$?; printf '\\nnrhi-rc %s\\n' "$r"; } |`,
@@ -550,8 +664,8 @@ export const COMMANDS = {
   apply: applyScript(NFT, ''),
   sudoApply: applyScript(SUDO_NFT, 'sudo -n '),
   whoami: 'printf "%s\\n" "$SSH_CONNECTION"',
-  status: statusScript('nft -j -f -'),
-  sudoStatus: statusScript(SUDO_NFT),
+  status: statusScript('nft -j -f -', ''),
+  sudoStatus: statusScript(SUDO_NFT, 'sudo -n '),
 } as const;
 
 /** Auto-release to (re)arm with an isolate, or only to cancel (seconds 0). */
@@ -579,6 +693,11 @@ export interface Timer {
    * absent or null: the release ends the guard
    */
   rearm?: { gen: number; batch: Batch } | null;
+  /**
+   * seconds the host may wait for the guard's lock (see lockWaitS: derived from the time the
+   * exec has left); absent: GUARD_LOCK_WAIT_MAX_S
+   */
+  lockWaitS?: number;
 }
 
 /** The constant command and its stdin: the batch alone, or with the apply script's header. */
@@ -599,6 +718,7 @@ export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: st
       timer.then ? JSON.stringify(timer.then.batch) : '',
       timer.rearm ? `${timer.rearm.gen} ${JSON.stringify(timer.rearm.batch)}` : '',
       guardLine(timer.guard),
+      String(Math.max(1, Math.min(GUARD_LOCK_WAIT_MAX_S, Math.floor(timer.lockWaitS ?? GUARD_LOCK_WAIT_MAX_S)))),
     ].join('\n') + '\n' + (timer.guard ? JSON.stringify(timer.guard.batch) : '') + JSON.stringify(batch),
   };
 }
@@ -620,16 +740,19 @@ export interface GuardReport {
   count: number;
   /** unix seconds of the last heal, 0: never */
   last: number;
-  state: 'ok' | 'retrying' | 'starting' | 'superseded' | 'gave-up:nft' | 'gave-up:fought';
+  state: 'ok' | 'retrying' | 'starting' | 'superseded' | 'stalled' | 'gave-up:nft' | 'gave-up:fought';
   alive: boolean;
+  /** stalled: unix seconds since when its lock is held by another process (it heals nothing meanwhile) */
+  since?: number;
 }
 
 /** Splits the status read's answer into the guard's line and nft's JSON. */
 export function parseGuard(stdout: string): { guard: GuardReport | null; json: string } {
-  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|superseded|gave-up:nft|gave-up:fought) ([01])\n/.exec(stdout);
+  const m = /^nrhi-guard (\d{1,9}) (\d{1,9}) (\d{1,12}) (ok|retrying|starting|superseded|stalled|gave-up:nft|gave-up:fought) ([01])(?: (\d{1,12}))?\n/.exec(stdout);
   const json = stdout.replace(/^nrhi-guard [^\n]*\n/, '');
   if (!m) return { guard: null, json };
-  return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state: m[4] as GuardReport['state'], alive: m[5] === '1' }, json };
+  const state = m[4] as GuardReport['state'];
+  return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state, alive: m[5] === '1', ...(state === 'stalled' ? { since: Number(m[6] ?? 0) } : {}) }, json };
 }
 
 /** Whether the apply script armed (or kept) a guard for the isolation it applied. */

@@ -87,6 +87,11 @@ export interface HostState {
    */
   healed: { count: number; last: string | null } | null;
   /**
+   * status: since when (ISO) the host's guard has been stalled, its lock held by another process
+   * so that it heals nothing (then `guard` is false and `warnings` says so); absent otherwise
+   */
+  guardStalledSince?: string;
+  /**
    * whether this action changed the host: isolate (isolated now, or a different isolation, versus
    * already isolated exactly so), unisolate (released versus was not isolated), exception-set and
    * a mode switch (something differed); false for status

@@ -26,6 +26,7 @@ export const PROGRAM_PATHS: Readonly<Record<string, string>> = {
   rm: '/usr/bin/rm',
   mkdir: '/usr/bin/mkdir',
   flock: '/usr/bin/flock',
+  grep: '/usr/bin/grep',
   systemctl: '/usr/bin/systemctl',
   'systemd-run': '/usr/bin/systemd-run',
 };

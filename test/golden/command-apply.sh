@@ -1,6 +1,6 @@
 PATH="$PATH:/usr/sbin:/sbin"
 IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&
-  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g || exit 90
+  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw || exit 90
 case "$t" in ''|*[!A-Za-z0-9_]*) exit 91;; esac
 case "$secs" in keep) ;; ''|*[!0-9]*) exit 91;; esac
 case "$s2" in *[!0-9]*) exit 91;; esac
@@ -9,26 +9,51 @@ case "$p" in -) ;; *[!A-Za-z0-9+/=]*) exit 91;; esac
 case "$rg" in '') ;; [0-9]*' '?*) case "${rg%% *}" in *[!0-9]*) exit 91;; esac;; *) exit 91;; esac
 gn=; gl=; case "$g" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac
 if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit 91;; esac; case "$gl" in ''|*[!0-9]*) exit 91;; esac; fi
+case "$lw" in ''|*[!0-9]*|??????????*) exit 91;; esac
+[ "$lw" -ge 1 ] || lw=1; [ "$lw" -le 10 ] || lw=10
 case "$kt$ku" in *[!A-Za-z0-9.:/,\ \(\)\[\]=\<\>!]*) exit 91;; esac
 u="/etc/systemd/system/node-red-isolation-$t.service"
 if [ -n "$p" ] && [ "$p" != - ]; then
   [ -d /etc/systemd/system ] || exit 93
   printf %s "$p" | base64 -d | tee "$u.new" >/dev/null || exit 94
 fi
-G=/run/nrhi-guard; gk=; gs=
+G=/run/nrhi-guard; gk=; gs=; hd=; hp=; hr=; um=$(umask)
+grec() {
+  rk=; rc=; rl=; rs=; rz=; rq=; rr=
+  [ -d "$G" ] || return 0
+  rr=$(grep -s -H . "$G/$t.key" "$G/$t.heal" "$G/$t.pid" 2>/dev/null </dev/null)
+  while IFS= read -r rx; do case "$rx" in "$G/$t.key:"*) rk=${rx#*:};; "$G/$t.heal:"*) rx=${rx#*:}; set -f; set -- $rx; set +f; rc=$1; rl=$2; rs=$3; rz=$4;; "$G/$t.pid:"*) rq=${rx#*:};; esac; done <<EOF
+$rr
+EOF
+  rk=${rk%% *}; rq=${rq%% *}
+}
+hold() {
+  hd=$(mktemp -d 2>/dev/null) && mkfifo "$hd/i" "$hd/o" || return 1
+  n=0; hr=75
+  while [ $n -lt "$1" ] && [ "$hr" -eq 75 ]; do
+    n=$((n + 1))
+    (umask 077; exec flock -w 1 -E 75 "$G/$t.lock" cat) <"$hd/i" >"$hd/o" 2>/dev/null & hp=$!
+    exec 7>"$hd/i" 6<"$hd/o"
+    trap '' PIPE; echo locked >&7 2>/dev/null; trap - PIPE
+    a=; IFS= read -r a <&6
+    [ "$a" != locked ] || return 0
+    exec 7>&- 6<&-; wait $hp; hr=$?; hp=
+  done
+  return 1
+}
+unhold() { exec 7>&- 6<&-; [ -z "$hp" ] || wait $hp; hp=; [ -z "$hd" ] || rm -rf "$hd"; hd=; umask "$um"; }
 if [ -n "$g" ] && [ -d /run/systemd/system ] && [ -x /bin/bash ] && command -v flock >/dev/null 2>&1 && command -v systemd-run >/dev/null 2>&1; then
-  if [ -n "$gn" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" >/dev/null 2>&1; : | tee "$G/$t.lock" >/dev/null 2>&1; fi
-  if [ -r "$G/$t.lock" ]; then exec 9<"$G/$t.lock"; flock -w 10 9 && gk=1; fi
-  if [ -z "$gk" ] && [ -e "$G/$t.lock" ]; then rm -f "/run/nrhi-guard/$t.key" "/run/nrhi-guard/$t.batch" "/run/nrhi-guard/$t.batch.new" "/run/nrhi-guard/$t.fp" "/run/nrhi-guard/$t.heal" "/run/nrhi-guard/$t.pid" "/run/nrhi-guard/$t.err" >/dev/null 2>&1; systemctl stop "nrhi-guard-$t.service" >/dev/null 2>&1; gs=blocked; fi
+  umask 077
+  if [ -n "$gn" ] && [ ! -d "$G" ]; then mkdir -p -m 700 "$G" >/dev/null 2>&1; fi
+  if [ -d "$G" ]; then if hold "$lw"; then gk=1; elif [ "$hr" = 75 ]; then rm -f "/run/nrhi-guard/$t.key" "/run/nrhi-guard/$t.batch" "/run/nrhi-guard/$t.batch.new" "/run/nrhi-guard/$t.fp" "/run/nrhi-guard/$t.heal" "/run/nrhi-guard/$t.pid" "/run/nrhi-guard/$t.err" >/dev/null 2>&1; systemctl stop "nrhi-guard-$t.service" >/dev/null 2>&1; gs=blocked; fi; fi
 fi
 if [ -n "$gn" ]; then
   gb=$(head -c "$gl")
   [ -z "$gk" ] || printf '%s\n' "$gb" | (umask 077; tee "$G/$t.batch.new" >/dev/null 2>&1) || gk=
   gb=
 fi
-if [ -n "$gk" ] && [ -f "$G/$t.key" ]; then
-  k0=; s0=; q0=; e0=
-  { read -r k0 _ <"$G/$t.key"; read -r _ _ s0 _ <"$G/$t.heal"; read -r q0 _ <"$G/$t.pid"; } 2>/dev/null
+if [ -n "$gk" ]; then
+  e0=; grec; k0=$rk; s0=$rs; q0=$rq
   case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "nrhi-guard-$t.service" || e0=stopped;; esac
   case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\n' "$e0" "$k0";; esac
 fi
@@ -37,6 +62,7 @@ rc=$?
 if [ $rc -ne 0 ]; then
   if [ -n "$p" ] && [ "$p" != - ]; then rm -f "$u.new"; fi
   if [ -n "$gk" ] && [ -n "$gn" ]; then rm -f "$G/$t.batch.new"; fi
+  unhold
   exit $rc
 fi
 if [ -n "$gk" ] && [ "$g" = - ]; then
@@ -49,18 +75,24 @@ case "$t" in '\'''\''|*[!A-Za-z0-9_]*) exit 2;; esac
 export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 cd /run/nrhi-guard || exit 0
 umask 077
+chmod 700 . 2>/dev/null; chmod 600 -- "$t".* guard.sh 2>/dev/null
 [ -f "$t.key" ] || exit 0
-echo $$ >"$t.pid.new" && chmod 644 "$t.pid.new" && mv -f "$t.pid.new" "$t.pid"
-count=0; last=0
+echo $$ >"$t.pid.new" && mv -f "$t.pid.new" "$t.pid"
+count=0; last=0; state=ok
 if read -r c l _ <"$t.heal" 2>/dev/null; then case "$c$l" in *[!0-9]*|"") ;; *) count=$c; last=$l;; esac; fi
-record() { printf "%s %s %s\n" "$count" "$last" "$1" >"$t.heal.new" && chmod 644 "$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }
+record() { state=$1; printf "%s %s %s %s\n" "$count" "$last" "$1" "${2:-0}" >"$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }
 listing() { nft -s list table inet "$t" 2>/dev/null | sed -e "/^[[:space:]]*set owner/,/^[[:space:]]*}/d" -e "/^[[:space:]]*set obs_/,/^[[:space:]]*}/d"; }
 fails=0; burst=0; lastheal=0; wait=0
 unlock() { exec 9<&-; }
 check() {
   wait=0
   exec 9<"$t.lock" || exit 0
-  flock -w 30 9 || { unlock; return; }
+  if ! flock -w 3 9; then
+    was=$state; record stalled $(($(date +%s) - 3))
+    echo "nrhi-guard: the lock of table inet $t is held by another process: stalled, healing nothing until it is let go"
+    until flock -w 5 9; do [ -f "$t.key" ] || exit 0; done
+    record "$was"; echo "nrhi-guard: the lock of table inet $t is free again: no longer stalled"
+  fi
   { [ -f "$t.key" ] && [ -f "$t.batch" ]; } || exit 0
   read -r gen _ <"$t.key"; case "$gen" in ""|*[!0-9]*) exit 0;; esac
   cur=$(listing)
@@ -103,7 +135,7 @@ done' | tee "$G/guard.sh" >/dev/null 2>&1 &&
       systemd-run --quiet --collect --unit="nrhi-guard-$t" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1 || { gs=; rm -f "$G/$t.key"; }
   fi
 fi
-exec 9<&-
+unhold
 if [ "$p" = - ]; then
   if [ -e "$u" ] || [ -L "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" ]; then rm -f "$u" "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" || exit 94; fi
 elif [ -n "$p" ]; then
@@ -127,25 +159,31 @@ IFS= read -r s; IFS= read -r r; IFS= read -r n; IFS= read -r s2; IFS= read -r r2
 G=/run/nrhi-guard
 rearm() {
   (umask 077; cat >"$G/$t.batch.new") && mv -f "$G/$t.batch.new" "$G/$t.batch" &&
-    printf "%s\n" "$1" >"$G/$t.key.new" && chmod 644 "$G/$t.key.new" && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1
+    (umask 077; printf "%s\n" "$1" >"$G/$t.key.new") && mv -f "$G/$t.key.new" "$G/$t.key" && rm -f "$G/$t.fp" || return 1
   systemctl is-active --quiet "nrhi-guard-$t.service" && return 0
   printf "%s\n" '\''t=$1
 case "$t" in '\''\'\'''\'''\''\'\'''\''|*[!A-Za-z0-9_]*) exit 2;; esac
 export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 cd /run/nrhi-guard || exit 0
 umask 077
+chmod 700 . 2>/dev/null; chmod 600 -- "$t".* guard.sh 2>/dev/null
 [ -f "$t.key" ] || exit 0
-echo $$ >"$t.pid.new" && chmod 644 "$t.pid.new" && mv -f "$t.pid.new" "$t.pid"
-count=0; last=0
+echo $$ >"$t.pid.new" && mv -f "$t.pid.new" "$t.pid"
+count=0; last=0; state=ok
 if read -r c l _ <"$t.heal" 2>/dev/null; then case "$c$l" in *[!0-9]*|"") ;; *) count=$c; last=$l;; esac; fi
-record() { printf "%s %s %s\n" "$count" "$last" "$1" >"$t.heal.new" && chmod 644 "$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }
+record() { state=$1; printf "%s %s %s %s\n" "$count" "$last" "$1" "${2:-0}" >"$t.heal.new" && mv -f "$t.heal.new" "$t.heal"; }
 listing() { nft -s list table inet "$t" 2>/dev/null | sed -e "/^[[:space:]]*set owner/,/^[[:space:]]*}/d" -e "/^[[:space:]]*set obs_/,/^[[:space:]]*}/d"; }
 fails=0; burst=0; lastheal=0; wait=0
 unlock() { exec 9<&-; }
 check() {
   wait=0
   exec 9<"$t.lock" || exit 0
-  flock -w 30 9 || { unlock; return; }
+  if ! flock -w 3 9; then
+    was=$state; record stalled $(($(date +%s) - 3))
+    echo "nrhi-guard: the lock of table inet $t is held by another process: stalled, healing nothing until it is let go"
+    until flock -w 5 9; do [ -f "$t.key" ] || exit 0; done
+    record "$was"; echo "nrhi-guard: the lock of table inet $t is free again: no longer stalled"
+  fi
   { [ -f "$t.key" ] && [ -f "$t.batch" ]; } || exit 0
   read -r gen _ <"$t.key"; case "$gen" in ""|*[!0-9]*) exit 0;; esac
   cur=$(listing)
@@ -189,7 +227,7 @@ done'\'' >"$G/guard.sh" &&
 }
 sleep "$s"
 t=${2#nrhi-release:}; t=${t%%:*}; case "$t" in '\'''\''|*[!A-Za-z0-9_]*) t=;; esac; gk=
-G=/run/nrhi-guard; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 755 "$G" && : >>"$G/$t.lock"; fi
+G=/run/nrhi-guard; if [ -n "$t" ] && [ -n "$rg" ] && [ ! -e "$G/$t.lock" ]; then mkdir -p -m 700 "$G" && (umask 077; : >>"$G/$t.lock"); fi
 if [ -n "$t" ] && [ -r "/run/nrhi-guard/$t.lock" ] && command -v flock >/dev/null 2>&1; then exec 9<"/run/nrhi-guard/$t.lock"; if flock -w 30 9; then gk=1; else rm -f "/run/nrhi-guard/$t.key" "/run/nrhi-guard/$t.batch" "/run/nrhi-guard/$t.batch.new" "/run/nrhi-guard/$t.fp" "/run/nrhi-guard/$t.heal" "/run/nrhi-guard/$t.pid" "/run/nrhi-guard/$t.err"; systemctl stop "nrhi-guard-$t.service" >/dev/null 2>&1; fi; fi
 printf "%s\n" "$r" | PATH="$PATH:/usr/sbin:/sbin" nft -j -f -; ok=$?
 if [ -n "$gk" ] && { [ $ok -eq 0 ] || ! nft list table inet "$t" >/dev/null 2>&1; }; then

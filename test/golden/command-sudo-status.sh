@@ -2,11 +2,20 @@ PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 IFS= read -r t || exit 90
 case "$t" in ''|*[!A-Za-z0-9_]*) exit 91;; esac
 G=/run/nrhi-guard
-if [ -f "$G/$t.key" ]; then
-  k=; c=; l=; s=; q=; a=0
-  read -r k _ <"$G/$t.key"; read -r c l s _ <"$G/$t.heal"; read -r q _ <"$G/$t.pid"
-  case "$q" in ''|*[!0-9]*) ! systemctl is-active --quiet "nrhi-guard-$t.service" || a=1;; *) [ ! -d "/proc/$q" ] || a=1;; esac
-  printf "nrhi-guard %s %s %s %s %s\n" "${k:-0}" "${c:-0}" "${l:-0}" "${s:-starting}" "$a"
+grec() {
+  rk=; rc=; rl=; rs=; rz=; rq=; rr=
+  [ -d "$G" ] || return 0
+  rr=$(sudo -n grep -s -H . "$G/$t.key" "$G/$t.heal" "$G/$t.pid" 2>/dev/null </dev/null)
+  while IFS= read -r rx; do case "$rx" in "$G/$t.key:"*) rk=${rx#*:};; "$G/$t.heal:"*) rx=${rx#*:}; set -f; set -- $rx; set +f; rc=$1; rl=$2; rs=$3; rz=$4;; "$G/$t.pid:"*) rq=${rx#*:};; esac; done <<EOF
+$rr
+EOF
+  rk=${rk%% *}; rq=${rq%% *}
+}
+grec
+if [ -n "$rk" ]; then
+  a=0
+  case "$rq" in ''|*[!0-9]*) ! systemctl is-active --quiet "nrhi-guard-$t.service" || a=1;; *) [ ! -d "/proc/$rq" ] || a=1;; esac
+  printf "nrhi-guard %s %s %s %s %s %s\n" "${rk:-0}" "${rc:-0}" "${rl:-0}" "${rs:-starting}" "$a" "${rz:-0}"
 fi 2>/dev/null
 for c in sed awk sort head; do command -v $c >/dev/null 2>&1 || exec sudo -n nft -j -f -; done
 { sudo -n nft -j -f -; r=$?; printf '\nnrhi-rc %s\n' "$r"; } |

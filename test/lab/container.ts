@@ -22,6 +22,8 @@ import * as net from 'net';
 import * as path from 'path';
 import { strict as assert } from 'assert';
 import type { ExecResult, Lab } from './lab';
+import { DEFAULT_TABLE } from '../../src/driver/policy';
+import { sudoersLines } from '../../src/driver/sudoers';
 
 export type Suite = 'bookworm' | 'trixie';
 export const SUITES: Suite[] = ['bookworm', 'trixie'];
@@ -346,4 +348,44 @@ export async function timeTableBack(h: ContainerHost, table: string, cmd: string
   const r = await h.exec(['sh', '-c', script], undefined, 60_000);
   assert.equal(r.code, 0, r.stderr);
   return Number(r.stdout.trim());
+}
+
+/** the sudo account the README's "Preparing a real host" creates */
+export const SUDO_USER = 'isolator';
+
+/**
+ * The README's sudoers lines for the pack's nft and ss commands and its guard block, for `table`
+ * (the README's own text, so a test proves what the README tells an operator to install).
+ */
+export function readmeGuardSudoers(table: string): string {
+  // the README shows the generator's lines for the default table: the same generator, for this one
+  const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+  const shown = sudoersLines({ user: SUDO_USER, table: DEFAULT_TABLE, features: ['isolate', 'guard'] });
+  assert.deepEqual(shown.filter((l) => !readme.includes(l)), [], 'the README holds the isolate and guard blocks');
+  return `${sudoersLines({ user: SUDO_USER, table, features: ['isolate', 'guard'] }).join('\n')}\n`;
+}
+
+/**
+ * Makes SUDO_USER on the container (root's login key, a plain /bin/sh) with exactly `sudoers`
+ * in /etc/sudoers.d, checked by `visudo -c`. Undo with removeSudoUser.
+ */
+export async function addSudoUser(h: ContainerHost, sudoers: string): Promise<void> {
+  const home = `/home/${SUDO_USER}`;
+  const setup = [
+    `id ${SUDO_USER} >/dev/null 2>&1 || useradd -m -s /bin/sh ${SUDO_USER}`,
+    `install -d -m 700 -o ${SUDO_USER} ${home}/.ssh`,
+    `install -m 600 -o ${SUDO_USER} /root/.ssh/authorized_keys ${home}/.ssh/authorized_keys`,
+    `cat >/etc/sudoers.d/${SUDO_USER} && chmod 440 /etc/sudoers.d/${SUDO_USER} && visudo -cf /etc/sudoers.d/${SUDO_USER}`,
+  ].join(' && ');
+  const r = await h.exec(['sh', '-c', setup], sudoers);
+  assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+}
+
+export async function removeSudoUser(h: ContainerHost): Promise<void> {
+  await h.exec(['rm', '-f', `/etc/sudoers.d/${SUDO_USER}`]);
+}
+
+/** Runs a shell script inside the container as `nobody` (uid and gid 65534, no groups): a local user without rights. */
+export function asNobody(h: ContainerHost, script: string, args: string[] = [], timeoutMs = 30_000): Promise<ExecResult> {
+  return h.exec(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script, 'sh', ...args], undefined, timeoutMs);
 }

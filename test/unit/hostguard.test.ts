@@ -4,7 +4,26 @@
  * nft's JSON. The guard itself runs on real systemd hosts in test/integration/guard.test.ts.
  */
 import { strict as assert } from 'assert';
-import { bootGuardExec, COMMANDS, GUARD_MAX_BURST, GUARD_MAX_FAILS, guardEndedWarning, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, statusInput } from '../../src/driver/hostscript';
+import * as fs from 'fs';
+import * as path from 'path';
+import {
+  bootGuardExec,
+  COMMANDS,
+  fallbackRollback,
+  GUARD_LOCK_WAIT_MAX_S,
+  GUARD_MAX_BURST,
+  GUARD_MAX_FAILS,
+  GUARD_SUDO,
+  guardEndedWarning,
+  HOST_SLACK_MS,
+  lockWaitS,
+  nftInput,
+  parseGuard,
+  parseGuardArmed,
+  parseGuardEnded,
+  statusInput,
+} from '../../src/driver/hostscript';
+import { sudoersLines } from '../../src/driver/sudoers';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderBootUnit, renderIsolate, renderUnisolate, type StateDoc } from '../../src/driver/ruleset';
 
@@ -18,11 +37,11 @@ describe('the host guard: stdin and status', () => {
     const { cmd, stdin } = nftInput(target, now, { seconds: 'keep', release: null, guard: { gen: 4, batch: copy } });
     assert.equal(cmd, COMMANDS.apply);
     const lines = stdin.split('\n');
-    assert.equal(lines.length, 13);
+    assert.equal(lines.length, 14);
     const m = /^(\d+) (\d+)$/.exec(lines[11]);
     assert.ok(m, lines[11]);
     assert.equal(m[1], '4');
-    const rest = Buffer.from(lines[12], 'utf8');
+    const rest = Buffer.from(lines[13], 'utf8');
     const len = Number(m[2]);
     assert.deepEqual(JSON.parse(rest.subarray(0, len).toString('utf8')), copy, 'the copy, measured in bytes (the reason holds multi-byte characters)');
     assert.deepEqual(JSON.parse(rest.subarray(len).toString('utf8')), now);
@@ -35,7 +54,7 @@ describe('the host guard: stdin and status', () => {
     const copy = renderIsolate('nrhi_u', doc, 6);
     const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: renderUnisolate('nrhi_u').release, guard: null, rearm: { gen: 6, batch: copy } });
     const lines = stdin.split('\n');
-    assert.equal(lines.length, 13);
+    assert.equal(lines.length, 14);
     const m = /^(\d+) (.+)$/.exec(lines[10]);
     assert.ok(m);
     assert.equal(m[1], '6');
@@ -98,7 +117,10 @@ describe('the host guard: stdin and status', () => {
     assert.ok(GUARD_MAX_BURST > 0 && GUARD_MAX_BURST <= 50);
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       assert.match(c, /systemd-run --quiet --collect --unit="nrhi-guard-\$t" -p Type=simple \/bin\/bash "\$G\/guard\.sh" "\$t"/);
-      assert.match(c, /flock -w 10 9/);
+      // the lock is taken by a root process (one pinned line), as many 1 s tries as the seconds sent
+      assert.ok(c.includes(GUARD_SUDO.lock), 'the pinned lock line');
+      assert.match(c, /while \[ \$n -lt "\$1" \] && \[ "\$hr" -eq 75 \]; do/);
+      assert.match(c, /if hold "\$lw"; then gk=1;/);
     }
   });
 
@@ -115,8 +137,8 @@ describe('the host guard: stdin and status', () => {
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       // read under the guard's lock, before the batch: the guard is not mid-write, nor re-armed yet
       const at = c.indexOf("printf 'nrhi-guard-ended %s %s\\n'");
-      assert.ok(at > c.indexOf('flock -w 10 9') && at < c.indexOf('rc=$?'), 'between the lock and the batch');
-      assert.match(c, /if \[ -n "\$gk" \] && \[ -f "\$G\/\$t\.key" \]; then/);
+      assert.ok(at > c.indexOf('if hold "$lw"; then gk=1;') && at < c.indexOf('rc=$?'), 'between the lock and the batch');
+      assert.match(c, /if \[ -n "\$gk" \]; then\n  e0=; grec; k0=\$rk; s0=\$rs; q0=\$rq/);
     }
   });
 
@@ -129,6 +151,59 @@ describe('the host guard: stdin and status', () => {
       assert.match(c, /\[ ! -L "\$tf" \] && \[ -O "\$tf" \]/);
       assert.match(c, /tdir; tlive; for q in \$tl; do kill -- "-\$q"/);
       assert.match(c, /if \[ "\$secs" = keep \]; then tdir; tlive; \[ -z "\$tl" \] \|\| pt=1;/);
+    }
+  });
+
+  // issue 20, item 1: the guard's lock is root's, its waits fit the time left, a stalled guard says so
+  it('a stalled guard is read as stalled, with since when, never as ok', () => {
+    const json = '{"nftables":[]}';
+    assert.deepEqual(parseGuard(`nrhi-guard 5 2 1764064800 stalled 1 1764065000\n${json}`).guard, { gen: 5, count: 2, last: 1764064800, state: 'stalled', alive: true, since: 1764065000 });
+    // the record's SINCE field is 0 when not stalled, and absent from an older script's line
+    assert.deepEqual(parseGuard(`nrhi-guard 5 2 1764064800 ok 1 0\n${json}`).guard, { gen: 5, count: 2, last: 1764064800, state: 'ok', alive: true });
+    for (const c of [COMMANDS.status, COMMANDS.sudoStatus]) {
+      assert.ok(c.includes(GUARD_SUDO.read), 'the record is read through the pinned line');
+      assert.doesNotMatch(c, /<"\$G\/\$t\.(key|heal|pid)"/, 'never opened by the SSH user itself');
+    }
+    assert.ok(COMMANDS.sudoStatus.includes(`sudo -n ${GUARD_SUDO.read}`));
+  });
+
+  it('every wait on the host fits the time left; the fallback rollback gets more than any of them', () => {
+    assert.equal(lockWaitS(0), 1, 'at least one try');
+    assert.equal(lockWaitS(9_000), 7);
+    assert.equal(lockWaitS(600_000), GUARD_LOCK_WAIT_MAX_S, 'capped');
+    for (let ms = 0; ms <= 60_000; ms += 250) {
+      const w = lockWaitS(ms);
+      if (ms >= HOST_SLACK_MS + 1000) assert.ok(w * 1000 + HOST_SLACK_MS <= ms, `${w} s fits ${ms} ms`);
+      const fb = fallbackRollback(ms);
+      assert.ok(fb.timeoutMs >= ms, 'never less than the time left');
+      assert.ok(fb.timeoutMs > GUARD_LOCK_WAIT_MAX_S * 1000 + HOST_SLACK_MS, `the rollback (${fb.timeoutMs} ms) outlasts any wait on the host`);
+      assert.ok(fb.lockWaitS * 1000 + HOST_SLACK_MS < fb.timeoutMs, 'and its own lock wait fits inside it');
+    }
+    // the wait travels on its own line, capped on the host too
+    const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 0, release: null, lockWaitS: 3 });
+    assert.equal(stdin.split('\n')[12], '3');
+    assert.equal(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 0, release: null, lockWaitS: 99 }).stdin.split('\n')[12], String(GUARD_LOCK_WAIT_MAX_S));
+    for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
+      assert.match(c, /IFS= read -r g && IFS= read -r lw \|\| exit 90/);
+      assert.ok(c.includes(`[ "$lw" -le ${GUARD_LOCK_WAIT_MAX_S} ] || lw=${GUARD_LOCK_WAIT_MAX_S}`));
+      assert.doesNotMatch(c, /exec 9<"\$G\/\$t\.lock"; flock -w 10 9 && gk=1/, 'no fixed 10 s wait by the SSH user');
+    }
+  });
+
+  it("the guard's files are root's alone; the README's sudoers block holds the very lines the scripts run", () => {
+    for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
+      assert.doesNotMatch(c, /mkdir -p -m 755/);
+      assert.doesNotMatch(c, /chmod 644/);
+      assert.ok(c.includes('umask 077'));
+    }
+    assert.ok(COMMANDS.sudoApply.includes(`(umask 077; exec sudo -n ${GUARD_SUDO.lock})`));
+    assert.ok(COMMANDS.sudoApply.includes(`sudo -n ${GUARD_SUDO.mkdir}`));
+    const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+    const lines = sudoersLines({ user: 'isolator', table: 'node_red_isolation', features: ['guard'] });
+    for (const want of ['/usr/bin/mkdir -p -m 700 /run/nrhi-guard', '/usr/bin/flock -w 1 -E 75 /run/nrhi-guard/node_red_isolation.lock cat', '/usr/bin/grep -s -H . /run/nrhi-guard/node_red_isolation.key /run/nrhi-guard/node_red_isolation.heal /run/nrhi-guard/node_red_isolation.pid']) {
+      const line = `isolator ALL=(root) NOPASSWD: ${want}`;
+      assert.ok(lines.includes(line), `the generated guard lines hold ${want}`);
+      assert.ok(readme.includes(line), `the README's guard block holds ${want}`);
     }
   });
 });
