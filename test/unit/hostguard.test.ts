@@ -138,7 +138,7 @@ describe('the host guard: stdin and status', () => {
       // read under the guard's lock, before the batch: the guard is not mid-write, nor re-armed yet
       const at = c.indexOf("printf 'nrhi-guard-ended %s %s\\n'");
       assert.ok(at > c.indexOf('if hold "$lw"; then gk=1;') && at < c.indexOf('rc=$?'), 'between the lock and the batch');
-      assert.match(c, /if \[ -n "\$gk" \]; then\n  e0=; grec; k0=\$rk; s0=\$rs; q0=\$rq/);
+      assert.match(c, /if \[ -n "\$gk" \]; then\n {2}e0=; grec; k0=\$rk; s0=\$rs; q0=\$rq/);
     }
   });
 
