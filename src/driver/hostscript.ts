@@ -22,6 +22,14 @@ export const SS_KILL = {
 } as const;
 
 /**
+ * The words of a filter that the host fills in from its listening sockets (ss cannot join two
+ * listings): `accepted` becomes "the socket's local address and port are a listener's" (TCP:
+ * LISTEN; UDP: a bound, unconnected socket), `initiated` its negation. See severFilters.
+ */
+export const SEVER_ACCEPTED = 'accepted';
+export const SEVER_INITIATED = 'initiated';
+
+/**
  * Where systemd runs (/run/systemd/system), the release timer is the transient unit
  * `nrhi-release-<table>` (a .timer and its .service), armed with systemd-run: it belongs to the
  * system manager, not to the SSH session, so it fires even when logind kills the session's
@@ -212,7 +220,8 @@ export const EXIT = {
  *   changes nothing), moved into place and enabled after it; removed after a successful apply
  *   that does not persist. Exit 93: the host has no systemd; 94: it could not be written.
  * - Cutting: once the batch is in, every connected TCP/UDP socket outside the filters is destroyed
- *   (`ss -K`: the kernel's sock_diag destroy; one pass when both filters are the same); the script
+ *   (`ss -K`: the kernel's sock_diag destroy), the filters' words `accepted` / `initiated` filled
+ *   in from the host's listening sockets (see severFilters); the script
  *   answers `nrhi-severed CUT LEFT WHY` with how many were cut, how many established ones outside
  *   the filters are still there when none could be cut, and why not all (ok, no-ss, refused).
  * - Notices go through `wall` as the SSH user; a host without wall just gets none.
@@ -343,38 +352,64 @@ function applyScript(nft: string, priv: string): string {
     "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then pgrep -f \"$tag\" >/dev/null 2>&1 && pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
     `if [ -n "$pt" ]; then ${endGuard(priv)}; gs=; fi`,
     '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
-    // one ss for both protocols when their filters agree (the usual case), two otherwise; the
-    // established sockets left are listed only when nothing was cut (a kernel without destroy
-    // support cuts nothing and says nothing); lines are counted in the shell, no extra process
+    // first one listing, without privilege, of both protocols: anything connected beyond loopback
+    // and the management channel? (the words `accepted` and `initiated` read as false: every
+    // filter keeps at least that). Nothing, the usual case: one process is all it costs. Else, per
+    // filter (one pass for both protocols when neither names a direction, one each otherwise: their
+    // listeners differ), the words filled in from the listening sockets, then what is outside it is
+    // listed, cut (ss -K), and, when none could be cut, what is left established is counted. The
+    // filter's terms go a line each (ss refuses a filter line over 1 KiB), unglobbed (brackets)
     'cut=0; left=0; why=ok',
     'lines() { n=0; while IFS= read -r l; do [ -n "$l" ] && n=$((n + 1)); done; }',
-    'sever() {',
-    '  f=$1; shift',
-    '  [ -n "$f" ] || return 0',
-    '  if ! command -v ss >/dev/null 2>&1; then why=no-ss; return 0; fi',
-    // first a plain listing (no privilege): nothing connected outside the filter is the usual
-    // case, and then one process is all it costs. The filter's terms go a line each (ss refuses a
-    // filter line over 1 KiB), unglobbed (they hold brackets)
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ss -H -n "$@" state connected -F - 2>/dev/null)`,
-    '  lines <<EOF',
+    `fill() { F=$1; case "$F" in *${SEVER_ACCEPTED}*) F="\${F%%${SEVER_ACCEPTED}*}$2\${F#*${SEVER_ACCEPTED}}";; esac; case "$F" in *${SEVER_INITIATED}*) F="\${F%%${SEVER_INITIATED}*}$3\${F#*${SEVER_INITIATED}}";; esac; }`,
+    // $1 the filter, $2 ss's protocol options (-t, -u or both), $3 the state
+    `listed() { o=$(set -f; p=$2; st=$3; IFS=,; set -- $1; IFS=' '; printf '%s\\n' "$@" | ss -H -n $p state $st -F - 2>/dev/null); lines <<EOF`,
     '$o',
     'EOF',
+    '}',
+    // the local address and port of each listening socket of one protocol ($1: -t or -u), as an ss
+    // condition in L (none: a condition no connected socket meets); scope and device suffixes go
+    "listeners() {",
+    '  L=; o=$(ss -H -n -l "$1" 2>/dev/null)',
+    '  while read -r _ _ _ a _; do',
+    '    p=${a##*:}; h=${a%:*}',
+    "    case \"$p\" in ''|*[!0-9]*) continue;; esac",
+    "    case \"$h\" in '['*']') h=${h#?}; h=${h%?};; esac",
+    '    h=${h%%%*}',
+    "    case \"$h\" in '*') c=\"sport = :$p\";; 0.0.0.0) c=\"( src 0.0.0.0/0 and sport = :$p )\";; ::) c=\"( src ::/0 and sport = :$p )\";;",
+    "      ''|*[!0-9A-Fa-f.:]*) continue;; *:*) c=\"( src [$h] and sport = :$p )\";; *) c=\"( src $h and sport = :$p )\";; esac",
+    '    case " ,or $L ,or " in *" ,or $c ,or "*) ;; *) L="${L:+$L ,or }$c";; esac',
+    '  done <<EOF',
+    '$o',
+    'EOF',
+    "  L=${L:-sport = :0}",
+    '}',
+    'cut1() {',
+    '  listed "$1" "$2" connected',
     '  [ $n -gt 0 ] || return 0',
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ${priv}ss -K -H -n "$@" state connected -F - 2>/dev/null) || why=refused`,
+    `  o=$(set -f; p=$2; IFS=,; set -- $1; IFS=' '; printf '%s\\n' "$@" | ${priv}ss -K -H -n $p state connected -F - 2>/dev/null) || why=refused`,
     '  lines <<EOF',
     '$o',
     'EOF',
     '  cut=$((cut + n))',
     '  [ $n -eq 0 ] || return 0',
     // nothing cut though something was there: what is left established (time-wait is not a connection)
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ss -H -n "$@" state established -F - 2>/dev/null)`,
-    '  lines <<EOF',
-    '$o',
-    'EOF',
+    '  listed "$1" "$2" established',
     '  left=$((left + n))',
     '}',
-    'if [ "$kt" = "$ku" ]; then sever "$kt" -t -u; else sever "$kt" -t; sever "$ku" -u; fi',
-    'if [ -n "$kt$ku" ]; then printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
+    'sever() {',
+    '  [ -n "$1" ] || return 0',
+    `  case "$1" in *${SEVER_ACCEPTED}*|*${SEVER_INITIATED}*) ;; *) cut1 "$1" "$2"; return 0;; esac`,
+    '  for q in $2; do listeners "$q"; fill "$1" "( $L )" "! ( $L )"; cut1 "$F" "$q"; done',
+    '}',
+    'if [ -n "$kt$ku" ]; then',
+    '  if command -v ss >/dev/null 2>&1; then',
+    '    pr=; [ -z "$kt" ] || pr=-t; [ -z "$ku" ] || pr="$pr -u"',
+    "    fill \"${kt:-$ku}\" 'sport = :0' 'sport = :0'; listed \"$F\" \"$pr\" connected",
+    '    if [ $n -gt 0 ]; then if [ "$kt" = "$ku" ]; then sever "$kt" "-t -u"; else sever "$kt" -t; sever "$ku" -u; fi; fi',
+    '  else why=no-ss; fi',
+    '  printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"',
+    'fi',
     'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
     'exit 0',
   ].join('\n');
@@ -514,7 +549,10 @@ export function scriptError(host: string, code: number | null, stderr: string): 
 
 // ---- cutting open connections ------------------------------------------------------------------
 
-/** `ss` filters (ss(8) syntax) of the TCP and UDP sockets to keep; empty: keep all of that protocol. */
+/**
+ * `ss` filters (ss(8) syntax) of the TCP and UDP sockets to cut (`! ( what is kept )`), with the
+ * words SEVER_ACCEPTED / SEVER_INITIATED that the host fills in; empty: cut none of that protocol.
+ */
 export interface SeverFilters {
   tcp: string;
   udp: string;
@@ -550,31 +588,56 @@ function ssPort(field: 'sport' | 'dport', port: number | string): string {
 }
 
 /**
- * The sockets an isolation keeps: loopback, the management channel, and the flows that address
- * exceptions name (inbound: the peer and our port; outbound: the peer and its port). Everything
- * else connected is cut. A protocol that an exception keeps whole (no address, no port) is not
- * cut at all. Service and user exceptions are not socket filters: their connections are cut once
- * and open again through the exception.
+ * The sockets an isolation keeps, per protocol, as nft lets their packets through (ruleset.ts: an
+ * exception passes its flow in the original direction it names, and that flow's replies):
+ * - loopback (the peer is 127.0.0.0/8 or ::1);
+ * - the management channel: the peer is a management address and our local port the sshd port
+ *   (nft matches it statelessly, both ways: the same sockets);
+ * - an inbound exception (peer P may open a flow to our port L): the peer is P (when named), our
+ *   local port is L (when named), AND the socket is one the peer opened to us: its local address
+ *   and port are a listening socket's (an accepted connection). A reverse shell from local port L
+ *   (bound to an address the service does not listen on, or a port no service listens on), or one
+ *   we opened to P, is cut;
+ * - an outbound exception (we may open a flow to P's port R): the peer is P, the PEER's port is R,
+ *   AND the socket is one we opened: its local address and port are no listener's. A connection
+ *   whose LOCAL port is R, or one that P opened to us (from its port R, or any), is cut.
+ * ss sees no conntrack direction; "accepted" stands for it. The one socket it misreads is bound
+ * to a listener's very address and port beside it (SO_REUSEPORT, only by the listener's own user,
+ * or root, who can remove the table anyway); a connection whose listener has closed since counts
+ * as ours, and is cut unless an outbound exception names it.
+ * The protocol's filter is empty (nothing cut) only when exceptions of both directions keep the
+ * whole protocol (no address, no port). Service and user exceptions are not socket filters: their
+ * connections are cut once and open again through their exception; ICMP has no sockets to keep.
  */
 export function severFilters(management: readonly ManagementEndpoint[], exceptions: readonly Exception[]): SeverFilters {
-  // one list for both protocols: a flow an exception names by peer and port is kept whatever its
-  // protocol (it goes to a peer the operator chose), so that one ss pass serves both
-  const keep = [...LOOPBACK];
-  const whole = { tcp: false, udp: false };
-  for (const m of management) keep.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
-  for (const e of exceptions) {
-    if (e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined || e.proto === 'icmp') continue;
-    const terms: string[] = [];
-    if (e.addr !== undefined) terms.push(ssAddr(e.addr));
-    if (e.port !== undefined) terms.push(ssPort(e.direction === 'in' ? 'sport' : 'dport', e.port));
-    if (terms.length === 0) {
-      if (e.proto !== 'udp') whole.tcp = true;
-      if (e.proto !== 'tcp') whole.udp = true;
-    } else keep.push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
-  }
-  // `,` ends a line of the filter file the script hands to ss (which refuses lines over 1 KiB)
-  const filter = `! ( ${[...new Set(keep)].join(' ,or ')} )`;
-  return { tcp: whole.tcp ? '' : filter, udp: whole.udp ? '' : filter };
+  const filter = (proto: 'tcp' | 'udp'): string => {
+    // the management channel in both filters: one listing of both protocols first (the usual
+    // case: nothing else connected) needs the same loopback-and-management part in each
+    const keep = [...LOOPBACK];
+    for (const m of management) keep.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
+    const dirs = { in: { terms: [] as string[], whole: false }, out: { terms: [] as string[], whole: false } };
+    for (const e of exceptions) {
+      if (e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined) continue;
+      if (e.proto !== 'any' && e.proto !== proto) continue;
+      const terms: string[] = [];
+      if (e.addr !== undefined) terms.push(ssAddr(e.addr));
+      // inbound: the port is ours (local); outbound: the peer's
+      if (e.port !== undefined) terms.push(ssPort(e.direction === 'in' ? 'sport' : 'dport', e.port));
+      const d = dirs[e.direction];
+      if (terms.length === 0) d.whole = true;
+      else d.terms.push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
+    }
+    if (dirs.in.whole && dirs.out.whole) return '';
+    for (const [dir, word] of [['in', SEVER_ACCEPTED], ['out', SEVER_INITIATED]] as const) {
+      const d = dirs[dir];
+      const terms = [...new Set(d.terms)];
+      if (d.whole) keep.push(word);
+      else if (terms.length > 0) keep.push(`( ${word} and ( ${terms.join(' ,or ')} ) )`);
+    }
+    // `,` ends a line of the filter file the script hands to ss (which refuses lines over 1 KiB)
+    return `! ( ${[...new Set(keep)].join(' ,or ')} )`;
+  };
+  return { tcp: filter('tcp'), udp: filter('udp') };
 }
 
 /** The apply script's `nrhi-severed` line, or null when it cut nothing (not asked, or an old script). */

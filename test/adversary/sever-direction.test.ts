@@ -51,14 +51,14 @@ describe('adversary: severing keeps each exception\'s own direction only', funct
    * Isolates with `exceptions` (the connections already open), then checks: `kept` work while
    * isolated and after release; `cut` are dead after release (cut, not frozen).
    */
-  async function play(exceptions: Exception[], kept: Record<string, Connection>, cut: Record<string, Connection>): Promise<void> {
+  async function play(exceptions: Exception[], kept: Record<string, Connection>, cut: Record<string, Connection>, as = target): Promise<void> {
     for (const [name, c] of Object.entries({ ...kept, ...cut })) assert.equal(await c.roundTrip(), true, `${name} works before isolation`);
-    const st = await driver.isolate(target, { exceptions, verify: false });
+    const st = await driver.isolate(as, { exceptions, verify: false });
     assert.equal(st.isolated, true);
     assert.deepEqual(st.warnings, []);
     assert.ok((st.severed ?? 0) >= Object.keys(cut).length, `severed ${st.severed}, expected at least ${Object.keys(cut).length}`);
     for (const [name, c] of Object.entries(kept)) assert.equal(await c.roundTrip(), true, `${name} is kept and works while isolated`);
-    await driver.unisolate(target);
+    await driver.unisolate(as);
     for (const [name, c] of Object.entries(cut)) assert.equal(await c.roundTrip(), false, `${name} was cut: it does not resume after release`);
     for (const [name, c] of Object.entries(kept)) assert.equal(await c.roundTrip(), true, `${name} still works after release`);
   }
@@ -161,5 +161,20 @@ describe('adversary: severing keeps each exception\'s own direction only', funct
     const kept = { 'host -> peer:7241': track(await lab.openConnection(h.ns, lab.peer.v4, 7241)) };
     const cut = { 'peer -> host:7242': track(await lab.openConnection(lab.peer.ns, h.v4, 7242)) };
     await play([{ direction: 'out', proto: 'tcp', addr: lab.peer.v4 }], kept, cut);
+  });
+
+  it('through the documented sudo rule (the listeners listed without privilege, the per-protocol ss -K lines)', async () => {
+    const h = host();
+    const sudoTarget: TargetInput = { ...target, username: lab.users.sudo.username, privateKey: lab.users.sudo.privateKey, passphrase: lab.users.sudo.passphrase, sudo: true };
+    track(await lab.listen(h.ns, 7251, { addr: h.v4 }));
+    track(await lab.listen(lab.peer.ns, 7252, { udp: true }));
+    track(await lab.listen(lab.peer.ns, 7253));
+    const kept = { 'peer -> host:7251': track(await lab.openConnection(lab.peer.ns, h.v4, 7251)) };
+    const cut = {
+      'host [v6]:7251 -> peer:7253 as nobody': track(await lab.openConnection(h.ns, lab.peer.v6, 7253, { from: { port: 7251, addr: h.v6 }, uid: NOBODY })),
+      // UDP too: no exception names this datagram flow
+      'host -> peer:7252 udp': track(await lab.openConnection(h.ns, lab.peer.v4, 7252, { udp: true })),
+    };
+    await play([{ direction: 'in', proto: 'tcp', port: 7251 }], kept, cut, sudoTarget);
   });
 });
