@@ -7,6 +7,7 @@ import { NftFailedError, PrivilegeError, UnsupportedError, type IsolationError }
 import { parseAddr } from './net';
 import type { Exception, Target } from './policy';
 import type { Batch, ManagementEndpoint } from './ruleset';
+import { INSPECT_MAX_BYTES } from './tamper';
 
 export const NFT = 'PATH="$PATH:/usr/sbin:/sbin" nft -j -f -';
 export const SUDO_NFT = 'sudo -n nft -j -f -';
@@ -204,8 +205,10 @@ export const EXIT = {
  *   11 the guard once the timer's batch applied (systemd timers; a verify rollback's): empty
  *      (end it), `GEN BATCH` (keep generation GEN, BATCH its full isolate batch, JSON)
  *   12 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
- *      isolate batch, LEN bytes, follows this line and precedes the next)
- *   13 the batch to apply now
+ *      isolate batch, LEN bytes, follows the header and precedes the batch to apply)
+ *   13 a listing batch (JSON, empty: none) nft runs just before the batch, under the same lock:
+ *      what the table held, printed first in the answer (an in-place edit is seen as it is undone)
+ *   then the batch to apply now
  * - Guard (where systemd runs, see GUARD_DIR): under its lock, the new copy is staged, the batch
  *   applied, then the copy put in place and the guard started if it is not running (`nrhi-guard
  *   on`), or (`-`) its files removed and the unit stopped, before the lock is let go: the guard
@@ -265,7 +268,7 @@ function applyScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
-    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g || exit ${EXIT.SHORT_INPUT}`,
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r li || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
@@ -277,6 +280,7 @@ function applyScript(nft: string, priv: string): string {
     // batch (LEN bytes) follows this line
     "gn=; gl=; case \"$g\" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac",
     `if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; case "$gl" in ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac; fi`,
+    `case "$li" in ''|'{"nftables":'*) ;; *) exit ${EXIT.BAD_INPUT};; esac`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
     `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
     `u="${unit}"`,
@@ -299,6 +303,8 @@ function applyScript(nft: string, priv: string): string {
     `  [ -z "$gk" ] || printf '%s\\n' "$gb" | (umask 077; ${priv}tee "$G/$t.batch.new" >/dev/null 2>&1) || gk=`,
     '  gb=',
     'fi',
+    // the table as it is, before the batch replaces it (bounded: its dynamic sets can be large)
+    `if [ -n "$li" ]; then printf '%s\\n' "$li" | ${nft} 2>/dev/null | head -c ${INSPECT_MAX_BYTES}; echo; fi`,
     `${nft}`,
     'rc=$?',
     'if [ $rc -ne 0 ]; then',
@@ -361,28 +367,28 @@ function applyScript(nft: string, priv: string): string {
     // filter's terms go a line each (ss refuses a filter line over 1 KiB), unglobbed (brackets)
     'cut=0; left=0; why=ok',
     'lines() { n=0; while IFS= read -r l; do [ -n "$l" ] && n=$((n + 1)); done; }',
-    `fill() { F=$1; case "$F" in *${SEVER_ACCEPTED}*) F="\${F%%${SEVER_ACCEPTED}*}$2\${F#*${SEVER_ACCEPTED}}";; esac; case "$F" in *${SEVER_INITIATED}*) F="\${F%%${SEVER_INITIATED}*}$3\${F#*${SEVER_INITIATED}}";; esac; }`,
+    `fill() { fv=$1; case "$fv" in *${SEVER_ACCEPTED}*) fv="\${fv%%${SEVER_ACCEPTED}*}$2\${fv#*${SEVER_ACCEPTED}}";; esac; case "$fv" in *${SEVER_INITIATED}*) fv="\${fv%%${SEVER_INITIATED}*}$3\${fv#*${SEVER_INITIATED}}";; esac; }`,
     // $1 the filter, $2 ss's protocol options (-t, -u or both), $3 the state
     `listed() { o=$(set -f; p=$2; st=$3; IFS=,; set -- $1; IFS=' '; printf '%s\\n' "$@" | ss -H -n $p state $st -F - 2>/dev/null); lines <<EOF`,
     '$o',
     'EOF',
     '}',
     // the local address and port of each listening socket of one protocol ($1: -t or -u), as an ss
-    // condition in L (none: a condition no connected socket meets); scope and device suffixes go
+    // condition in ls (none: a condition no connected socket meets); scope and device suffixes go
     "listeners() {",
-    '  L=; o=$(ss -H -n -l "$1" 2>/dev/null)',
-    '  while read -r _ _ _ a _; do',
-    '    p=${a##*:}; h=${a%:*}',
-    "    case \"$p\" in ''|*[!0-9]*) continue;; esac",
-    "    case \"$h\" in '['*']') h=${h#?}; h=${h%?};; esac",
-    '    h=${h%%%*}',
-    "    case \"$h\" in '*') c=\"sport = :$p\";; 0.0.0.0) c=\"( src 0.0.0.0/0 and sport = :$p )\";; ::) c=\"( src ::/0 and sport = :$p )\";;",
-    "      ''|*[!0-9A-Fa-f.:]*) continue;; *:*) c=\"( src [$h] and sport = :$p )\";; *) c=\"( src $h and sport = :$p )\";; esac",
-    '    case " ,or $L ,or " in *" ,or $c ,or "*) ;; *) L="${L:+$L ,or }$c";; esac',
+    '  ls=; o=$(ss -H -n -l "$1" 2>/dev/null)',
+    '  while read -r _ _ _ la _; do',
+    '    lp=${la##*:}; lh=${la%:*}',
+    "    case \"$lp\" in ''|*[!0-9]*) continue;; esac",
+    "    case \"$lh\" in '['*']') lh=${lh#?}; lh=${lh%?};; esac",
+    '    lh=${lh%%%*}',
+    "    case \"$lh\" in '*') lc=\"sport = :$lp\";; 0.0.0.0) lc=\"( src 0.0.0.0/0 and sport = :$lp )\";; ::) lc=\"( src ::/0 and sport = :$lp )\";;",
+    "      ''|*[!0-9A-Fa-f.:]*) continue;; *:*) lc=\"( src [$lh] and sport = :$lp )\";; *) lc=\"( src $lh and sport = :$lp )\";; esac",
+    '    case " ,or $ls ,or " in *" ,or $lc ,or "*) ;; *) if [ -z "$ls" ]; then ls=$lc; else ls="$ls ,or $lc"; fi;; esac',
     '  done <<EOF',
     '$o',
     'EOF',
-    "  L=${L:-sport = :0}",
+    "  ls=${ls:-sport = :0}",
     '}',
     'cut1() {',
     '  listed "$1" "$2" connected',
@@ -400,12 +406,12 @@ function applyScript(nft: string, priv: string): string {
     'sever() {',
     '  [ -n "$1" ] || return 0',
     `  case "$1" in *${SEVER_ACCEPTED}*|*${SEVER_INITIATED}*) ;; *) cut1 "$1" "$2"; return 0;; esac`,
-    '  for q in $2; do listeners "$q"; fill "$1" "( $L )" "! ( $L )"; cut1 "$F" "$q"; done',
+    '  for q in $2; do listeners "$q"; fill "$1" "( $ls )" "! ( $ls )"; cut1 "$fv" "$q"; done',
     '}',
     'if [ -n "$kt$ku" ]; then',
     '  if command -v ss >/dev/null 2>&1; then',
     '    pr=; [ -z "$kt" ] || pr=-t; [ -z "$ku" ] || pr="$pr -u"',
-    "    fill \"${kt:-$ku}\" 'sport = :0' 'sport = :0'; listed \"$F\" \"$pr\" connected",
+    "    fill \"${kt:-$ku}\" 'sport = :0' 'sport = :0'; listed \"$fv\" \"$pr\" connected",
     '    if [ $n -gt 0 ]; then if [ "$kt" = "$ku" ]; then sever "$kt" "-t -u"; else sever "$kt" -t; sever "$ku" -u; fi; fi',
     '  else why=no-ss; fi',
     '  printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"',
@@ -472,6 +478,8 @@ export interface Timer {
    * absent or null: the release ends the guard
    */
   rearm?: { gen: number; batch: Batch } | null;
+  /** `list` commands nft runs just before the batch: their output comes first in the answer */
+  inspect?: Batch;
 }
 
 /** The constant command and its stdin: the batch alone, or with the apply script's header. */
@@ -492,6 +500,7 @@ export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: st
       timer.then ? JSON.stringify(timer.then.batch) : '',
       timer.rearm ? `${timer.rearm.gen} ${JSON.stringify(timer.rearm.batch)}` : '',
       guardLine(timer.guard),
+      timer.inspect ? JSON.stringify(timer.inspect) : '',
     ].join('\n') + '\n' + (timer.guard ? JSON.stringify(timer.guard.batch) : '') + JSON.stringify(batch),
   };
 }

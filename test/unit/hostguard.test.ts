@@ -18,11 +18,12 @@ describe('the host guard: stdin and status', () => {
     const { cmd, stdin } = nftInput(target, now, { seconds: 'keep', release: null, guard: { gen: 4, batch: copy } });
     assert.equal(cmd, COMMANDS.apply);
     const lines = stdin.split('\n');
-    assert.equal(lines.length, 13);
+    assert.equal(lines.length, 14);
     const m = /^(\d+) (\d+)$/.exec(lines[11]);
     assert.ok(m, lines[11]);
     assert.equal(m[1], '4');
-    const rest = Buffer.from(lines[12], 'utf8');
+    assert.equal(lines[12], '', 'no listing asked');
+    const rest = Buffer.from(lines[13], 'utf8');
     const len = Number(m[2]);
     assert.deepEqual(JSON.parse(rest.subarray(0, len).toString('utf8')), copy, 'the copy, measured in bytes (the reason holds multi-byte characters)');
     assert.deepEqual(JSON.parse(rest.subarray(len).toString('utf8')), now);
@@ -35,7 +36,7 @@ describe('the host guard: stdin and status', () => {
     const copy = renderIsolate('nrhi_u', doc, 6);
     const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: renderUnisolate('nrhi_u').release, guard: null, rearm: { gen: 6, batch: copy } });
     const lines = stdin.split('\n');
-    assert.equal(lines.length, 13);
+    assert.equal(lines.length, 14);
     const m = /^(\d+) (.+)$/.exec(lines[10]);
     assert.ok(m);
     assert.equal(m[1], '6');
