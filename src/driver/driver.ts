@@ -45,7 +45,7 @@ import {
 } from './policy';
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
-import { tamperFindings } from './tamper';
+import { editFindings, inspectCommands, parseInspected, tamperFindings } from './tamper';
 import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
 import { bootGuardExec, EXIT, fallbackRollback, guardEndedWarning, lockWaitS, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
@@ -180,7 +180,8 @@ export class IsolationDriver {
       const refused = refusal(target.host, await caps, { persist: req.persist === true, exceptions });
       if (refused) throw refused;
       const sever = req.mode === 'enforce' ? severFilters(management, exceptions) : undefined;
-      const attempt = async (current: Known | null, guarded: boolean): Promise<HostState> => {
+      // `listing`: the host's table as read just now (when the belief was wrong)
+      const attempt = async (current: Known | null, guarded: boolean, listing?: Record<string, unknown>[]): Promise<HostState> => {
         const now = this.now();
         const doc: StateDoc = {
           v: 1,
@@ -210,17 +211,29 @@ export class IsolationDriver {
           // the host's guard keeps an enforced isolation (systemd hosts): its copy, this batch
           guard: req.mode === 'enforce' ? { gen, batch } : null,
         };
+        // the same generation again: the same exec first lists what the table holds now (just
+        // before the batch replaces it), so that an edit made in place (by root on the host) is
+        // seen, and said, as it is undone. After a read, that read's listing is compared
         const guard = guarded ? guardFor(target.table, current) : [];
+        const inspect = same && guarded ? { nftables: inspectCommands(target.table) } : undefined;
         let out: string;
         if (!req.verify) {
-          out = await this.apply(op, conn, withGuard(guard, batch), { ...release, sever });
+          out = await this.apply(op, conn, withGuard(guard, batch), { ...release, sever, inspect });
         } else {
-          out = await this.applyVerified(op, conn, doc, gen, current, release, guard, sever);
+          out = await this.applyVerified(op, conn, doc, gen, current, release, guard, sever, inspect);
         }
         this.remember(target, { doc, gen });
         this.madeHere(target, gen);
         const zero = { packets: 0, bytes: 0 };
-        return { ...withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out), changed: !same };
+        const state = withHostGuard(withSevered(toHostState(target.host, { doc, gen, dropped: { in: zero, out: zero, forward: zero }, observed: [] }), sever, out), out);
+        const edited = same ? editFindings(guarded ? parseInspected(out) : (listing ?? null), target.table, renderIsolate(target.table, current.doc, current.gen)) : [];
+        if (edited.length === 0) return { ...state, changed: !same };
+        return {
+          ...state,
+          tampered: edited,
+          warnings: [...state.warnings, `the isolation (generation ${gen}) had been edited in place by something other than this controller (${edited.join('; ')}): re-applied as recorded`],
+          changed: true,
+        };
       };
       const guess = this.known.get(knownKey(target));
       try {
@@ -235,7 +248,7 @@ export class IsolationDriver {
         if (err instanceof ParseError) return null;
         throw err;
       });
-      return attempt(current, false);
+      return attempt(current, false, current?.listing);
     }, info);
   }
 
@@ -539,6 +552,7 @@ export class IsolationDriver {
     release: Timer,
     guard: unknown[],
     sever?: Timer['sever'],
+    inspect?: Batch,
   ): Promise<string> {
     const { target } = op;
     const nowS = Math.floor(this.now().getTime() / 1000);
@@ -555,7 +569,7 @@ export class IsolationDriver {
     // every wait on the host fits the time left: this apply's lock wait leaves more than half of
     // it to the fresh connection and the confirm (which may wait for the lock as long again)
     const first = lockWaitS((this.remaining(op, 'verify: apply') - VERIFY_CONNECT_MS) / 2);
-    let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm, lockWaitS: first });
+    let out = await this.apply(op, conn, withGuard(guard, applied), { seconds: this.verifyWindowS, release: rollback, then, sever, guard: release.guard ? { gen, batch: applied } : release.guard, rearm, lockWaitS: first, inspect });
     try {
       // through the same bastion, when there is one: a new channel and a new session to the host
       const fresh = await connect(target, this.remaining(op, 'verify: fresh SSH connect'), this.pool.bastions, this.openStream);

@@ -8,6 +8,7 @@ import { parseAddr } from './net';
 import type { Exception, Target } from './policy';
 import { DYNAMIC_SET, type Batch, type ManagementEndpoint } from './ruleset';
 import { OBSERVED_TOP } from './state';
+import { INSPECT_MAX_BYTES } from './tamper';
 
 /** nft's one command line (the batch on stdin): as root, and the one sudoers line nft gets. */
 export const NFT_CMD = 'nft -j -f -';
@@ -30,6 +31,14 @@ export const SS_KILL = {
   tcp: ssKill(SS_PROTOS.tcp),
   udp: ssKill(SS_PROTOS.udp),
 } as const;
+
+/**
+ * The words of a filter that the host fills in from its listening sockets (ss cannot join two
+ * listings): `accepted` becomes "the socket's local address and port are a listener's" (TCP:
+ * LISTEN; UDP: a bound, unconnected socket), `initiated` its negation. See severFilters.
+ */
+export const SEVER_ACCEPTED = 'accepted';
+export const SEVER_INITIATED = 'initiated';
 
 /**
  * Where systemd runs (/run/systemd/system), the release timer is the transient unit
@@ -342,10 +351,12 @@ export const EXIT = {
  *   11 the guard once the timer's batch applied (systemd timers; a verify rollback's): empty
  *      (end it), `GEN BATCH` (keep generation GEN, BATCH its full isolate batch, JSON)
  *   12 the guard: empty (leave it), `-` (end it), `GEN LEN` (keep generation GEN: its full
- *      isolate batch, LEN bytes, follows the header and precedes the batch)
+ *      isolate batch, LEN bytes, follows the header and precedes the batch to apply)
  *   13 seconds the script may wait for the guard's lock (1 to GUARD_LOCK_WAIT_MAX_S: the
  *      controller derives it from the time its exec has left, see lockWaitS; capped here)
- *   14 the batch to apply now
+ *   14 a listing batch (JSON, empty: none) nft runs just before the batch, under the same lock:
+ *      what the table held, printed first in the answer (an in-place edit is seen as it is undone)
+ *   then the batch to apply now
  * - Guard (where systemd runs, see GUARD_DIR): under its lock, the new copy is staged, the batch
  *   applied, then the copy put in place and the guard started if it is not running (`nrhi-guard
  *   on`), or (`-`) its files removed and the unit stopped, before the lock is let go: the guard
@@ -364,7 +375,8 @@ export const EXIT = {
  *   changes nothing), moved into place and enabled after it; removed after a successful apply
  *   that does not persist. Exit 93: the host has no systemd; 94: it could not be written.
  * - Cutting: once the batch is in, every connected TCP/UDP socket outside the filters is destroyed
- *   (`ss -K`: the kernel's sock_diag destroy; one pass when both filters are the same); the script
+ *   (`ss -K`: the kernel's sock_diag destroy), the filters' words `accepted` / `initiated` filled
+ *   in from the host's listening sockets (see severFilters); the script
  *   answers `nrhi-severed CUT LEFT WHY` with how many were cut, how many established ones outside
  *   the filters are still there when none could be cut, and why not all (ok, no-ss, refused).
  * - Notices go through `wall` as the SSH user; a host without wall just gets none.
@@ -406,7 +418,7 @@ function applyScript(nft: string, priv: string): string {
   return [
     'PATH="$PATH:/usr/sbin:/sbin"',
     'IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&',
-    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw || exit ${EXIT.SHORT_INPUT}`,
+    `  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw && IFS= read -r li || exit ${EXIT.SHORT_INPUT}`,
     `case "$t" in ''|*[!A-Za-z0-9_]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$secs" in keep) ;; ''|*[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
     `case "$s2" in *[!0-9]*) exit ${EXIT.BAD_INPUT};; esac`,
@@ -421,6 +433,7 @@ function applyScript(nft: string, priv: string): string {
     // the lock wait: whole seconds, at least one try, never more than the cap whatever was sent
     `case "$lw" in ''|*[!0-9]*|??????????*) exit ${EXIT.BAD_INPUT};; esac`,
     `[ "$lw" -ge 1 ] || lw=1; [ "$lw" -le ${GUARD_LOCK_WAIT_MAX_S} ] || lw=${GUARD_LOCK_WAIT_MAX_S}`,
+    `case "$li" in ''|'{"nftables":'*) ;; *) exit ${EXIT.BAD_INPUT};; esac`,
     // an ss filter is addresses, ports, brackets and words: nothing a shell or ss could run
     `case "$kt$ku" in *[!A-Za-z0-9.:/,\\ \\(\\)\\[\\]=\\<\\>!]*) exit ${EXIT.BAD_INPUT};; esac`,
     `u="${BOOT_UNIT}"`,
@@ -470,6 +483,8 @@ function applyScript(nft: string, priv: string): string {
     `  case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "${GUARD_UNIT}.service" || e0=stopped;; esac`,
     `  case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\\n' "$e0" "$k0";; esac`,
     'fi',
+    // the table as it is, before the batch replaces it (bounded: its dynamic sets can be large)
+    `if [ -n "$li" ]; then printf '%s\\n' "$li" | ${nft} 2>/dev/null | head -c ${INSPECT_MAX_BYTES}; echo; fi`,
     `${nft}`,
     'rc=$?',
     'if [ $rc -ne 0 ]; then',
@@ -535,38 +550,64 @@ function applyScript(nft: string, priv: string): string {
     "pt=; if [ \"$gs\" = on ]; then if [ \"$secs\" = keep ]; then tdir; tlive; [ -z \"$tl\" ] || pt=1; elif [ \"$armed\" = process ]; then pt=1; fi; fi",
     `if [ -n "$pt" ]; then ${endGuard(priv)}; gs=; fi`,
     '[ -z "$gs" ] || printf "nrhi-guard %s\\n" "$gs"',
-    // one ss for both protocols when their filters agree (the usual case), two otherwise; the
-    // established sockets left are listed only when nothing was cut (a kernel without destroy
-    // support cuts nothing and says nothing); lines are counted in the shell, no extra process
+    // first one listing, without privilege, of both protocols: anything connected beyond loopback
+    // and the management channel? (the words `accepted` and `initiated` read as false: every
+    // filter keeps at least that). Nothing, the usual case: one process is all it costs. Else, per
+    // filter (one pass for both protocols when neither names a direction, one each otherwise: their
+    // listeners differ), the words filled in from the listening sockets, then what is outside it is
+    // listed, cut (ss -K), and, when none could be cut, what is left established is counted. The
+    // filter's terms go a line each (ss refuses a filter line over 1 KiB), unglobbed (brackets)
     'cut=0; left=0; why=ok',
     'lines() { n=0; while IFS= read -r l; do [ -n "$l" ] && n=$((n + 1)); done; }',
-    'sever() {',
-    '  f=$1; shift',
-    '  [ -n "$f" ] || return 0',
-    '  if ! command -v ss >/dev/null 2>&1; then why=no-ss; return 0; fi',
-    // first a plain listing (no privilege): nothing connected outside the filter is the usual
-    // case, and then one process is all it costs. The filter's terms go a line each (ss refuses a
-    // filter line over 1 KiB), unglobbed (they hold brackets)
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ss -H -n "$@" state connected -F - 2>/dev/null)`,
-    '  lines <<EOF',
+    `fill() { fv=$1; case "$fv" in *${SEVER_ACCEPTED}*) fv="\${fv%%${SEVER_ACCEPTED}*}$2\${fv#*${SEVER_ACCEPTED}}";; esac; case "$fv" in *${SEVER_INITIATED}*) fv="\${fv%%${SEVER_INITIATED}*}$3\${fv#*${SEVER_INITIATED}}";; esac; }`,
+    // $1 the filter, $2 ss's protocol options (-t, -u or both), $3 the state
+    `listed() { o=$(set -f; p=$2; st=$3; IFS=,; set -- $1; IFS=' '; printf '%s\\n' "$@" | ss -H -n $p state $st -F - 2>/dev/null); lines <<EOF`,
     '$o',
     'EOF',
+    '}',
+    // the local address and port of each listening socket of one protocol ($1: -t or -u), as an ss
+    // condition in ls (none: a condition no connected socket meets); scope and device suffixes go
+    "listeners() {",
+    '  ls=; o=$(ss -H -n -l "$1" 2>/dev/null)',
+    '  while read -r _ _ _ la _; do',
+    '    lp=${la##*:}; lh=${la%:*}',
+    "    case \"$lp\" in ''|*[!0-9]*) continue;; esac",
+    "    case \"$lh\" in '['*']') lh=${lh#?}; lh=${lh%?};; esac",
+    '    lh=${lh%%%*}',
+    "    case \"$lh\" in '*') lc=\"sport = :$lp\";; 0.0.0.0) lc=\"( src 0.0.0.0/0 and sport = :$lp )\";; ::) lc=\"( src ::/0 and sport = :$lp )\";;",
+    "      ''|*[!0-9A-Fa-f.:]*) continue;; *:*) lc=\"( src [$lh] and sport = :$lp )\";; *) lc=\"( src $lh and sport = :$lp )\";; esac",
+    '    case " ,or $ls ,or " in *" ,or $lc ,or "*) ;; *) if [ -z "$ls" ]; then ls=$lc; else ls="$ls ,or $lc"; fi;; esac',
+    '  done <<EOF',
+    '$o',
+    'EOF',
+    "  ls=${ls:-sport = :0}",
+    '}',
+    'cut1() {',
+    '  listed "$1" "$2" connected',
     '  [ $n -gt 0 ] || return 0',
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ${priv}${ssKill('"$@"')} 2>/dev/null) || why=refused`,
+    `  o=$(set -f; p=$2; IFS=,; set -- $1; IFS=' '; printf '%s\\n' "$@" | ${priv}${ssKill('$p')} 2>/dev/null) || why=refused`,
     '  lines <<EOF',
     '$o',
     'EOF',
     '  cut=$((cut + n))',
     '  [ $n -eq 0 ] || return 0',
     // nothing cut though something was there: what is left established (time-wait is not a connection)
-    `  o=$(set -f; IFS=,; printf '%s\\n' $f | ss -H -n "$@" state established -F - 2>/dev/null)`,
-    '  lines <<EOF',
-    '$o',
-    'EOF',
+    '  listed "$1" "$2" established',
     '  left=$((left + n))',
     '}',
-    `if [ "$kt" = "$ku" ]; then sever "$kt" ${SS_PROTOS.both}; else sever "$kt" ${SS_PROTOS.tcp}; sever "$ku" ${SS_PROTOS.udp}; fi`,
-    'if [ -n "$kt$ku" ]; then printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"; fi',
+    'sever() {',
+    '  [ -n "$1" ] || return 0',
+    `  case "$1" in *${SEVER_ACCEPTED}*|*${SEVER_INITIATED}*) ;; *) cut1 "$1" "$2"; return 0;; esac`,
+    '  for q in $2; do listeners "$q"; fill "$1" "( $ls )" "! ( $ls )"; cut1 "$fv" "$q"; done',
+    '}',
+    'if [ -n "$kt$ku" ]; then',
+    '  if command -v ss >/dev/null 2>&1; then',
+    '    pr=; [ -z "$kt" ] || pr=-t; [ -z "$ku" ] || pr="$pr -u"',
+    "    fill \"${kt:-$ku}\" 'sport = :0' 'sport = :0'; listed \"$fv\" \"$pr\" connected",
+    '    if [ $n -gt 0 ]; then if [ "$kt" = "$ku" ]; then sever "$kt" "-t -u"; else sever "$kt" -t; sever "$ku" -u; fi; fi',
+    '  else why=no-ss; fi',
+    '  printf "nrhi-severed %s %s %s\\n" "$cut" "$left" "$why"',
+    'fi',
     'if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi',
     'exit 0',
   ].join('\n');
@@ -698,6 +739,8 @@ export interface Timer {
    * exec has left); absent: GUARD_LOCK_WAIT_MAX_S
    */
   lockWaitS?: number;
+  /** `list` commands nft runs just before the batch: their output comes first in the answer */
+  inspect?: Batch;
 }
 
 /** The constant command and its stdin: the batch alone, or with the apply script's header. */
@@ -719,6 +762,7 @@ export function nftInput(target: Target, batch: Batch, timer?: Timer): { cmd: st
       timer.rearm ? `${timer.rearm.gen} ${JSON.stringify(timer.rearm.batch)}` : '',
       guardLine(timer.guard),
       String(Math.max(1, Math.min(GUARD_LOCK_WAIT_MAX_S, Math.floor(timer.lockWaitS ?? GUARD_LOCK_WAIT_MAX_S)))),
+      timer.inspect ? JSON.stringify(timer.inspect) : '',
     ].join('\n') + '\n' + (timer.guard ? JSON.stringify(timer.guard.batch) : '') + JSON.stringify(batch),
   };
 }
@@ -800,7 +844,10 @@ export function scriptError(host: string, code: number | null, stderr: string): 
 
 // ---- cutting open connections ------------------------------------------------------------------
 
-/** `ss` filters (ss(8) syntax) of the TCP and UDP sockets to keep; empty: keep all of that protocol. */
+/**
+ * `ss` filters (ss(8) syntax) of the TCP and UDP sockets to cut (`! ( what is kept )`), with the
+ * words SEVER_ACCEPTED / SEVER_INITIATED that the host fills in; empty: cut none of that protocol.
+ */
 export interface SeverFilters {
   tcp: string;
   udp: string;
@@ -836,31 +883,56 @@ function ssPort(field: 'sport' | 'dport', port: number | string): string {
 }
 
 /**
- * The sockets an isolation keeps: loopback, the management channel, and the flows that address
- * exceptions name (inbound: the peer and our port; outbound: the peer and its port). Everything
- * else connected is cut. A protocol that an exception keeps whole (no address, no port) is not
- * cut at all. Service and user exceptions are not socket filters: their connections are cut once
- * and open again through the exception.
+ * The sockets an isolation keeps, per protocol, as nft lets their packets through (ruleset.ts: an
+ * exception passes its flow in the original direction it names, and that flow's replies):
+ * - loopback (the peer is 127.0.0.0/8 or ::1);
+ * - the management channel: the peer is a management address and our local port the sshd port
+ *   (nft matches it statelessly, both ways: the same sockets);
+ * - an inbound exception (peer P may open a flow to our port L): the peer is P (when named), our
+ *   local port is L (when named), AND the socket is one the peer opened to us: its local address
+ *   and port are a listening socket's (an accepted connection). A reverse shell from local port L
+ *   (bound to an address the service does not listen on, or a port no service listens on), or one
+ *   we opened to P, is cut;
+ * - an outbound exception (we may open a flow to P's port R): the peer is P, the PEER's port is R,
+ *   AND the socket is one we opened: its local address and port are no listener's. A connection
+ *   whose LOCAL port is R, or one that P opened to us (from its port R, or any), is cut.
+ * ss sees no conntrack direction; "accepted" stands for it. The one socket it misreads is bound
+ * to a listener's very address and port beside it (SO_REUSEPORT, only by the listener's own user,
+ * or root, who can remove the table anyway); a connection whose listener has closed since counts
+ * as ours, and is cut unless an outbound exception names it.
+ * The protocol's filter is empty (nothing cut) only when exceptions of both directions keep the
+ * whole protocol (no address, no port). Service and user exceptions are not socket filters: their
+ * connections are cut once and open again through their exception; ICMP has no sockets to keep.
  */
 export function severFilters(management: readonly ManagementEndpoint[], exceptions: readonly Exception[]): SeverFilters {
-  // one list for both protocols: a flow an exception names by peer and port is kept whatever its
-  // protocol (it goes to a peer the operator chose), so that one ss pass serves both
-  const keep = [...LOOPBACK];
-  const whole = { tcp: false, udp: false };
-  for (const m of management) keep.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
-  for (const e of exceptions) {
-    if (e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined || e.proto === 'icmp') continue;
-    const terms: string[] = [];
-    if (e.addr !== undefined) terms.push(ssAddr(e.addr));
-    if (e.port !== undefined) terms.push(ssPort(e.direction === 'in' ? 'sport' : 'dport', e.port));
-    if (terms.length === 0) {
-      if (e.proto !== 'udp') whole.tcp = true;
-      if (e.proto !== 'tcp') whole.udp = true;
-    } else keep.push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
-  }
-  // `,` ends a line of the filter file the script hands to ss (which refuses lines over 1 KiB)
-  const filter = `! ( ${[...new Set(keep)].join(' ,or ')} )`;
-  return { tcp: whole.tcp ? '' : filter, udp: whole.udp ? '' : filter };
+  const filter = (proto: 'tcp' | 'udp'): string => {
+    // the management channel in both filters: one listing of both protocols first (the usual
+    // case: nothing else connected) needs the same loopback-and-management part in each
+    const keep = [...LOOPBACK];
+    for (const m of management) keep.push(`( ${ssAddr(m.addr)} and sport = :${m.port} )`);
+    const dirs = { in: { terms: [] as string[], whole: false }, out: { terms: [] as string[], whole: false } };
+    for (const e of exceptions) {
+      if (e.uid !== undefined || e.unit !== undefined || e.cgroup !== undefined) continue;
+      if (e.proto !== 'any' && e.proto !== proto) continue;
+      const terms: string[] = [];
+      if (e.addr !== undefined) terms.push(ssAddr(e.addr));
+      // inbound: the port is ours (local); outbound: the peer's
+      if (e.port !== undefined) terms.push(ssPort(e.direction === 'in' ? 'sport' : 'dport', e.port));
+      const d = dirs[e.direction];
+      if (terms.length === 0) d.whole = true;
+      else d.terms.push(terms.length === 1 ? terms[0] : `( ${terms.join(' and ')} )`);
+    }
+    if (dirs.in.whole && dirs.out.whole) return '';
+    for (const [dir, word] of [['in', SEVER_ACCEPTED], ['out', SEVER_INITIATED]] as const) {
+      const d = dirs[dir];
+      const terms = [...new Set(d.terms)];
+      if (d.whole) keep.push(word);
+      else if (terms.length > 0) keep.push(`( ${word} and ( ${terms.join(' ,or ')} ) )`);
+    }
+    // `,` ends a line of the filter file the script hands to ss (which refuses lines over 1 KiB)
+    return `! ( ${[...new Set(keep)].join(' ,or ')} )`;
+  };
+  return { tcp: filter('tcp'), udp: filter('udp') };
 }
 
 /** The apply script's `nrhi-severed` line, or null when it cut nothing (not asked, or an old script). */

@@ -63,8 +63,9 @@ export interface HostState {
   /** re-applied at boot by a systemd unit on the host until unisolated */
   persist: boolean;
   /**
-   * status only: what was changed behind the pack's back (a rule, a policy, set elements, or the
-   * whole table removed while this controller had it isolated); empty when nothing was
+   * status: what was changed behind the pack's back (a rule, a policy, set elements, or the whole
+   * table removed while this controller had it isolated); isolate: what it found edited in place
+   * under the same generation, and re-applied (then `changed` is true); empty when nothing was
    */
   tampered: string[];
   /**

@@ -259,3 +259,45 @@ export function tamperFindings(listing: Json[], table: string, expected: Batch):
   for (const name of have.sets.keys()) if (!want.sets.has(name) && !(ALL_SETS as string[]).includes(name)) findings.push(`set ${name} was added`);
   return findings;
 }
+
+// ---- an in-place edit, seen by the apply itself ---------------------------------------------------
+
+/** The most of the pre-apply listing the host sends back (bytes): past it, nothing is compared. */
+export const INSPECT_MAX_BYTES = 1024 * 1024;
+
+/**
+ * What the apply script lists (one more nft process in the same exec, under the same lock) just
+ * before an isolate re-applies the generation the controller believes is on the host: the table
+ * as it is, to be compared with its record. One `list table`: nft 1.0.6 lists only the last of
+ * several chains (or sets) named in one batch, and a batch's list commands run after the whole
+ * batch is evaluated, so they cannot ride in the isolate batch itself. Its dynamic sets (owner
+ * flows, audit observations) can be large: the host sends at most INSPECT_MAX_BYTES of it.
+ */
+export function inspectCommands(table: string): unknown[] {
+  return [{ list: { table: { family: 'inet', name: table } } }];
+}
+
+/**
+ * The listing items nft printed for inspectCommands (the answer's `{"nftables": ...}` line); null
+ * when there is none, or it was cut short (too large) or is not nft's.
+ */
+export function parseInspected(stdout: string): Json[] | null {
+  const line = stdout.split('\n').find((l) => l.startsWith('{"nftables"'));
+  if (line === undefined) return null;
+  try {
+    const v = JSON.parse(line) as Json;
+    return isObj(v) && Array.isArray(v.nftables) ? v.nftables : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What an isolation found edited in place when it re-applied the same generation: the findings of
+ * the listing against the batch its record describes; empty when nothing was, or when there is no
+ * listing to go by (then nothing can be said, and nothing is claimed).
+ */
+export function editFindings(listing: Json[] | null, table: string, expected: Batch): string[] {
+  if (listing === null || !listing.some((it) => isObj(it) && isObj(it.table) && it.table.name === table)) return [];
+  return tamperFindings(listing, table, expected);
+}

@@ -214,7 +214,7 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
       if (timer === undefined) {
         if (lines.length !== 1 || JSON.stringify(JSON.parse(stdin)) !== JSON.stringify(batch)) throw new Error('batch stdin changed shape');
       } else {
-        if (lines.length !== 14) throw new Error(`stdin has ${lines.length} lines, not 14`);
+        if (lines.length !== 15) throw new Error(`stdin has ${lines.length} lines, not 15`);
         if (lines[0] !== table || !/^(\d+|keep)$/.test(lines[1])) throw new Error('header changed');
         for (const l of lines.slice(3, 6)) if (!/^(-|[A-Za-z0-9+/=]*)$/.test(l)) throw new Error(`header line not base64: ${l.slice(0, 40)}`);
         JSON.parse(lines[2]);
@@ -229,7 +229,9 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
         if (!g) throw new Error(`guard line changed: ${lines[11].slice(0, 40)}`);
         // the lock wait: whole seconds within the host's cap
         if (!/^([1-9]|10)$/.test(lines[12])) throw new Error(`lock wait line changed: ${lines[12]}`);
-        const rest = Buffer.from(lines[13], 'utf8');
+        // the listing batch (an isolate of the same generation): empty, or JSON
+        if (lines[13] !== '') JSON.parse(lines[13]);
+        const rest = Buffer.from(lines[14], 'utf8');
         const len = g[3] === undefined ? 0 : Number(g[3]);
         if (g[3] !== undefined && JSON.stringify(JSON.parse(rest.subarray(0, len).toString('utf8'))) !== JSON.stringify(timer.guard?.batch)) throw new Error('guard copy changed');
         if (JSON.stringify(JSON.parse(rest.subarray(len).toString('utf8'))) !== JSON.stringify(batch)) throw new Error('batch line changed');

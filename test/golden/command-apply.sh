@@ -1,6 +1,6 @@
 PATH="$PATH:/usr/sbin:/sbin"
 IFS= read -r t && IFS= read -r secs && IFS= read -r rel && IFS= read -r w && IFS= read -r rw && IFS= read -r p &&
-  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw || exit 90
+  IFS= read -r kt && IFS= read -r ku && IFS= read -r s2 && IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g && IFS= read -r lw && IFS= read -r li || exit 90
 case "$t" in ''|*[!A-Za-z0-9_]*) exit 91;; esac
 case "$secs" in keep) ;; ''|*[!0-9]*) exit 91;; esac
 case "$s2" in *[!0-9]*) exit 91;; esac
@@ -11,6 +11,7 @@ gn=; gl=; case "$g" in ''|-) ;; *) gn=${g% *}; gl=${g#* };; esac
 if [ -n "$gn$gl" ]; then case "$gn" in ''|*[!0-9]*) exit 91;; esac; case "$gl" in ''|*[!0-9]*) exit 91;; esac; fi
 case "$lw" in ''|*[!0-9]*|??????????*) exit 91;; esac
 [ "$lw" -ge 1 ] || lw=1; [ "$lw" -le 10 ] || lw=10
+case "$li" in ''|'{"nftables":'*) ;; *) exit 91;; esac
 case "$kt$ku" in *[!A-Za-z0-9.:/,\ \(\)\[\]=\<\>!]*) exit 91;; esac
 u="/etc/systemd/system/node-red-isolation-$t.service"
 if [ -n "$p" ] && [ "$p" != - ]; then
@@ -57,6 +58,7 @@ if [ -n "$gk" ]; then
   case "$s0" in superseded|gave-up:nft|gave-up:fought) e0=$s0;; *) case "$q0" in ''|*[!0-9]*) q0=0;; esac; [ -d "/proc/$q0" ] || systemctl is-active --quiet "nrhi-guard-$t.service" || e0=stopped;; esac
   case "$k0" in ''|*[!0-9]*) ;; *) [ -z "$e0" ] || printf 'nrhi-guard-ended %s %s\n' "$e0" "$k0";; esac
 fi
+if [ -n "$li" ]; then printf '%s\n' "$li" | PATH="$PATH:/usr/sbin:/sbin" nft -j -f - 2>/dev/null | head -c 1048576; echo; fi
 PATH="$PATH:/usr/sbin:/sbin" nft -j -f -
 rc=$?
 if [ $rc -ne 0 ]; then
@@ -257,28 +259,50 @@ if [ -n "$pt" ]; then rm -f "/run/nrhi-guard/$t.key" "/run/nrhi-guard/$t.batch" 
 [ -z "$gs" ] || printf "nrhi-guard %s\n" "$gs"
 cut=0; left=0; why=ok
 lines() { n=0; while IFS= read -r l; do [ -n "$l" ] && n=$((n + 1)); done; }
-sever() {
-  f=$1; shift
-  [ -n "$f" ] || return 0
-  if ! command -v ss >/dev/null 2>&1; then why=no-ss; return 0; fi
-  o=$(set -f; IFS=,; printf '%s\n' $f | ss -H -n "$@" state connected -F - 2>/dev/null)
-  lines <<EOF
+fill() { fv=$1; case "$fv" in *accepted*) fv="${fv%%accepted*}$2${fv#*accepted}";; esac; case "$fv" in *initiated*) fv="${fv%%initiated*}$3${fv#*initiated}";; esac; }
+listed() { o=$(set -f; p=$2; st=$3; IFS=,; set -- $1; IFS=' '; printf '%s\n' "$@" | ss -H -n $p state $st -F - 2>/dev/null); lines <<EOF
 $o
 EOF
+}
+listeners() {
+  ls=; o=$(ss -H -n -l "$1" 2>/dev/null)
+  while read -r _ _ _ la _; do
+    lp=${la##*:}; lh=${la%:*}
+    case "$lp" in ''|*[!0-9]*) continue;; esac
+    case "$lh" in '['*']') lh=${lh#?}; lh=${lh%?};; esac
+    lh=${lh%%%*}
+    case "$lh" in '*') lc="sport = :$lp";; 0.0.0.0) lc="( src 0.0.0.0/0 and sport = :$lp )";; ::) lc="( src ::/0 and sport = :$lp )";;
+      ''|*[!0-9A-Fa-f.:]*) continue;; *:*) lc="( src [$lh] and sport = :$lp )";; *) lc="( src $lh and sport = :$lp )";; esac
+    case " ,or $ls ,or " in *" ,or $lc ,or "*) ;; *) if [ -z "$ls" ]; then ls=$lc; else ls="$ls ,or $lc"; fi;; esac
+  done <<EOF
+$o
+EOF
+  ls=${ls:-sport = :0}
+}
+cut1() {
+  listed "$1" "$2" connected
   [ $n -gt 0 ] || return 0
-  o=$(set -f; IFS=,; printf '%s\n' $f | ss -K -H -n "$@" state connected -F - 2>/dev/null) || why=refused
+  o=$(set -f; p=$2; IFS=,; set -- $1; IFS=' '; printf '%s\n' "$@" | ss -K -H -n $p state connected -F - 2>/dev/null) || why=refused
   lines <<EOF
 $o
 EOF
   cut=$((cut + n))
   [ $n -eq 0 ] || return 0
-  o=$(set -f; IFS=,; printf '%s\n' $f | ss -H -n "$@" state established -F - 2>/dev/null)
-  lines <<EOF
-$o
-EOF
+  listed "$1" "$2" established
   left=$((left + n))
 }
-if [ "$kt" = "$ku" ]; then sever "$kt" -t -u; else sever "$kt" -t; sever "$ku" -u; fi
-if [ -n "$kt$ku" ]; then printf "nrhi-severed %s %s %s\n" "$cut" "$left" "$why"; fi
+sever() {
+  [ -n "$1" ] || return 0
+  case "$1" in *accepted*|*initiated*) ;; *) cut1 "$1" "$2"; return 0;; esac
+  for q in $2; do listeners "$q"; fill "$1" "( $ls )" "! ( $ls )"; cut1 "$fv" "$q"; done
+}
+if [ -n "$kt$ku" ]; then
+  if command -v ss >/dev/null 2>&1; then
+    pr=; [ -z "$kt" ] || pr=-t; [ -z "$ku" ] || pr="$pr -u"
+    fill "${kt:-$ku}" 'sport = :0' 'sport = :0'; listed "$fv" "$pr" connected
+    if [ $n -gt 0 ]; then if [ "$kt" = "$ku" ]; then sever "$kt" "-t -u"; else sever "$kt" -t; sever "$ku" -u; fi; fi
+  else why=no-ss; fi
+  printf "nrhi-severed %s %s %s\n" "$cut" "$left" "$why"
+fi
 if [ -n "$w" ]; then printf %s "$w" | base64 -d | wall >/dev/null 2>&1; fi
 exit 0

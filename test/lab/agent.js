@@ -11,6 +11,8 @@
 //   uclient HOST PORT          the same over a connected UDP socket
 //   ubound HOST PORT LPORT     the same over an unconnected UDP socket bound to LPORT (any sender's
 //                              datagrams are printed)
+//   bclient HOST PORT LPORT [LADDR]  a long-lived TCP client (as `client`) bound to local port LPORT
+//                              (and address LADDR): a reverse shell opened from a chosen port
 const net = require('net');
 const dgram = require('dgram');
 
@@ -70,6 +72,18 @@ function client(host, port) {
   process.stdin.on('end', () => process.exit(0));
 }
 
+function bclient(host, port, lport, laddr) {
+  const s = net.connect({ host, port, localPort: lport, ...(laddr ? { localAddress: laddr } : {}) });
+  s.on('error', (e) => {
+    process.stderr.write(`bclient error ${e.message}\n`);
+    process.exit(1);
+  });
+  s.on('connect', () => process.stdout.write('ready\n'));
+  s.on('data', (d) => process.stdout.write(d));
+  process.stdin.on('data', (d) => s.write(d));
+  process.stdin.on('end', () => process.exit(0));
+}
+
 function uclient(host, port) {
   const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   sock.on('error', (e) => {
@@ -110,6 +124,9 @@ switch (mode) {
     break;
   case 'client':
     client(args[0], Number(args[1]));
+    break;
+  case 'bclient':
+    bclient(args[0], Number(args[1]), Number(args[2]), args[3]);
     break;
   case 'uclient':
     uclient(args[0], Number(args[1]));

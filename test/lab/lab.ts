@@ -119,9 +119,10 @@ export interface Lab {
   udpRoundTrip(ns: string, addr: string, port: number, timeoutMs?: number): Promise<boolean>;
   /**
    * a long-lived connection that echoes round trips: TCP, a connected UDP socket with `udp`, or an
-   * unconnected UDP socket bound to `localPort` (prints what any sender sends it)
+   * unconnected UDP socket bound to `localPort` (prints what any sender sends it); `from`: TCP
+   * from that local port (and address); `uid`: the client runs as that user
    */
-  openConnection(ns: string, addr: string, port: number, opts?: { udp?: boolean; localPort?: number }): Promise<Connection>;
+  openConnection(ns: string, addr: string, port: number, opts?: { udp?: boolean; localPort?: number; from?: { port: number; addr?: string }; uid?: number }): Promise<Connection>;
   ping(ns: string, addr: string, timeoutMs?: number): Promise<boolean>;
   /** runs argv in host `index`'s own view (sshd's network and mount namespaces: its /etc/systemd/system) */
   hostExec(index: number, argv: string[], stdin?: string): Promise<ExecResult>;
@@ -559,10 +560,11 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     const agent = path.join(dir, 'agent.js');
     fs.copyFileSync(agentPath(), agent);
     fs.chmodSync(agent, 0o644);
-    const startAgent = (ns: string, args: string[]): Promise<ChildProcess> => {
+    const startAgent = (ns: string, args: string[], uid?: number): Promise<ChildProcess> => {
       guardNs(ns);
+      const as = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
       return new Promise((resolve, reject) => {
-        const p = spawn('ip', ['netns', 'exec', ns, process.execPath, agent, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const p = spawn('ip', ['netns', 'exec', ns, ...as, process.execPath, agent, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
         procs.add(p);
         p.on('exit', () => procs.delete(p));
         const timer = setTimeout(() => {
@@ -702,8 +704,13 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         return (await exec(ns, [process.execPath, agent, 'udp', addr, String(port), String(timeoutMs)], '', timeoutMs + 5000)).code === 0;
       },
       async openConnection(ns, addr, port, o = {}) {
-        const argv = o.localPort !== undefined ? ['ubound', addr, String(port), String(o.localPort)] : [o.udp ? 'uclient' : 'client', addr, String(port)];
-        const p = await startAgent(ns, argv);
+        const argv =
+          o.from !== undefined
+            ? ['bclient', addr, String(port), String(o.from.port), ...(o.from.addr ? [o.from.addr] : [])]
+            : o.localPort !== undefined
+              ? ['ubound', addr, String(port), String(o.localPort)]
+              : [o.udp ? 'uclient' : 'client', addr, String(port)];
+        const p = await startAgent(ns, argv, o.uid);
         let seq = 0;
         let seen = '';
         p.stdout!.on('data', (d: Buffer) => {

@@ -37,11 +37,12 @@ describe('the host guard: stdin and status', () => {
     const { cmd, stdin } = nftInput(target, now, { seconds: 'keep', release: null, guard: { gen: 4, batch: copy } });
     assert.equal(cmd, COMMANDS.apply);
     const lines = stdin.split('\n');
-    assert.equal(lines.length, 14);
+    assert.equal(lines.length, 15);
     const m = /^(\d+) (\d+)$/.exec(lines[11]);
     assert.ok(m, lines[11]);
     assert.equal(m[1], '4');
-    const rest = Buffer.from(lines[13], 'utf8');
+    assert.equal(lines[13], '', 'no listing asked');
+    const rest = Buffer.from(lines[14], 'utf8');
     const len = Number(m[2]);
     assert.deepEqual(JSON.parse(rest.subarray(0, len).toString('utf8')), copy, 'the copy, measured in bytes (the reason holds multi-byte characters)');
     assert.deepEqual(JSON.parse(rest.subarray(len).toString('utf8')), now);
@@ -54,7 +55,7 @@ describe('the host guard: stdin and status', () => {
     const copy = renderIsolate('nrhi_u', doc, 6);
     const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: renderUnisolate('nrhi_u').release, guard: null, rearm: { gen: 6, batch: copy } });
     const lines = stdin.split('\n');
-    assert.equal(lines.length, 14);
+    assert.equal(lines.length, 15);
     const m = /^(\d+) (.+)$/.exec(lines[10]);
     assert.ok(m);
     assert.equal(m[1], '6');
@@ -184,7 +185,7 @@ describe('the host guard: stdin and status', () => {
     assert.equal(stdin.split('\n')[12], '3');
     assert.equal(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 0, release: null, lockWaitS: 99 }).stdin.split('\n')[12], String(GUARD_LOCK_WAIT_MAX_S));
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
-      assert.match(c, /IFS= read -r g && IFS= read -r lw \|\| exit 90/);
+      assert.match(c, /IFS= read -r g && IFS= read -r lw && IFS= read -r li \|\| exit 90/);
       assert.ok(c.includes(`[ "$lw" -le ${GUARD_LOCK_WAIT_MAX_S} ] || lw=${GUARD_LOCK_WAIT_MAX_S}`));
       assert.doesNotMatch(c, /exec 9<"\$G\/\$t\.lock"; flock -w 10 9 && gk=1/, 'no fixed 10 s wait by the SSH user');
     }

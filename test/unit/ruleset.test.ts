@@ -4,6 +4,7 @@ import { expandPresets } from '../../src/driver';
 import { ALL_SETS, cgroupOf, encodeState, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 import { tamperFindings } from '../../src/driver/tamper';
+import { SEVER_ACCEPTED, SEVER_INITIATED, severFilters } from '../../src/driver/hostscript';
 
 const doc: StateDoc = {
   v: 1,
@@ -313,5 +314,52 @@ describe('state', () => {
     };
     assert.deepEqual(tamperFindings(listing(true), 't', batch), []);
     assert.deepEqual(tamperFindings(listing(false), 't', batch), []);
+  });
+});
+
+describe('severFilters: the sockets an isolation keeps, each exception in its own direction', () => {
+  const mgmt = [{ addr: '198.18.5.1', port: 22 }];
+  const loop = 'dst 127.0.0.0/8 ,or dst [::1] ,or dst ::ffff:127.0.0.0/104';
+  const keepMgmt = '( ( dst 198.18.5.1/32 or dst ::ffff:198.18.5.1/128 ) and sport = :22 )';
+
+  it('inbound: our local port and the peer, only for sockets the peer opened to a listener (accepted)', () => {
+    const f = severFilters(mgmt, [{ direction: 'in', proto: 'tcp', addr: '198.18.5.3', port: 8443 }, { direction: 'in', proto: 'tcp', port: 443 }]);
+    assert.equal(f.tcp, `! ( ${loop} ,or ${keepMgmt} ,or ( ${SEVER_ACCEPTED} and ( ( ( dst 198.18.5.3/32 or dst ::ffff:198.18.5.3/128 ) and sport = :8443 ) ,or sport = :443 ) ) )`);
+    // a TCP exception keeps no UDP socket
+    assert.equal(f.udp, `! ( ${loop} ,or ${keepMgmt} )`);
+  });
+
+  it('outbound: the peer and ITS port, only for sockets the host opened (initiated), never our local port', () => {
+    const f = severFilters(mgmt, [{ direction: 'out', proto: 'udp', addr: '2001:db8::53', port: 53 }, { direction: 'out', proto: 'udp', port: '1000-2000' }]);
+    assert.equal(f.udp, `! ( ${loop} ,or ${keepMgmt} ,or ( ${SEVER_INITIATED} and ( ( dst [2001:db8::53] and dport = :53 ) ,or ( dport >= :1000 and dport <= :2000 ) ) ) )`);
+    assert.ok(!/sport = :53|sport >= :1000/.test(f.udp));
+    assert.equal(f.tcp, `! ( ${loop} ,or ${keepMgmt} )`);
+  });
+
+  it('a peer with any port: its address and the direction; `any` counts for both protocols', () => {
+    const f = severFilters(mgmt, [{ direction: 'in', proto: 'any', addr: '198.18.5.3' }]);
+    const want = `! ( ${loop} ,or ${keepMgmt} ,or ( ${SEVER_ACCEPTED} and ( ( dst 198.18.5.3/32 or dst ::ffff:198.18.5.3/128 ) ) ) )`;
+    assert.deepEqual(f, { tcp: want, udp: want });
+  });
+
+  it('a whole direction keeps that direction\'s sockets; both directions whole: that protocol is not cut', () => {
+    const inAll = severFilters(mgmt, [{ direction: 'in', proto: 'tcp' }]);
+    assert.equal(inAll.tcp, `! ( ${loop} ,or ${keepMgmt} ,or ${SEVER_ACCEPTED} )`);
+    const both = severFilters(mgmt, [{ direction: 'in', proto: 'tcp' }, { direction: 'out', proto: 'any' }]);
+    assert.equal(both.tcp, '');
+    assert.equal(both.udp, `! ( ${loop} ,or ${keepMgmt} ,or ${SEVER_INITIATED} )`);
+  });
+
+  it('service, user and ICMP exceptions keep no socket; every filter stays within the alphabet the host script checks', () => {
+    const f = severFilters(mgmt, [
+      { direction: 'out', proto: 'tcp', uid: 0, port: 443 },
+      { direction: 'out', proto: 'tcp', unit: 'x.service' },
+      { direction: 'in', proto: 'icmp', addr: '198.18.5.3' },
+    ]);
+    assert.deepEqual(f, { tcp: `! ( ${loop} ,or ${keepMgmt} )`, udp: `! ( ${loop} ,or ${keepMgmt} )` });
+    const all = severFilters(mgmt, doc.exceptions);
+    for (const text of [all.tcp, all.udp]) assert.match(text, /^[A-Za-z0-9.:/, ()[\]=<>!]*$/);
+    // each word the host fills in appears once at most: the host replaces the first only
+    for (const w of [SEVER_ACCEPTED, SEVER_INITIATED]) assert.ok(all.tcp.split(w).length <= 2);
   });
 });
