@@ -1029,10 +1029,13 @@ function withGuardReport(state: HostState, g: GuardReport | null, gen?: number):
     out.guardStalledSince = since;
     out.warnings = [...out.warnings, `the host's guard is stalled since ${since}: another process holds its lock, so it heals nothing (and changes wait for the lock) until that lets go`];
   }
+  // `superseded` at the live generation: the record of the guard before a re-arm with this one
+  // (the new guard rewrites it once started); whether that one runs is the check below
+  const stale = g.state === 'superseded' && gen !== undefined && g.gen === gen;
   if (g.state.startsWith('gave-up')) {
     const why = g.state === 'gave-up:nft' ? 're-applying it kept failing' : 'something kept undoing it';
     out.warnings = [...out.warnings, `the host's guard gave up keeping this isolation (${why}): isolate again to re-arm it`];
-  } else if (g.state === 'superseded') {
+  } else if (g.state === 'superseded' && !stale) {
     const at = gen !== undefined ? `the table holds generation ${gen}, the guard was given ${g.gen}` : `it kept generation ${g.gen}`;
     out.warnings = [...out.warnings, `the host's guard has stopped at a generation it was not given (${at}; it never reverts one): the isolation is not self-healing, isolate again to re-arm it`];
   } else if (!g.alive) {

@@ -355,7 +355,18 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       tryRun(['ip', 'netns', 'del', ns]);
     }
     tryRun(['ip', 'link', 'del', rootLink]);
-    for (const u of users) tryRun(['userdel', '-f', u]);
+    for (const u of users) {
+      // a session timer's record of an account without a writable home (the apply script's
+      // /tmp/nrhi-release-UID): lab hosts share the machine's /tmp, and userdel leaves it
+      let uid = '';
+      try {
+        uid = run(['id', '-u', u]).trim();
+      } catch {
+        /* no such user */
+      }
+      if (/^\d+$/.test(uid)) fs.rmSync(`/tmp/nrhi-release-${uid}`, { recursive: true, force: true });
+      tryRun(['userdel', '-f', u]);
+    }
     fs.rmSync(sudoersFile, { force: true });
     fs.rmSync(dir, { recursive: true, force: true });
     process.removeListener('exit', cleanupSync);
