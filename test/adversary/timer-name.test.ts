@@ -8,10 +8,8 @@
  * exact name, and nothing of ours takes it for a timer: not the cancel, not the guard check.
  */
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
-import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
+import { addSudoUser, containerAvailable, createContainer, readmeGuardSudoers, SUITES, type ContainerHost, type Suite } from '../lab/container';
 import { createLab, labTarget, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_tn';
@@ -166,20 +164,8 @@ describe('adversary: a process named like a release timer (issue 20, item 6)', f
         });
 
         it("a sudo user without the timer's rights: its session timer is found by its record (no guard beside it), the fake is not", async () => {
-          // the README's sudoers blocks (the nft line and the guard's), for this table
-          const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
-          const nftLine = [...readme.matchAll(/^ *(isolator ALL=\(root\) NOPASSWD: \/usr\/s?bin\/(?:nft|ss) [^\n\\]*)$/gm)].map((m) => m[1]).join('\n');
-          const guardBlock = /```\n( *isolator ALL=\(root\) NOPASSWD: \\\n(?: +\/usr\/bin\/[^\n]*nrhi-guard[^\n]*\n)+) *```/.exec(readme)?.[1];
-          assert.ok(nftLine && guardBlock, 'the README holds both blocks');
-          const sudoers = `${nftLine}\n${guardBlock.replace(/^ +/gm, '').replace(/node_red_isolation/g, TABLE)}`;
-          const setup = [
-            'id isolator >/dev/null 2>&1 || useradd -m -s /bin/sh isolator',
-            'install -d -m 700 -o isolator /home/isolator/.ssh',
-            'install -m 600 -o isolator /root/.ssh/authorized_keys /home/isolator/.ssh/authorized_keys',
-            'cat >/etc/sudoers.d/isolator && chmod 440 /etc/sudoers.d/isolator && visudo -cf /etc/sudoers.d/isolator',
-          ].join(' && ');
-          const r = await run(['sh', '-c', setup], sudoers);
-          assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+          // the README's sudoers blocks (the nft line and the guard's, generated), for this table
+          await addSudoUser(h(), readmeGuardSudoers(TABLE));
           const t: TargetInput = { ...targetOf(h()), username: 'isolator', sudo: true };
           try {
             const plain = await driver.isolate(t, { presets: ['ssh'], verify: false });
