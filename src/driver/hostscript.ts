@@ -192,9 +192,12 @@ const GUARD_SCRIPT = [
   '  unlock',
   '}',
   'record ok',
+  // its watcher never outlives it, nor a restart of the watch: a stray `nft monitor` kept the
+  // unit in final-sigterm (no new guard could start) until systemd killed it 90 s later
+  "mp=; trap '[ -z \"$mp\" ] || kill -9 \"$mp\" 2>/dev/null' EXIT",
   'while :; do',
   // watch first, then look: a change between the two is seen either way
-  '  exec 8< <(exec nft monitor 2>/dev/null)',
+  '  exec 8< <(exec nft monitor 2>/dev/null); mp=$!',
   '  sleep 0.1; check',
   '  while :; do',
   '    [ $wait -eq 0 ] || { sleep "$wait"; check; continue; }',
@@ -207,7 +210,7 @@ const GUARD_SCRIPT = [
   '      [ $rc -gt 128 ] || break',
   '    fi',
   '  done',
-  '  exec 8<&-; sleep 1',
+  '  exec 8<&-; kill -9 "$mp" 2>/dev/null; mp=; sleep 1',
   'done',
 ].join('\n');
 

@@ -119,8 +119,9 @@ check() {
   unlock
 }
 record ok
+mp=; trap '\''[ -z "$mp" ] || kill -9 "$mp" 2>/dev/null'\'' EXIT
 while :; do
-  exec 8< <(exec nft monitor 2>/dev/null)
+  exec 8< <(exec nft monitor 2>/dev/null); mp=$!
   sleep 0.1; check
   while :; do
     [ $wait -eq 0 ] || { sleep "$wait"; check; continue; }
@@ -132,7 +133,7 @@ while :; do
       [ $rc -gt 128 ] || break
     fi
   done
-  exec 8<&-; sleep 1
+  exec 8<&-; kill -9 "$mp" 2>/dev/null; mp=; sleep 1
 done' | sudo -n tee "$G/guard.sh" >/dev/null 2>&1 &&
       sudo -n systemd-run --quiet --collect --unit="nrhi-guard-$t" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1 || { gs=; sudo -n rm -f "$G/$t.key"; }
   fi
@@ -210,8 +211,9 @@ check() {
   unlock
 }
 record ok
+mp=; trap '\''\'\'''\''[ -z "$mp" ] || kill -9 "$mp" 2>/dev/null'\''\'\'''\'' EXIT
 while :; do
-  exec 8< <(exec nft monitor 2>/dev/null)
+  exec 8< <(exec nft monitor 2>/dev/null); mp=$!
   sleep 0.1; check
   while :; do
     [ $wait -eq 0 ] || { sleep "$wait"; check; continue; }
@@ -223,7 +225,7 @@ while :; do
       [ $rc -gt 128 ] || break
     fi
   done
-  exec 8<&-; sleep 1
+  exec 8<&-; kill -9 "$mp" 2>/dev/null; mp=; sleep 1
 done'\'' >"$G/guard.sh" &&
     systemd-run --no-block --quiet --collect --unit="nrhi-guard-$t" -p Type=simple /bin/bash "$G/guard.sh" "$t" >/dev/null 2>&1
 }
