@@ -14,7 +14,7 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
 import { GUARD_DIR, TIMER_DIR } from '../../src/driver/hostscript';
-import { addSudoUser, asNobody, containerAvailable, createContainer, readmeGuardSudoers, removeSudoUser, SUITES, SUDO_USER, type ContainerHost, type Suite } from '../lab/container';
+import { addSudoUser, asNobody, containerAvailable, createContainer, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, type ContainerHost } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_gl';
@@ -25,7 +25,7 @@ const PORT = 7051;
 const WINDOW_S = 8;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const suites: Suite[] = (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
+const suites = guardSuites();
 
 describe('adversary: the guard lock is root\'s, its waits fit the time left, a stalled guard says so (issue 20, item 1)', function () {
   this.timeout(300_000);

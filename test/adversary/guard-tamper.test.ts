@@ -11,7 +11,7 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { renderIsolate, type StateDoc } from '../../src/driver/ruleset';
-import { containerAvailable, createContainer, SUITES, type ContainerHost, type Suite } from '../lab/container';
+import { containerAvailable, createContainer, guardSuites, type ContainerHost } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_gt';
@@ -19,8 +19,7 @@ const UNIT = `nrhi-guard-${TABLE}`;
 const C2 = '198.18.0.66';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** which suites to boot: NRHI_GUARD_SUITES=bookworm narrows it (both by default) */
-const suites: Suite[] = (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
+const suites = guardSuites();
 
 describe('adversary: root rewrites the table past the guard (issue 20, item 2)', function () {
   this.timeout(300_000);

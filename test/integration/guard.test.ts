@@ -12,7 +12,7 @@ import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/hostscript';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
-import { addSudoUser, containerAvailable, createContainer, readmeGuardSudoers, removeSudoUser, SUITES, SUDO_USER, timeTableBack, type ContainerHost, type Suite } from '../lab/container';
+import { addSudoUser, containerAvailable, createContainer, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, timeTableBack, type ContainerHost } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_gd';
@@ -20,8 +20,7 @@ const UNIT = `nrhi-guard-${TABLE}`;
 const PORT = 7050;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** which suites to boot: NRHI_GUARD_SUITES=bookworm narrows it (both by default) */
-const suites: Suite[] = (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
+const suites = guardSuites();
 
 describe('systemd hosts: the guard re-applies an isolation something removed (issue 13, item 3)', function () {
   this.timeout(300_000);

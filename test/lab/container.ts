@@ -44,6 +44,11 @@ export function containerAvailable(): { ok: boolean; why: string } {
   return missing.length ? { ok: false, why: `missing: ${missing.join(', ')} (apt-get install systemd-container debootstrap)` } : { ok: true, why: '' };
 }
 
+/** The suites a container suite boots: NRHI_GUARD_SUITES=bookworm narrows it (both by default). */
+export function guardSuites(): Suite[] {
+  return (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
+}
+
 /** The cached tree of `suite`, built (about 1-2 min) when missing. */
 export function ensureTree(suite: Suite): string {
   const dir = path.join(treeCache(), suite);
