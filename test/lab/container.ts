@@ -364,7 +364,7 @@ export const SUDO_USER = 'isolator';
  */
 export function readmeGuardSudoers(table: string): string {
   // the README shows the generator's lines for the default table: the same generator, for this one
-  const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+  const readme = fs.readFileSync(path.join(__dirname, '../../../docs/preparing-hosts.md'), 'utf8');
   const shown = sudoersLines({ user: SUDO_USER, table: DEFAULT_TABLE, features: ['isolate', 'guard'] });
   assert.deepEqual(shown.filter((l) => !readme.includes(l)), [], 'the README holds the isolate and guard blocks');
   return `${sudoersLines({ user: SUDO_USER, table, features: ['isolate', 'guard'] }).join('\n')}\n`;

@@ -191,7 +191,7 @@ describe('the host guard: stdin and status', () => {
     }
   });
 
-  it("the guard's files are root's alone; the README's sudoers block holds the very lines the scripts run", () => {
+  it("the guard's files are root's alone; the guard's sudoers block (docs/preparing-hosts.md) holds the very lines the scripts run", () => {
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       assert.doesNotMatch(c, /mkdir -p -m 755/);
       assert.doesNotMatch(c, /chmod 644/);
@@ -199,12 +199,12 @@ describe('the host guard: stdin and status', () => {
     }
     assert.ok(COMMANDS.sudoApply.includes(`(umask 077; exec sudo -n ${GUARD_SUDO.lock})`));
     assert.ok(COMMANDS.sudoApply.includes(`sudo -n ${GUARD_SUDO.mkdir}`));
-    const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+    const page = fs.readFileSync(path.join(__dirname, '../../../docs/preparing-hosts.md'), 'utf8');
     const lines = sudoersLines({ user: 'isolator', table: 'node_red_isolation', features: ['guard'] });
     for (const want of ['/usr/bin/mkdir -p -m 700 /run/nrhi-guard', '/usr/bin/flock -w 1 -E 75 /run/nrhi-guard/node_red_isolation.lock cat', '/usr/bin/grep -s -H . /run/nrhi-guard/node_red_isolation.key /run/nrhi-guard/node_red_isolation.heal /run/nrhi-guard/node_red_isolation.pid']) {
       const line = `isolator ALL=(root) NOPASSWD: ${want}`;
       assert.ok(lines.includes(line), `the generated guard lines hold ${want}`);
-      assert.ok(readme.includes(line), `the README's guard block holds ${want}`);
+      assert.ok(page.includes(line), `the guard block of docs/preparing-hosts.md holds ${want}`);
     }
   });
 });

@@ -593,7 +593,7 @@ describe('nodes', function () {
   });
 
   it("the documented defaults of the runtime settings are the driver's own", () => {
-    // the driver keeps them private: read them here only, to hold the README and the help to them
+    // the driver keeps them private: read them here only, to hold the docs (docs/operations.md) and the help to them
     const d = new IsolationDriver() as unknown as { slots: { max: number }; pool: { maxConnections: number; idleMs: number }; verifyWindowS: number };
     const effective: Record<string, number> = {
       isolationTargetMaxConcurrent: d.slots.max,
@@ -602,10 +602,10 @@ describe('nodes', function () {
       isolationTargetVerifyWindow: d.verifyWindowS,
     };
     assert.deepEqual(Object.keys(effective).sort(), Object.keys(SETTINGS).sort());
-    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');
     const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'locales', 'en-US', 'isolation-target.html'), 'utf8');
     for (const [name, value] of Object.entries(effective)) {
-      assert.equal(Number(new RegExp(`${name}: (\\d+),`).exec(readme)?.[1]), value, `README: ${name}`);
+      assert.equal(Number(new RegExp(`${name}: (\\d+),`).exec(docs)?.[1]), value, `docs/operations.md: ${name}`);
       assert.equal(Number(new RegExp(`<code>${name}</code>\\s*\\([^)]*?(\\d+)\\)`).exec(help)?.[1]), value, `help: ${name}`);
     }
   });

@@ -2,7 +2,7 @@
  * The sudoers lines come from one place (src/driver/sudoers.ts), generated from the commands the
  * host scripts run: every `sudo -n` command of the rendered scripts is one the generator pins (a
  * root command written inline fails here), the lines pass `visudo -cf` for every feature set, the
- * README's blocks are the generator's output, and no node's help shows a bare nft line or its
+ * blocks of docs/preparing-hosts.md are the generator's output, and no node's help shows a bare nft line or its
  * own idea of which nft versions refuse `socket cgroupv2`.
  */
 import { strict as assert } from 'assert';
@@ -15,7 +15,7 @@ import { COMMANDS, NFT_CMD, ROOT_COMMANDS, SS_KILL, SS_PROTOS } from '../../src/
 import { CGROUPV2_NEEDS, CGROUPV2_REFUSED_BY, PREFLIGHT } from '../../src/driver/preflight';
 import { escapeArg, parseFeatures, rootCommands, sudoersLines, SUDOERS_FEATURES, type SudoersFeature } from '../../src/driver/sudoers';
 import { cgroupv2Text, sharedHelp } from '../../src/editor/help';
-import { fillSudoersBlocks, sudoersBlocks } from '../../scripts/readme-sudoers';
+import { fillSudoersBlocks, sudoersBlocks, SUDOERS_PAGE } from '../../scripts/readme-sudoers';
 import { REPO_ROOT } from '../lab/nodered';
 
 const VISUDO = ['/usr/sbin/visudo', '/usr/bin/visudo'].find((f) => fs.existsSync(f));
@@ -137,8 +137,8 @@ describe('sudoers lines generated from the host scripts', () => {
     assert.equal(printed, run(['--features', 'guard']));
   });
 
-  it("the README's sudoers blocks are the generator's output (node dist/scripts/readme-sudoers.js --write)", () => {
-    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  it("the sudoers blocks of docs/preparing-hosts.md are the generator's output (node dist/scripts/readme-sudoers.js --write)", () => {
+    const readme = fs.readFileSync(path.join(REPO_ROOT, SUDOERS_PAGE), 'utf8');
     const blocks = sudoersBlocks(readme);
     assert.deepEqual(
       blocks.map((b) => parseFeatures(/--features (\S+)/.exec(b)![1])).flat().sort(),
@@ -150,15 +150,21 @@ describe('sudoers lines generated from the host scripts', () => {
       const a = readme.split('\n');
       const b = filled.split('\n');
       const i = a.findIndex((l, k) => l !== b[k]);
-      assert.fail(`README.md line ${i + 1} differs from the generator:\n  README:    ${a[i]}\n  generated: ${b[i]}\n(run: npm run build && node dist/scripts/readme-sudoers.js --write)`);
+      assert.fail(`${SUDOERS_PAGE} line ${i + 1} differs from the generator:\n  page:      ${a[i]}\n  generated: ${b[i]}\n(run: npm run build && node dist/scripts/readme-sudoers.js --write)`);
     }
-    // and no other sudoers line in the README than generated ones
+    // and no other sudoers line on that page, nor in the README or any docs page, than generated ones
     const generated = new Set(sudoersLines({ user: 'isolator', table: 'node_red_isolation', features: ALL }));
-    const stray = readme
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => /\bNOPASSWD:/.test(l) && !generated.has(l));
-    assert.deepEqual(stray, [], 'sudoers lines in the README outside the generated blocks');
+    const docs = fs.readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => path.join('docs', f));
+    const pages = [...new Set([SUDOERS_PAGE, 'README.md', 'SECURITY.md', ...docs])];
+    const stray = pages.flatMap((page) =>
+      fs
+        .readFileSync(path.join(REPO_ROOT, page), 'utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => /\bNOPASSWD:/.test(l) && (page !== SUDOERS_PAGE || !generated.has(l)))
+        .map((l) => `${page}: ${l}`),
+    );
+    assert.deepEqual(stray, [], `sudoers lines outside the generated blocks of ${SUDOERS_PAGE}`);
   });
 
   describe('the help', () => {
