@@ -9,7 +9,7 @@ import { DYNAMIC_SET, STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type S
 
 /**
  * The most observed flows a state read returns: the ones with the most packets, picked on the host
- * (hostscript's STATE_FILTER); how many more the host recorded is `observedOmitted`. 200 flows are
+ * (host/status.ts's STATE_FILTER); how many more the host recorded is `observedOmitted`. 200 flows are
  * about 16 KiB of answer, and more than an operator turns into exceptions by hand.
  */
 export const OBSERVED_TOP = 200;

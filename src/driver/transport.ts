@@ -22,9 +22,10 @@ import {
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
 import type { Jump, Target } from './policy';
 
-import { COMMANDS } from './hostscript';
+import { COMMANDS } from './host/programs';
 
-export { BOOT_UNIT_DIR, COMMANDS } from './hostscript';
+export { BOOT_UNIT_DIR } from './host/commands';
+export { COMMANDS } from './host/programs';
 
 export interface ExecResult {
   code: number | null;

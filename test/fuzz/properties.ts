@@ -16,8 +16,9 @@ import {
   type Exception,
 } from '../../src/driver';
 import { dedupeExceptions } from '../../src/driver/policy';
-import { nftInput, type Timer } from '../../src/driver/driver';
-import { severFilters } from '../../src/driver/hostscript';
+import { nftInput } from '../../src/driver/host/apply';
+import type { ApplyHeader } from '../../src/driver/host/apply-input';
+import { severFilters } from '../../src/driver/host/sever';
 import { renderBootUnit, renderIsolate, renderRelease, renderUpdate, type Batch, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState } from '../../src/driver/state';
 import { COMMANDS } from '../../src/driver/transport';
@@ -197,7 +198,7 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
   const back = decodeState(comments);
   if (JSON.stringify(back) !== JSON.stringify(doc)) throw new Error('state record does not round-trip');
   // the command line is always a constant; stdin keeps its line structure whatever the data
-  const timers: (Timer | undefined)[] = [
+  const timers: (ApplyHeader | undefined)[] = [
     undefined,
     { seconds: req.duration, release: renderRelease(table, doc), notice: req.wall, releaseNotice: req.wall, boot: req.persist ? renderBootUnit(table, batch) : '-' },
     { seconds: 'keep', release: null },

@@ -6,23 +6,12 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import {
-  bootGuardExec,
-  COMMANDS,
-  fallbackRollback,
-  GUARD_LOCK_WAIT_MAX_S,
-  GUARD_MAX_BURST,
-  GUARD_MAX_FAILS,
-  GUARD_SUDO,
-  guardEndedWarning,
-  HOST_SLACK_MS,
-  lockWaitS,
-  nftInput,
-  parseGuard,
-  parseGuardArmed,
-  parseGuardEnded,
-  statusInput,
-} from '../../src/driver/hostscript';
+import { guardEndedWarning, nftInput, parseGuardArmed, parseGuardEnded } from '../../src/driver/host/apply';
+import { bootGuardExec } from '../../src/driver/host/boot';
+import { GUARD_SUDO } from '../../src/driver/host/commands';
+import { fallbackRollback, GUARD_LOCK_WAIT_MAX_S, GUARD_MAX_BURST, GUARD_MAX_FAILS, HOST_SLACK_MS, lockWaitS } from '../../src/driver/host/guard';
+import { COMMANDS } from '../../src/driver/host/programs';
+import { parseGuard, statusInput } from '../../src/driver/host/status';
 import { sudoersLines } from '../../src/driver/sudoers';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderBootUnit, renderIsolate, renderUnisolate, type StateDoc } from '../../src/driver/ruleset';

@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { COMMANDS } from '../../src/driver/hostscript';
+import { COMMANDS } from '../../src/driver/host/programs';
 import { MAX_EXEC_OUTPUT } from '../../src/driver/transport';
 import { DYNAMIC_SET_SIZE, encodeState, type StateDoc } from '../../src/driver/ruleset';
 import { OBSERVED_TOP, parseTable, splitStateRead, toHostState, withStateRead } from '../../src/driver/state';

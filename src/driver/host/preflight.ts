@@ -8,9 +8,9 @@
  * host may lie or flood, so the parser reads only known keys, the first of each, each value held
  * to a strict pattern, and anything it cannot read becomes `null` with the reason.
  */
-import { NftMissingError, PrivilegeError, UnsupportedError, hostText, type IsolationError } from './errors';
-import { BOOT_UNIT, BOOT_UNIT_DIR, NFT, ROOT_COMMANDS, SS_KILL, SUDO_NFT } from './hostscript';
-import type { Exception, Target } from './policy';
+import { NftMissingError, PrivilegeError, UnsupportedError, hostText, type IsolationError } from '../errors';
+import { BOOT_UNIT, BOOT_UNIT_DIR, NFT, ROOT_COMMANDS, SS_KILL, SUDO_NFT } from './commands';
+import type { Exception, Target } from '../policy';
 
 /**
  * The nft versions whose JSON parser refuses `socket cgroupv2` ("Invalid socket key value"), which
