@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { nftInput } from '../../src/driver/host/apply';
 import { bootGuardExec } from '../../src/driver/host/boot';
-import { COMMANDS } from '../../src/driver/host/programs';
+import { COMMANDS, PROGRAMS as ALL_PROGRAMS } from '../../src/driver/host/programs';
 import { severFilters } from '../../src/driver/host/sever';
 import { statusInput } from '../../src/driver/host/status';
 import { targetSchema } from '../../src/driver/policy';
@@ -77,7 +77,7 @@ describe('golden: what runs on a host, byte for byte', () => {
     });
   }
   it('pins every program of the command table', () => {
-    for (const cmd of [...Object.values(COMMANDS), ...Object.values(PREFLIGHT)]) {
+    for (const cmd of [...Object.values(COMMANDS), ...Object.values(PREFLIGHT), ...ALL_PROGRAMS]) {
       assert.ok(Object.values(PROGRAMS).includes(cmd), `a command without a golden file: ${cmd.slice(0, 60)}`);
     }
   });
