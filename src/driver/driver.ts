@@ -46,14 +46,14 @@ import {
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { editFindings, inspectCommands, parseInspected, tamperFindings } from './tamper';
-import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
+import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
 import { guardEndedWarning, nftInput, parseGuardArmed, parseGuardEnded, scriptError } from './host/apply';
 import type { ApplyHeader } from './host/apply-input';
 import { bootGuardExec } from './host/boot';
 import { EXIT } from './host/commands';
 import { fallbackRollback, lockWaitS } from './host/guard';
 import { parseSevered, severFilters, type SeverReport, severWarning } from './host/sever';
-import { type GuardReport, parseGuard, statusInput } from './host/status';
+import { type GuardReport, parseGuard, splitStateRead, statusInput } from './host/status';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './host/servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type OpenStream, type SshConnection } from './transport';
 import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './host/preflight';

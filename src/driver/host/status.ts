@@ -1,12 +1,13 @@
 /**
  * The status read (status, and the read a change falls back to): one constant program per
- * privilege path, its stdin (the table name, then the listing batch), and the reading of the
- * guard's line it answers with. nft's JSON and the filter's `nrhi-dynset` / `nrhi-flow` lines
- * that follow are read by splitStateRead and parseTable (src/driver/state.ts).
+ * privilege path, its stdin (the table name, then the listing batch), and the reading of its
+ * tagged answers: the guard's line (parseGuard), then the filter's `nrhi-dynset` / `nrhi-flow`
+ * lines (splitStateRead). nft's JSON between them is read by parseTable (src/driver/state.ts).
  */
 import type { Target } from '../policy';
+import { parseAddr } from '../net';
 import { DYNAMIC_SET, type Batch } from '../ruleset';
-import { OBSERVED_TOP } from '../state';
+import { byPackets, OBSERVED_TOP, protoName, type DynamicSetFill, type ObservedFlow, type StateReadExtras } from '../state';
 import { EXIT, GUARD_DIR, NFT_CMD, SUDO_NFT } from './commands';
 import { guardRecordReader } from './guard';
 
@@ -125,4 +126,42 @@ export function parseGuard(stdout: string): { guard: GuardReport | null; json: s
   if (!m) return { guard: null, json };
   const state = m[4] as GuardReport['state'];
   return { guard: { gen: Number(m[1]), count: Number(m[2]), last: Number(m[3]), state, alive: m[5] === '1', ...(state === 'stalled' ? { since: Number(m[6] ?? 0) } : {}) }, json };
+}
+
+const MAX_TAG_LINE = 200;
+const DYNSET_LINE = /^nrhi-dynset ([a-z0-9_]{1,20}) (\d{1,9}) (\d{1,9})$/;
+const FLOW_LINE = /^nrhi-flow (\d{1,20}) (\d{1,20}) (in|out) ([46]) ([0-9a-fA-F.:]{2,45}) ([a-z0-9-]{1,24}) (\d{1,5}|-)$/;
+
+/**
+ * Splits the state read's answer (after the guard's line): nft's JSON, then the filter's lines
+ * (`nrhi-dynset NAME COUNT SIZE`, `nrhi-flow PACKETS BYTES DIR FAM ADDR PROTO PORT`). Host text:
+ * a line that does not match exactly is left out, at most OBSERVED_TOP flows and one line per
+ * dynamic set are taken. `extras` is null when no filter ran (a host without sed or awk: nft's
+ * answer as it is).
+ */
+export function splitStateRead(stdout: string): { json: string; extras: StateReadExtras | null } {
+  const json: string[] = [];
+  const sets = new Map<string, DynamicSetFill>();
+  const flows: ObservedFlow[] = [];
+  let tagged = false;
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('nrhi-dynset ') && !line.startsWith('nrhi-flow ')) {
+      json.push(line);
+      continue;
+    }
+    tagged = true;
+    if (line.length > MAX_TAG_LINE) continue;
+    const d = DYNSET_LINE.exec(line);
+    if (d) {
+      if (DYNAMIC_SET.test(d[1]) && !sets.has(d[1])) sets.set(d[1], { name: d[1], count: Number(d[2]), size: Number(d[3]) });
+      continue;
+    }
+    const f = FLOW_LINE.exec(line);
+    if (!f || flows.length >= OBSERVED_TOP) continue;
+    const addr = parseAddr(f[5]);
+    const port = f[7] === '-' ? null : Number(f[7]);
+    if (!addr || addr.text.includes('/') || addr.family !== Number(f[4]) || (port !== null && port > 65535)) continue;
+    flows.push({ direction: f[3] as 'in' | 'out', proto: protoName(f[6]), addr: addr.text, port, packets: Number(f[1]), bytes: Number(f[2]) });
+  }
+  return { json: json.join('\n'), extras: tagged ? { sets: [...sets.values()], flows: flows.sort(byPackets) } : null };
 }
