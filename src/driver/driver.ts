@@ -46,14 +46,19 @@ import {
 import { expandPresets, serverKindsNeeded, type PresetServers } from './presets';
 import { renderBootUnit, renderConfirm, renderElements, renderIsolate, renderList, renderRelease, renderRollback, renderUnisolate, renderUpdate, renderVersionProbe, type Batch, type ManagementEndpoint, type StateDoc } from './ruleset';
 import { editFindings, inspectCommands, parseInspected, tamperFindings } from './tamper';
-import { notIsolated, parseNftVersion, parseTable, splitStateRead, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
-import { bootGuardExec, EXIT, fallbackRollback, guardEndedWarning, lockWaitS, nftInput, parseGuard, parseGuardArmed, parseGuardEnded, parseSevered, scriptError, severFilters, severWarning, statusInput, type GuardReport, type SeverReport, type Timer } from './hostscript';
-import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './servers';
+import { notIsolated, parseNftVersion, parseTable, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from './state';
+import { guardEndedWarning, nftInput, parseGuardArmed, parseGuardEnded, scriptError } from './host/apply';
+import type { ApplyHeader } from './host/apply-input';
+import { bootGuardExec } from './host/boot';
+import { EXIT } from './host/commands';
+import { fallbackRollback, lockWaitS } from './host/guard';
+import { parseSevered, severFilters, type SeverReport, severWarning } from './host/sever';
+import { type GuardReport, parseGuard, splitStateRead, statusInput } from './host/status';
+import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './host/servers';
 import { ConnectionPool, connect, neverStarted, nftError, type ExecResult, type OpenStream, type SshConnection } from './transport';
-import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './preflight';
+import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, refusal, type Capabilities } from './host/preflight';
 
-export { nftInput, type Timer } from './hostscript';
-export type { Capabilities } from './preflight';
+export type { Capabilities } from './host/preflight';
 
 export interface DriverOptions {
   /** how long an unused connection stays open (ms, default 60 s) */
@@ -200,7 +205,7 @@ export class IsolationDriver {
         const same = current !== null && JSON.stringify(current.doc) === JSON.stringify(doc);
         const gen = same ? current.gen : current ? current.gen + 1 : firstGeneration();
         const batch = renderIsolate(target.table, doc, gen);
-        const release: Timer = {
+        const release: ApplyHeader = {
           // no timer to arm and none known to cancel: leave the host's timers alone
           seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
           release: renderRelease(target.table, doc),
@@ -263,7 +268,7 @@ export class IsolationDriver {
       // that there is none), and removes a boot unit
       const known = this.known.get(knownKey(target));
       const noTimer = known === null || (known !== undefined && known.doc.expiresAt === null);
-      const timer: Timer = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-', guard: null };
+      const timer: ApplyHeader = { seconds: noTimer ? 'keep' : 0, release: null, notice: req.wall, boot: '-', guard: null };
       // Whether it changed the host (released now, or was not isolated) is told by which of the
       // two batches nft accepts (release: the table was there; free: it was not). The script arms,
       // cancels or removes nothing after a batch nft refused, so a wrong guess changes nothing. The
@@ -370,7 +375,7 @@ export class IsolationDriver {
         try {
           // a persisted isolation's boot unit follows the change, in the same exec
           // and so does the copy the host's guard keeps (through the apply script, under its lock)
-          const timer: Timer = { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, current.gen + 1) } : {}), guard: hostGuard(target.table, doc, current.gen + 1) };
+          const timer: ApplyHeader = { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, current.gen + 1) } : {}), guard: hostGuard(target.table, doc, current.gen + 1) };
           out = await this.apply(op, conn, renderUpdate(target.table, doc, current.gen, current.doc.exceptions), timer);
         } catch (err) {
           // our generation was gone: someone changed the isolation after we read it
@@ -427,7 +432,7 @@ export class IsolationDriver {
         const gen = current.gen + 1;
         // switching to enforce cuts what the exceptions do not name, as isolate does
         const sever = mode === 'enforce' && current.doc.mode !== 'enforce' ? severFilters(doc.management, doc.exceptions) : undefined;
-        const timer: Timer = { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}), guard: hostGuard(target.table, doc, gen) };
+        const timer: ApplyHeader = { seconds: 'keep', release: null, sever, ...(doc.persist ? { boot: bootOf(target.table, doc, gen) } : {}), guard: hostGuard(target.table, doc, gen) };
         let out: string;
         try {
           // the rebuilt table claims the generation it was read at: a change made meanwhile (by
@@ -549,9 +554,9 @@ export class IsolationDriver {
     doc: StateDoc,
     gen: number,
     current: Known | null,
-    release: Timer,
+    release: ApplyHeader,
     guard: unknown[],
-    sever?: Timer['sever'],
+    sever?: ApplyHeader['sever'],
     inspect?: Batch,
   ): Promise<string> {
     const { target } = op;
@@ -682,7 +687,7 @@ export class IsolationDriver {
     return conn;
   }
 
-  private nft(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<ExecResult> {
+  private nft(op: Op, conn: SshConnection, batch: Batch, timer?: ApplyHeader): Promise<ExecResult> {
     // the host's lock wait, unless the caller set it, fits the time this exec has
     const { cmd, stdin } = nftInput(op.target, batch, timer && timer.lockWaitS === undefined ? { ...timer, lockWaitS: lockWaitS(op.deadline - Date.now()) } : timer);
     return this.exec(op, conn, cmd, stdin, 'remote command');
@@ -705,7 +710,7 @@ export class IsolationDriver {
   }
 
   /** Applies one batch (with the apply script when `timer` is given); returns what the host printed. */
-  private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: Timer): Promise<string> {
+  private async apply(op: Op, conn: SshConnection, batch: Batch, timer?: ApplyHeader): Promise<string> {
     if (op.info) {
       op.info.batch = JSON.stringify(batch);
       op.info.digest = createHash('sha256').update(op.info.batch).digest('hex');
@@ -937,7 +942,7 @@ function bootOf(table: string, doc: StateDoc, gen: number): string {
 }
 
 /** The typed error for a failed apply exec: the script's own exit codes first, then nft's. */
-function applyError(host: string, res: ExecResult, batch: Batch, timer?: Timer): IsolationError {
+function applyError(host: string, res: ExecResult, batch: Batch, timer?: ApplyHeader): IsolationError {
   const own = timer ? scriptError(host, res.code, res.stderr) : null;
   if (own) return own;
   const err = unsupportedOr(nftError(host, res), host, batch);
@@ -968,7 +973,7 @@ const MAX_KNOWN = 10_000;
  * The generation of a first isolation: random (1 .. 2^29), not 1, so that generations of different
  * isolations of one host do not repeat (a guard claims a generation: it must not match an
  * isolation it was not about). Each change adds 1 or 2; nft's mark holds 32 bits, and the host's
- * guard reports a generation in at most 9 digits (hostscript's parseGuard).
+ * guard reports a generation in at most 9 digits (host/status.ts, parseGuard).
  */
 function firstGeneration(): number {
   return 1 + randomInt(2 ** 29);
@@ -990,7 +995,7 @@ function guardFor(table: string, current: Known | null): unknown[] {
 }
 
 /** The state with what the host said about cutting connections (and a warning if it could not). */
-function withSevered(state: HostState, sever: Timer['sever'], stdout: string): HostState {
+function withSevered(state: HostState, sever: ApplyHeader['sever'], stdout: string): HostState {
   if (!sever) return state;
   const report: SeverReport = parseSevered(stdout) ?? { cut: 0, left: 0, why: 'ok' };
   const warning = severWarning(report);
@@ -998,7 +1003,7 @@ function withSevered(state: HostState, sever: Timer['sever'], stdout: string): H
 }
 
 /** What the host's guard (self-healing, systemd hosts) keeps: an enforced isolation's full batch; null ends it. */
-function hostGuard(table: string, doc: StateDoc, gen: number): Timer['guard'] {
+function hostGuard(table: string, doc: StateDoc, gen: number): ApplyHeader['guard'] {
   return doc.mode === 'enforce' ? { gen, batch: renderIsolate(table, doc, gen) } : null;
 }
 

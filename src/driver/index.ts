@@ -30,6 +30,6 @@ export {
 } from './policy';
 export { PRESETS, expandPresets } from './presets';
 export { ProtectionCheck, type Resolver } from './protect';
-export type { Capabilities } from './preflight';
+export type { Capabilities } from './host/preflight';
 export type { HostState, IsolationState, Counter, ObservedFlow } from './state';
 export type { ManagementEndpoint } from './ruleset';

@@ -10,7 +10,7 @@
  */
 import type { Exception, PresetName } from './policy';
 import type { ManagementEndpoint } from './ruleset';
-import type { ServerKind } from './servers';
+import type { ServerKind } from './host/servers';
 
 const V4_ANY = '0.0.0.0/0';
 

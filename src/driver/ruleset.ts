@@ -48,7 +48,7 @@ const OWNER_FLOW_TIMEOUT = 3600;
 /**
  * Caps of the dynamic sets (elements), which fill by themselves with what the host's users send
  * (audit mode's observed flows; the flows a uid or unit exception opens). The state read never
- * returns their elements (hostscript's statusScript cuts them out on the host), but anything that
+ * returns their elements (host/status.ts's statusScript cuts them out on the host), but anything that
  * lists the table does (an operator, an older controller). nft's JSON of an element of the
  * largest kind (an IPv6 flow of a ported set, with timeout, expiry and 20-digit counters) is at
  * most 205 bytes, so all twelve sets full make at most about 1.5 MB (test/unit/stateread pins

@@ -4,12 +4,11 @@
  */
 import { z } from 'zod';
 import { exceptionListSchema, type Exception } from './policy';
-import { parseAddr } from './net';
-import { DYNAMIC_SET, STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type StateDoc } from './ruleset';
+import { STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type StateDoc } from './ruleset';
 
 /**
  * The most observed flows a state read returns: the ones with the most packets, picked on the host
- * (hostscript's STATE_FILTER); how many more the host recorded is `observedOmitted`. 200 flows are
+ * (host/status.ts's STATE_FILTER); how many more the host recorded is `observedOmitted`. 200 flows are
  * about 16 KiB of answer, and more than an operator turns into exceptions by hand.
  */
 export const OBSERVED_TOP = 200;
@@ -183,7 +182,7 @@ export function parseNftVersion(json: string): string | null {
 }
 
 /** A listed protocol: a name where the host has /etc/protocols, its number where not (minimal hosts). */
-function protoName(p: string | number): string {
+export function protoName(p: string | number): string {
   const n = typeof p === 'number' ? p : /^\d+$/.test(p) ? Number(p) : null;
   if (n === 1 || n === 58 || p === 'ipv6-icmp') return 'icmp';
   if (n === 6) return 'tcp';
@@ -258,7 +257,7 @@ export function parseTable(json: string, table: string): ParsedTable {
   };
 }
 
-const byPackets = (a: ObservedFlow, b: ObservedFlow) => b.packets - a.packets || b.bytes - a.bytes;
+export const byPackets = (a: ObservedFlow, b: ObservedFlow) => b.packets - a.packets || b.bytes - a.bytes;
 
 /** How full one of the table's dynamic sets is (the state read's `nrhi-dynset` line). */
 export interface DynamicSetFill {
@@ -268,48 +267,10 @@ export interface DynamicSetFill {
   size: number;
 }
 
-/** What the state read's filter said beside the listing: the dynamic sets' fill and the top observed flows. */
+/** What the state read's filter said beside the listing (host/status.ts, splitStateRead): the dynamic sets' fill and the top observed flows. */
 export interface StateReadExtras {
   sets: DynamicSetFill[];
   flows: ObservedFlow[];
-}
-
-const MAX_TAG_LINE = 200;
-const DYNSET_LINE = /^nrhi-dynset ([a-z0-9_]{1,20}) (\d{1,9}) (\d{1,9})$/;
-const FLOW_LINE = /^nrhi-flow (\d{1,20}) (\d{1,20}) (in|out) ([46]) ([0-9a-fA-F.:]{2,45}) ([a-z0-9-]{1,24}) (\d{1,5}|-)$/;
-
-/**
- * Splits the state read's answer (after the guard's line): nft's JSON, then the filter's lines
- * (`nrhi-dynset NAME COUNT SIZE`, `nrhi-flow PACKETS BYTES DIR FAM ADDR PROTO PORT`). Host text:
- * a line that does not match exactly is left out, at most OBSERVED_TOP flows and one line per
- * dynamic set are taken. `extras` is null when no filter ran (a host without sed or awk: nft's
- * answer as it is).
- */
-export function splitStateRead(stdout: string): { json: string; extras: StateReadExtras | null } {
-  const json: string[] = [];
-  const sets = new Map<string, DynamicSetFill>();
-  const flows: ObservedFlow[] = [];
-  let tagged = false;
-  for (const line of stdout.split('\n')) {
-    if (!line.startsWith('nrhi-dynset ') && !line.startsWith('nrhi-flow ')) {
-      json.push(line);
-      continue;
-    }
-    tagged = true;
-    if (line.length > MAX_TAG_LINE) continue;
-    const d = DYNSET_LINE.exec(line);
-    if (d) {
-      if (DYNAMIC_SET.test(d[1]) && !sets.has(d[1])) sets.set(d[1], { name: d[1], count: Number(d[2]), size: Number(d[3]) });
-      continue;
-    }
-    const f = FLOW_LINE.exec(line);
-    if (!f || flows.length >= OBSERVED_TOP) continue;
-    const addr = parseAddr(f[5]);
-    const port = f[7] === '-' ? null : Number(f[7]);
-    if (!addr || addr.text.includes('/') || addr.family !== Number(f[4]) || (port !== null && port > 65535)) continue;
-    flows.push({ direction: f[3] as 'in' | 'out', proto: protoName(f[6]), addr: addr.text, port, packets: Number(f[1]), bytes: Number(f[2]) });
-  }
-  return { json: json.join('\n'), extras: tagged ? { sets: [...sets.values()], flows: flows.sort(byPackets) } : null };
 }
 
 /** The parsed table with what the filter said: its top flows, how many it left out, which sets are full. */

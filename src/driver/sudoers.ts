@@ -9,7 +9,7 @@
  * later) that admits digits there and nothing else. A bare `nft` line is never among them: it
  * would let the account run `sudo nft -f /etc/shadow`, which prints the file's lines.
  */
-import { BOOT_UNIT, GUARD_DIR, NFT_CMD, ROOT_COMMANDS, SS_KILL, TIMER_FILE, TIMER_TAG } from './hostscript';
+import { BOOT_UNIT, GUARD_DIR, NFT_CMD, ROOT_COMMANDS, SS_KILL, TIMER_FILE, TIMER_TAG } from './host/commands';
 import { TABLE_NAME } from './patterns';
 
 /** What the account may do: isolate (nft, `ss -K`), and optionally persist, guard, the systemd release timer. */

@@ -1,7 +1,8 @@
 /**
  * SSH: connect, verify the host key before anything is sent, exec a constant command with the
- * data on stdin, a time limit on every wait, and a pool of warm connections. The only module here
- * that does I/O.
+ * data on stdin, a time limit on every wait, and a pool of warm connections. The only module that
+ * talks to a host (the programs it runs are src/driver/host/); the controller's one other I/O is
+ * protect.ts's, which resolves names and reads the controller's own addresses.
  */
 import { createHash } from 'crypto';
 import { NodeSSH } from 'node-ssh';
@@ -22,9 +23,10 @@ import {
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
 import type { Jump, Target } from './policy';
 
-import { COMMANDS } from './hostscript';
+import { COMMANDS } from './host/programs';
 
-export { BOOT_UNIT_DIR, COMMANDS } from './hostscript';
+export { BOOT_UNIT_DIR } from './host/commands';
+export { COMMANDS } from './host/programs';
 
 export interface ExecResult {
   code: number | null;

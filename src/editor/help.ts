@@ -7,7 +7,7 @@
  */
 import type { ErrorCode } from '../driver/errors';
 import { DEFAULT_TABLE } from '../driver/policy';
-import { CGROUPV2_REFUSED_BY } from '../driver/preflight';
+import { CGROUPV2_REFUSED_BY } from '../driver/host/preflight';
 import { PRESETS } from '../driver/presets';
 import { sudoersLines } from '../driver/sudoers';
 import { notIsolated } from '../driver/state';

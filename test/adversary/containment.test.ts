@@ -6,7 +6,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
-import { nftInput } from '../../src/driver/driver';
+import { nftInput } from '../../src/driver/host/apply';
 import { renderIsolate, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { connect } from '../../src/driver/transport';
 import { validate, targetSchema, type Exception } from '../../src/driver/policy';

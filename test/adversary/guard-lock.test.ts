@@ -13,7 +13,7 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
-import { GUARD_DIR, TIMER_DIR } from '../../src/driver/hostscript';
+import { GUARD_DIR, TIMER_DIR } from '../../src/driver/host/commands';
 import { addSudoUser, asNobody, containerAvailable, createContainer, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, type ContainerHost } from '../lab/container';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 

@@ -12,7 +12,8 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, targetSchema, validate, type TargetInput } from '../../src/driver';
-import { COMMANDS, statusInput } from '../../src/driver/hostscript';
+import { COMMANDS } from '../../src/driver/host/programs';
+import { statusInput } from '../../src/driver/host/status';
 import { renderList } from '../../src/driver/ruleset';
 import { OBSERVED_TOP } from '../../src/driver/state';
 import { createLab, requireLab, type Lab, labTarget } from '../lab/lab';

@@ -13,7 +13,7 @@ import { randomBytes } from 'crypto';
 import { IsolationDriver } from '../../src/driver';
 import { PREFIX, createLab, labTarget, requireLab, SUDOERS_LINES, type ExecResult, type Lab } from '../lab/lab';
 import { rootCommands, sudoersLines, SUDOERS_FEATURES } from '../../src/driver/sudoers';
-import { SS_NOTHING } from '../../src/driver/preflight';
+import { SS_NOTHING } from '../../src/driver/host/preflight';
 
 const TABLE = 'nrhi_sdo';
 const ALL = [...SUDOERS_FEATURES];

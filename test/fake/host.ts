@@ -18,10 +18,10 @@
 import { createServer, connect as netConnect, type Server as NetServer, type Socket } from 'net';
 import type { Duplex } from 'stream';
 import { Server, utils, type Connection, type ServerChannel } from 'ssh2';
-import { COMMANDS } from '../../src/driver/hostscript';
+import { COMMANDS } from '../../src/driver/host/programs';
 import type { TargetInput } from '../../src/driver/policy';
-import { PREFLIGHT } from '../../src/driver/preflight';
-import { DISCOVER_SCRIPT, LOOKUP_SCRIPT } from '../../src/driver/servers';
+import { PREFLIGHT } from '../../src/driver/host/preflight';
+import { DISCOVER_SCRIPT, LOOKUP_SCRIPT } from '../../src/driver/host/servers';
 
 export type ExecKind = 'whoami' | 'nft' | 'apply' | 'status' | 'preflight' | 'discover' | 'lookup' | 'other';
 

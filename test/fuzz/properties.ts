@@ -16,8 +16,9 @@ import {
   type Exception,
 } from '../../src/driver';
 import { dedupeExceptions } from '../../src/driver/policy';
-import { nftInput, type Timer } from '../../src/driver/driver';
-import { severFilters } from '../../src/driver/hostscript';
+import { nftInput } from '../../src/driver/host/apply';
+import { decodeApplyInput, type ApplyHeader } from '../../src/driver/host/apply-input';
+import { severFilters } from '../../src/driver/host/sever';
 import { renderBootUnit, renderIsolate, renderRelease, renderUpdate, type Batch, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState } from '../../src/driver/state';
 import { COMMANDS } from '../../src/driver/transport';
@@ -197,7 +198,7 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
   const back = decodeState(comments);
   if (JSON.stringify(back) !== JSON.stringify(doc)) throw new Error('state record does not round-trip');
   // the command line is always a constant; stdin keeps its line structure whatever the data
-  const timers: (Timer | undefined)[] = [
+  const timers: (ApplyHeader | undefined)[] = [
     undefined,
     { seconds: req.duration, release: renderRelease(table, doc), notice: req.wall, releaseNotice: req.wall, boot: req.persist ? renderBootUnit(table, batch) : '-' },
     { seconds: 'keep', release: null },
@@ -215,26 +216,25 @@ export function checkCase(targetIn: unknown, requestIn: unknown, table = 'nrhi_f
         if (lines.length !== 1 || JSON.stringify(JSON.parse(stdin)) !== JSON.stringify(batch)) throw new Error('batch stdin changed shape');
       } else {
         if (lines.length !== 15) throw new Error(`stdin has ${lines.length} lines, not 15`);
-        if (lines[0] !== table || !/^(\d+|keep)$/.test(lines[1])) throw new Error('header changed');
-        for (const l of lines.slice(3, 6)) if (!/^(-|[A-Za-z0-9+/=]*)$/.test(l)) throw new Error(`header line not base64: ${l.slice(0, 40)}`);
-        JSON.parse(lines[2]);
-        for (const l of lines.slice(6, 8)) if (!/^[A-Za-z0-9.:/, ()[\]=<>!]*$/.test(l)) throw new Error(`ss filter line holds more than a filter: ${l.slice(0, 40)}`);
-        if (!/^\d*$/.test(lines[8])) throw new Error('second timer seconds changed');
-        if (lines[8] !== '') JSON.parse(lines[9]);
+        const { fields: f, guardCopy, batch: now } = decodeApplyInput(stdin);
+        if (f.table !== table || !/^(\d+|keep)$/.test(f.seconds)) throw new Error('header changed');
+        for (const l of [f.notice, f.releaseNotice, f.boot]) if (!/^(-|[A-Za-z0-9+/=]*)$/.test(l)) throw new Error(`header line not base64: ${l.slice(0, 40)}`);
+        JSON.parse(f.release);
+        for (const l of [f.severTcp, f.severUdp]) if (!/^[A-Za-z0-9.:/, ()[\]=<>!]*$/.test(l)) throw new Error(`ss filter line holds more than a filter: ${l.slice(0, 40)}`);
+        if (!/^\d*$/.test(f.thenSeconds)) throw new Error('second timer seconds changed');
+        if (f.thenSeconds !== '') JSON.parse(f.thenBatch);
         // the guard a rollback re-arms: `GEN BATCH` on one line
-        const rg = /^(\d+) (.+)$/.exec(lines[10]);
-        if (lines[10] !== '' && (!rg || Number(rg[1]) !== timer.rearm?.gen || JSON.stringify(JSON.parse(rg[2])) !== JSON.stringify(timer.rearm?.batch))) throw new Error('rearm line changed');
+        const rg = /^(\d+) (.+)$/.exec(f.rearm);
+        if (f.rearm !== '' && (!rg || Number(rg[1]) !== timer.rearm?.gen || JSON.stringify(JSON.parse(rg[2])) !== JSON.stringify(timer.rearm?.batch))) throw new Error('rearm line changed');
         // the guard's line, then its copy (exactly LEN bytes) right before the batch
-        const g = /^(|-|(\d+) (\d+))$/.exec(lines[11]);
-        if (!g) throw new Error(`guard line changed: ${lines[11].slice(0, 40)}`);
+        const g = /^(|-|(\d+) (\d+))$/.exec(f.guard);
+        if (!g) throw new Error(`guard line changed: ${f.guard.slice(0, 40)}`);
         // the lock wait: whole seconds within the host's cap
-        if (!/^([1-9]|10)$/.test(lines[12])) throw new Error(`lock wait line changed: ${lines[12]}`);
+        if (!/^([1-9]|10)$/.test(f.lockWait)) throw new Error(`lock wait line changed: ${f.lockWait}`);
         // the listing batch (an isolate of the same generation): empty, or JSON
-        if (lines[13] !== '') JSON.parse(lines[13]);
-        const rest = Buffer.from(lines[14], 'utf8');
-        const len = g[3] === undefined ? 0 : Number(g[3]);
-        if (g[3] !== undefined && JSON.stringify(JSON.parse(rest.subarray(0, len).toString('utf8'))) !== JSON.stringify(timer.guard?.batch)) throw new Error('guard copy changed');
-        if (JSON.stringify(JSON.parse(rest.subarray(len).toString('utf8'))) !== JSON.stringify(batch)) throw new Error('batch line changed');
+        if (f.inspect !== '') JSON.parse(f.inspect);
+        if (g[3] !== undefined && (Buffer.byteLength(guardCopy, 'utf8') !== Number(g[3]) || JSON.stringify(JSON.parse(guardCopy)) !== JSON.stringify(timer.guard?.batch))) throw new Error('guard copy changed');
+        if (JSON.stringify(JSON.parse(now)) !== JSON.stringify(batch)) throw new Error('batch line changed');
       }
     }
   }

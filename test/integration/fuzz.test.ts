@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'assert';
 import fc from 'fast-check';
-import { nftInput } from '../../src/driver/driver';
+import { nftInput } from '../../src/driver/host/apply';
 import { checkCase, requestArb, targetArb } from '../fuzz/properties';
 import type { Batch } from '../../src/driver/ruleset';
 import { createLab, requireLab, type Lab } from '../lab/lab';

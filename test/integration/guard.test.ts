@@ -9,7 +9,7 @@
  */
 import { strict as assert } from 'assert';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { nftInput } from '../../src/driver/hostscript';
+import { nftInput } from '../../src/driver/host/apply';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { addSudoUser, containerAvailable, createContainer, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, timeTableBack, type ContainerHost } from '../lab/container';

@@ -7,11 +7,15 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { bootGuardExec, COMMANDS, nftInput, severFilters, statusInput } from '../../src/driver/hostscript';
+import { nftInput } from '../../src/driver/host/apply';
+import { bootGuardExec } from '../../src/driver/host/boot';
+import { COMMANDS, PROGRAMS as ALL_PROGRAMS } from '../../src/driver/host/programs';
+import { severFilters } from '../../src/driver/host/sever';
+import { statusInput } from '../../src/driver/host/status';
 import { targetSchema } from '../../src/driver/policy';
-import { PREFLIGHT, preflightInput } from '../../src/driver/preflight';
+import { PREFLIGHT, preflightInput } from '../../src/driver/host/preflight';
 import { renderBootUnit, renderIsolate, renderList, renderRelease, type StateDoc } from '../../src/driver/ruleset';
-import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput } from '../../src/driver/servers';
+import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput } from '../../src/driver/host/servers';
 
 const DIR = path.resolve(__dirname, '..', '..', '..', 'test', 'golden');
 
@@ -73,7 +77,7 @@ describe('golden: what runs on a host, byte for byte', () => {
     });
   }
   it('pins every program of the command table', () => {
-    for (const cmd of [...Object.values(COMMANDS), ...Object.values(PREFLIGHT)]) {
+    for (const cmd of [...Object.values(COMMANDS), ...Object.values(PREFLIGHT), ...ALL_PROGRAMS]) {
       assert.ok(Object.values(PROGRAMS).includes(cmd), `a command without a golden file: ${cmd.slice(0, 60)}`);
     }
   });

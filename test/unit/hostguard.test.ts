@@ -6,23 +6,13 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import {
-  bootGuardExec,
-  COMMANDS,
-  fallbackRollback,
-  GUARD_LOCK_WAIT_MAX_S,
-  GUARD_MAX_BURST,
-  GUARD_MAX_FAILS,
-  GUARD_SUDO,
-  guardEndedWarning,
-  HOST_SLACK_MS,
-  lockWaitS,
-  nftInput,
-  parseGuard,
-  parseGuardArmed,
-  parseGuardEnded,
-  statusInput,
-} from '../../src/driver/hostscript';
+import { guardEndedWarning, nftInput, parseGuardArmed, parseGuardEnded } from '../../src/driver/host/apply';
+import { APPLY_FIELDS, decodeApplyInput } from '../../src/driver/host/apply-input';
+import { bootGuardExec } from '../../src/driver/host/boot';
+import { GUARD_SUDO } from '../../src/driver/host/commands';
+import { fallbackRollback, GUARD_LOCK_WAIT_MAX_S, GUARD_MAX_BURST, GUARD_MAX_FAILS, HOST_SLACK_MS, lockWaitS } from '../../src/driver/host/guard';
+import { COMMANDS } from '../../src/driver/host/programs';
+import { parseGuard, statusInput } from '../../src/driver/host/status';
 import { sudoersLines } from '../../src/driver/sudoers';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderBootUnit, renderIsolate, renderUnisolate, type StateDoc } from '../../src/driver/ruleset';
@@ -36,32 +26,32 @@ describe('the host guard: stdin and status', () => {
     const now = renderUnisolate('nrhi_u').release;
     const { cmd, stdin } = nftInput(target, now, { seconds: 'keep', release: null, guard: { gen: 4, batch: copy } });
     assert.equal(cmd, COMMANDS.apply);
-    const lines = stdin.split('\n');
-    assert.equal(lines.length, 15);
-    const m = /^(\d+) (\d+)$/.exec(lines[11]);
-    assert.ok(m, lines[11]);
+    assert.equal(stdin.split('\n').length, APPLY_FIELDS.length + 1, 'the header a line per field, then the copy and the batch on one line');
+    assert.equal(APPLY_FIELDS.length, 14);
+    const { fields, guardCopy, batch } = decodeApplyInput(stdin);
+    const m = /^(\d+) (\d+)$/.exec(fields.guard);
+    assert.ok(m, fields.guard);
     assert.equal(m[1], '4');
-    assert.equal(lines[13], '', 'no listing asked');
-    const rest = Buffer.from(lines[14], 'utf8');
-    const len = Number(m[2]);
-    assert.deepEqual(JSON.parse(rest.subarray(0, len).toString('utf8')), copy, 'the copy, measured in bytes (the reason holds multi-byte characters)');
-    assert.deepEqual(JSON.parse(rest.subarray(len).toString('utf8')), now);
+    assert.equal(fields.inspect, '', 'no listing asked');
+    assert.equal(Buffer.byteLength(guardCopy, 'utf8'), Number(m[2]));
+    assert.deepEqual(JSON.parse(guardCopy), copy, 'the copy, measured in bytes (the reason holds multi-byte characters)');
+    assert.deepEqual(JSON.parse(batch), now);
     // ended, or left alone
-    assert.equal(nftInput(target, now, { seconds: 0, release: null, guard: null }).stdin.split('\n')[11], '-');
-    assert.equal(nftInput(target, now, { seconds: 0, release: null }).stdin.split('\n')[11], '');
+    assert.equal(decodeApplyInput(nftInput(target, now, { seconds: 0, release: null, guard: null }).stdin).fields.guard, '-');
+    assert.equal(decodeApplyInput(nftInput(target, now, { seconds: 0, release: null }).stdin).fields.guard, '');
   });
 
   it("a verify rollback's guard copy travels on its own line, checked by the script and kept with the timer's batches", () => {
     const copy = renderIsolate('nrhi_u', doc, 6);
     const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: renderUnisolate('nrhi_u').release, guard: null, rearm: { gen: 6, batch: copy } });
-    const lines = stdin.split('\n');
-    assert.equal(lines.length, 15);
-    const m = /^(\d+) (.+)$/.exec(lines[10]);
+    assert.equal(stdin.split('\n').length, APPLY_FIELDS.length + 1);
+    const { fields } = decodeApplyInput(stdin);
+    const m = /^(\d+) (.+)$/.exec(fields.rearm);
     assert.ok(m);
     assert.equal(m[1], '6');
     assert.deepEqual(JSON.parse(m[2]), copy);
-    assert.equal(lines[11], '-');
-    assert.equal(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: null, rearm: null }).stdin.split('\n')[10], '');
+    assert.equal(fields.guard, '-');
+    assert.equal(decodeApplyInput(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 30, release: null, rearm: null }).stdin).fields.rearm, '');
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       assert.match(c, /IFS= read -r rel2 && IFS= read -r rg && IFS= read -r g/);
       assert.match(c, /"\$rel2" "\$rg" \|/, 'the copy waits with the timer, root-only');
@@ -98,7 +88,7 @@ describe('the host guard: stdin and status', () => {
     const json = '{"nftables":[{"metainfo":{"version":"1.0.6"}}]}';
     const { cmd, stdin } = statusInput(target, { nftables: [] });
     assert.equal(cmd, COMMANDS.status);
-    assert.equal(stdin.split('\n')[0], 'nrhi_u');
+    assert.equal(stdin.split('\n')[0], 'nrhi_u', 'the status read: the table name, then the listing');
     assert.deepEqual(parseGuard(`nrhi-guard 5 2 1764064800 ok 1\n${json}\n`), {
       guard: { gen: 5, count: 2, last: 1764064800, state: 'ok', alive: true },
       json: `${json}\n`,
@@ -182,8 +172,8 @@ describe('the host guard: stdin and status', () => {
     }
     // the wait travels on its own line, capped on the host too
     const { stdin } = nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 0, release: null, lockWaitS: 3 });
-    assert.equal(stdin.split('\n')[12], '3');
-    assert.equal(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 0, release: null, lockWaitS: 99 }).stdin.split('\n')[12], String(GUARD_LOCK_WAIT_MAX_S));
+    assert.equal(decodeApplyInput(stdin).fields.lockWait, '3');
+    assert.equal(decodeApplyInput(nftInput(target, renderUnisolate('nrhi_u').release, { seconds: 0, release: null, lockWaitS: 99 }).stdin).fields.lockWait, String(GUARD_LOCK_WAIT_MAX_S));
     for (const c of [COMMANDS.apply, COMMANDS.sudoApply]) {
       assert.match(c, /IFS= read -r g && IFS= read -r lw && IFS= read -r li \|\| exit 90/);
       assert.ok(c.includes(`[ "$lw" -le ${GUARD_LOCK_WAIT_MAX_S} ] || lw=${GUARD_LOCK_WAIT_MAX_S}`));

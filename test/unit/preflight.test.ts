@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
 import { IsolationError } from '../../src/driver';
-import { CGROUP_PROBE, MAX_PREFLIGHT_OUTPUT, parseCapabilities, PREFLIGHT, preflightInput, refusal, SS_NOTHING } from '../../src/driver/preflight';
+import { CGROUP_PROBE, MAX_PREFLIGHT_OUTPUT, parseCapabilities, PREFLIGHT, preflightInput, refusal, SS_NOTHING } from '../../src/driver/host/preflight';
 
 const NOW = new Date('2026-11-25T12:00:00Z');
 /** what bookworm (nft 1.0.6) answers to the full preflight as root, under systemd */

@@ -4,7 +4,7 @@ import { expandPresets } from '../../src/driver';
 import { ALL_SETS, cgroupOf, encodeState, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 import { tamperFindings } from '../../src/driver/tamper';
-import { SEVER_ACCEPTED, SEVER_INITIATED, severFilters } from '../../src/driver/hostscript';
+import { SEVER_ACCEPTED, SEVER_INITIATED, severFilters } from '../../src/driver/host/sever';
 
 const doc: StateDoc = {
   v: 1,

@@ -7,10 +7,11 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { COMMANDS } from '../../src/driver/hostscript';
+import { COMMANDS } from '../../src/driver/host/programs';
 import { MAX_EXEC_OUTPUT } from '../../src/driver/transport';
 import { DYNAMIC_SET_SIZE, encodeState, type StateDoc } from '../../src/driver/ruleset';
-import { OBSERVED_TOP, parseTable, splitStateRead, toHostState, withStateRead } from '../../src/driver/state';
+import { splitStateRead } from '../../src/driver/host/status';
+import { OBSERVED_TOP, parseTable, toHostState, withStateRead } from '../../src/driver/state';
 
 const TABLE = 'nr_iso';
 const doc: StateDoc = { v: 1, since: '2026-12-02T10:00:00.000Z', reason: 'audit', mode: 'audit', expiresAt: null, management: [{ addr: '198.18.0.1', port: 22 }], exceptions: [] };

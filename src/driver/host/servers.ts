@@ -6,7 +6,7 @@
  * resolved on the host (a second constant script, the names on stdin) before any rule goes in.
  */
 import ipaddr from 'ipaddr.js';
-import { parseAddr } from './net';
+import { parseAddr } from '../net';
 
 export type ServerKind = 'dns' | 'ntp' | 'ldap';
 export const SERVER_KINDS: readonly ServerKind[] = ['dns', 'ntp', 'ldap'];

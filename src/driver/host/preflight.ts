@@ -8,9 +8,9 @@
  * host may lie or flood, so the parser reads only known keys, the first of each, each value held
  * to a strict pattern, and anything it cannot read becomes `null` with the reason.
  */
-import { NftMissingError, PrivilegeError, UnsupportedError, hostText, type IsolationError } from './errors';
-import { BOOT_UNIT, BOOT_UNIT_DIR, NFT, ROOT_COMMANDS, SS_KILL, SUDO_NFT } from './hostscript';
-import type { Exception, Target } from './policy';
+import { NftMissingError, PrivilegeError, UnsupportedError, hostText, type IsolationError } from '../errors';
+import { BOOT_UNIT, BOOT_UNIT_DIR, NFT, ROOT_COMMANDS, SS_KILL, SUDO_NFT } from './commands';
+import type { Exception, Target } from '../policy';
 
 /**
  * The nft versions whose JSON parser refuses `socket cgroupv2` ("Invalid socket key value"), which
@@ -202,11 +202,8 @@ const SUDO_REFUSED = /sudo: .*(password is required|not allowed|not in the sudoe
 const CGROUP_REFUSED = /Invalid socket key|Parsing (command|expr) array|Invalid LHS|unknown socket|socket.*cgroupv2|Operation not supported/i;
 const VERSION = /^\d{1,3}(\.\d{1,3}){1,3}$/;
 
-/**
- * Reads the preflight's answer. Pure, and safe on any text: only the first line of each known
- * key counts, values are read with strict patterns, and what cannot be read is null with a reason.
- */
-export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode: 'gate' | 'full' = 'full', now: Date = new Date()): Capabilities {
+/** The preflight's `nrhi-cap KEY VALUE` lines: the first of each known key, up to the `end` line. */
+function answerLines(text: string): Map<Key, string> {
   const v = new Map<Key, string>();
   // a bounded window: an honest answer is a few KiB
   for (const line of text.slice(0, MAX_PREFLIGHT_OUTPUT).split('\n', 200)) {
@@ -215,6 +212,15 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
     v.set(m[1] as Key, m[2]);
     if (m[1] === 'end') break; // nothing after the script's last line is its answer
   }
+  return v;
+}
+
+/**
+ * Reads the preflight's answer. Pure, and safe on any text: only the first line of each known
+ * key counts, values are read with strict patterns, and what cannot be read is null with a reason.
+ */
+export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode: 'gate' | 'full' = 'full', now: Date = new Date()): Capabilities {
+  const v = answerLines(text);
   const unknown: Record<string, string> = {};
   const complete = v.has('end');
   const missing = complete ? 'the host gave no readable answer for it' : "the host's answer ended early (or was not the preflight's)";
@@ -308,28 +314,7 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
   const unitDir = yesNo('unitdir', 'systemd.unitDir');
   const protocols = yesNo('protocols', 'protocols');
 
-  // /etc/nftables.conf and its service
-  const conf = v.get('conf');
-  let confPresent: boolean | null = null;
-  let flushes: boolean | null = null;
-  if (conf === 'no') {
-    confPresent = false;
-    flushes = false;
-  } else if (conf === 'flush' || conf === 'noflush') {
-    confPresent = true;
-    flushes = conf === 'flush';
-  } else if (conf === 'unreadable') {
-    confPresent = true;
-    unknown['nftablesConf.flushesRuleset'] = 'the SSH user cannot read /etc/nftables.conf';
-  } else {
-    unknown['nftablesConf.present'] = conf === undefined ? why('conf') : 'unexpected answer';
-    unknown['nftablesConf.flushesRuleset'] = unknown['nftablesConf.present'];
-  }
-  const svc = v.get('svc');
-  let serviceEnabled: boolean | null = null;
-  if (svc !== undefined && /^(enabled|enabled-runtime|alias)$/.test(svc)) serviceEnabled = true;
-  else if (svc !== undefined && /^(disabled|masked|masked-runtime|static|indirect|generated|transient|linked|linked-runtime|not-found)?$/.test(svc)) serviceEnabled = false;
-  else unknown['nftablesConf.serviceEnabled'] = svc === '-' ? 'no systemd on the host' : svc === undefined ? why('svc') : 'unexpected answer';
+  const { confPresent, flushes, serviceEnabled } = nftablesConf(v, why, unknown);
 
   let sudoCaps: Capabilities['sudo'] = null;
   if (sudo) {
@@ -359,6 +344,32 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
   };
   caps.limits = limitsOf(caps);
   return caps;
+}
+
+/** /etc/nftables.conf and its service, from the `conf` and `svc` answers (`why`: the reason a missing one gets). */
+function nftablesConf(v: Map<Key, string>, why: (key: Key) => string, unknown: Record<string, string>): { confPresent: boolean | null; flushes: boolean | null; serviceEnabled: boolean | null } {
+  const conf = v.get('conf');
+  let confPresent: boolean | null = null;
+  let flushes: boolean | null = null;
+  if (conf === 'no') {
+    confPresent = false;
+    flushes = false;
+  } else if (conf === 'flush' || conf === 'noflush') {
+    confPresent = true;
+    flushes = conf === 'flush';
+  } else if (conf === 'unreadable') {
+    confPresent = true;
+    unknown['nftablesConf.flushesRuleset'] = 'the SSH user cannot read /etc/nftables.conf';
+  } else {
+    unknown['nftablesConf.present'] = conf === undefined ? why('conf') : 'unexpected answer';
+    unknown['nftablesConf.flushesRuleset'] = unknown['nftablesConf.present'];
+  }
+  const svc = v.get('svc');
+  let serviceEnabled: boolean | null = null;
+  if (svc !== undefined && /^(enabled|enabled-runtime|alias)$/.test(svc)) serviceEnabled = true;
+  else if (svc !== undefined && /^(disabled|masked|masked-runtime|static|indirect|generated|transient|linked|linked-runtime|not-found)?$/.test(svc)) serviceEnabled = false;
+  else unknown['nftablesConf.serviceEnabled'] = svc === '-' ? 'no systemd on the host' : svc === undefined ? why('svc') : 'unexpected answer';
+  return { confPresent, flushes, serviceEnabled };
 }
 
 function nftNamed(c: Capabilities): string {
