@@ -594,12 +594,12 @@ describe('nodes', function () {
 
   it("the documented defaults of the runtime settings are the driver's own", () => {
     // the driver keeps them private: read them here only, to hold the docs (docs/operations.md) and the help to them
-    const d = new IsolationDriver() as unknown as { slots: { max: number }; pool: { maxConnections: number; idleMs: number }; verifyWindowS: number };
+    const d = new IsolationDriver() as unknown as { scheduler: { slots: { max: number } }; pool: { maxConnections: number; idleMs: number }; ctx: { verifyWindowS: number } };
     const effective: Record<string, number> = {
-      isolationTargetMaxConcurrent: d.slots.max,
+      isolationTargetMaxConcurrent: d.scheduler.slots.max,
       isolationTargetPoolSize: d.pool.maxConnections,
       isolationTargetIdleTimeout: d.pool.idleMs / 1000,
-      isolationTargetVerifyWindow: d.verifyWindowS,
+      isolationTargetVerifyWindow: d.ctx.verifyWindowS,
     };
     assert.deepEqual(Object.keys(effective).sort(), Object.keys(SETTINGS).sort());
     const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');
