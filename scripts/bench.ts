@@ -385,6 +385,9 @@ async function main(): Promise<void> {
 
       // ---- what one isolate starts on the host ---------------------------------------------
       log('programs started on the host per isolate (strace on its sshd) ...');
+      // a warm isolate is one on a connection that has isolated before (the first asks what the
+      // host can do): the loops above may have left it idle past the pool's time, so prime it
+      await driver.isolate(t0, req);
       await driver.unisolate(t0);
       const count = async (name: string, fn: () => Promise<unknown>) => {
         await driver.unisolate(t0);
@@ -393,7 +396,9 @@ async function main(): Promise<void> {
         programs[name] = await hostPrograms(h0.ns, fn);
       };
       await count('warm', () => driver.isolate(t0, req));
-      await count('floor', () => bareExec(conn.sshClient, 'nft -j -f -', batch));
+      // the pooled connection again: the one of the loop above may have closed, idle, since
+      const warmConn = await driver.pooledConnection(t0);
+      await count('floor', () => bareExec(warmConn.sshClient, 'nft -j -f -', batch));
       await count('default', () => driver.isolate(t0, reqDefault));
       await count('cold', async () => {
         const d = new IsolationDriver();
@@ -455,7 +460,6 @@ async function main(): Promise<void> {
     const infos: ApplyInfo[] = targets.map(() => ({}));
     const learn = await phase('learn', each(targets, (t, i) => driver.isolate(t, req, infos[i])));
     await releaseAll(driver);
-    const conns = await Promise.all(targets.map((t) => driver.pooledConnection(t)));
     let rss = 0;
     const warm: Phase[] = [];
     const warmFloor: Phase[] = [];
@@ -467,6 +471,8 @@ async function main(): Promise<void> {
           await releaseAll(driver);
         },
         async () => {
+          // the pooled connections, as the driver's isolate would find them (untimed)
+          const conns = await Promise.all(targets.map((t) => driver.pooledConnection(t)));
           warmFloor.push(
             await phase(
               'warm floor',
