@@ -234,6 +234,11 @@ function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKe
 /** What one SSH login needs: where, who, with what, and the pinned host key (and the checked address to dial, if any). */
 type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'> & { dial?: string };
 
+/** The key (and its passphrase) one login is given, empty fields left out. */
+function keyOf(ep: Pick<Endpoint, 'privateKey' | 'passphrase'>): { privateKey?: string; passphrase?: string } {
+  return { privateKey: ep.privateKey || undefined, passphrase: ep.passphrase || undefined };
+}
+
 function labelOf(e: { host: string; port: number }): string {
   return e.port === 22 ? e.host : `${e.host}:${e.port}`;
 }
@@ -257,8 +262,7 @@ async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Dupl
   });
   try {
     // within the same time limit: a key still being decrypted (once per credential) is waited for
-    const given = { privateKey: ep.privateKey || undefined, passphrase: ep.passphrase || undefined };
-    const key = keys ? await Promise.race([keys.material(given), connectTimeout]) : given;
+    const key = keys ? await Promise.race([keys.material(keyOf(ep)), connectTimeout]) : keyOf(ep);
     await Promise.race([
       ssh.connect({
         ...(sock ? { sock } : { host: ep.dial ?? ep.host, port: ep.port }),
@@ -594,7 +598,7 @@ export class ConnectionPool {
     const logins = [{ ep: target as Endpoint, label: labelOf(target) }, ...(target.jump ? [{ ep: target.jump, label: `bastion ${labelOf(target.jump)} (jump to ${labelOf(target)})` }] : [])];
     await Promise.all(
       logins.map(({ ep, label }) =>
-        this.keys.material({ privateKey: ep.privateKey || undefined, passphrase: ep.passphrase || undefined }).catch((err: unknown) => {
+        this.keys.material(keyOf(ep)).catch((err: unknown) => {
           throw classifyConnectError(label, err, null, 0);
         }),
       ),
