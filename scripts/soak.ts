@@ -8,11 +8,7 @@
 import * as fs from 'fs';
 import { IsolationDriver, type TargetInput } from '../src/driver';
 import { createLab } from '../test/lab/lab';
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
+import { arg, closing, runMain } from './common';
 
 function sockets(): number {
   return fs.readdirSync('/proc/self/fd').filter((fd) => {
@@ -40,7 +36,7 @@ async function main(): Promise<void> {
     const m = process.memoryUsage();
     return { rss_mb: +(m.rss / 2 ** 20).toFixed(1), heap_mb: +(m.heapUsed / 2 ** 20).toFixed(1), sockets: sockets(), host_processes: names.length, host_process_names: names.join(' '), pool: driver.connections };
   };
-  try {
+  await closing(lab, [driver], async () => {
     await driver.status(target); // the first connection's own setup is not a leak
     await driver.close();
     await new Promise((r) => setTimeout(r, 500));
@@ -65,13 +61,7 @@ async function main(): Promise<void> {
     const ok = end.sockets === start.sockets && end.host_processes === start.host_processes && end.pool === 0 && end.heap_mb - start.heap_mb < 10;
     console.log(`${done} cycles: ${ok ? 'back to where it started' : 'DID NOT come back to where it started'}${gc ? '' : ' (run with node --expose-gc for a heap after GC)'}`);
     if (!ok) process.exitCode = 1;
-  } finally {
-    await driver.close();
-    await lab.close();
-  }
+  });
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.stack : err);
-  process.exit(1);
-});
+runMain(main);

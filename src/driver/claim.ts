@@ -92,7 +92,7 @@ export async function retryClaim<T>(policy: RetryPolicy, step: (attempt: number)
  * The generation of a first isolation: random (1 .. 2^29), not 1, so that generations of different
  * isolations of one host do not repeat (a claim names a generation: it must not match an
  * isolation it was not about). Each change adds 1 or 2; nft's mark holds 32 bits, and the host's
- * guard unit reports a generation in at most 9 digits (hostscript's parseGuard).
+ * guard unit reports a generation in at most 9 digits (host/status.ts's parseGuard).
  */
 export function firstGeneration(): number {
   return 1 + randomInt(2 ** 29);

@@ -172,6 +172,15 @@ export class IsolationDriver {
     return this.pool.bastions.size;
   }
 
+  /**
+   * Decrypts the target's private key and its jump host's, where they have a passphrase, once
+   * and off the event loop (when the flow starts), for every connect after, until `close`.
+   * Rejects with AUTH_FAILED where a key or its passphrase is unusable.
+   */
+  async prepareKey(targetInput: TargetInput): Promise<void> {
+    await this.pool.prepareKey(validate(targetSchema, targetInput, 'target'));
+  }
+
   /** Closes every pooled connection (and stops refreshing protected names until the next use). */
   async close(): Promise<void> {
     this.protection.close();

@@ -20,6 +20,7 @@ import {
   TimeoutError,
   UnreachableError,
 } from './errors';
+import { KeyCache } from './keys';
 import { fingerprint, parseKnownHosts, verifyHostKey } from './knownhosts';
 import type { Jump, Target } from './policy';
 
@@ -235,6 +236,11 @@ function classifyConnectError(host: string, err: unknown, hostKeyRefusal: HostKe
 /** What one SSH login needs: where, who, with what, and the pinned host key (and the checked address to dial, if any). */
 type Endpoint = Pick<Target, 'host' | 'port' | 'username' | 'privateKey' | 'passphrase' | 'password' | 'knownHosts'> & { dial?: string };
 
+/** The key (and its passphrase) one login is given, empty fields left out. */
+function keyOf(ep: Pick<Endpoint, 'privateKey' | 'passphrase'>): { privateKey?: string; passphrase?: string } {
+  return { privateKey: ep.privateKey || undefined, passphrase: ep.passphrase || undefined };
+}
+
 function labelOf(e: { host: string; port: number }): string {
   return e.port === 22 ? e.host : `${e.host}:${e.port}`;
 }
@@ -244,9 +250,11 @@ function labelOf(e: { host: string; port: number }): string {
  * was checked, when there is one; else to `ep.host`), or over `sock` (a channel forwarded by a
  * bastion). The host key is verified against `ep.knownHosts` by the host as it was given
  * (`ep.host`, a name or an address), never by the dialled address, before anything is sent.
+ * A key with a passphrase is decrypted once by `keys` (off the event loop) and used decrypted;
+ * without `keys`, ssh2 parses it here, as given.
  * Errors are classified under `label`.
  */
-async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Duplex): Promise<NodeSSH> {
+async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Duplex, keys?: KeyCache): Promise<NodeSSH> {
   const entries = parseKnownHosts(ep.knownHosts);
   let hostKeyRefusal: HostKeyMismatchError | null = null;
   const ssh = new NodeSSH();
@@ -255,12 +263,14 @@ async function login(ep: Endpoint, label: string, timeoutMs: number, sock?: Dupl
     timer = setTimeout(() => reject(new TimeoutError(label, 'SSH connect', timeoutMs)), timeoutMs);
   });
   try {
+    // within the same time limit: a key still being decrypted (once per credential) is waited for
+    const key = keys ? await Promise.race([keys.material(keyOf(ep)), connectTimeout]) : keyOf(ep);
     await Promise.race([
       ssh.connect({
         ...(sock ? { sock } : { host: ep.dial ?? ep.host, port: ep.port }),
         username: ep.username,
-        privateKey: ep.privateKey || undefined,
-        passphrase: ep.passphrase || undefined,
+        privateKey: key.privateKey,
+        passphrase: key.passphrase,
         password: ep.password || undefined,
         readyTimeout: timeoutMs,
         keepaliveInterval: KEEPALIVE_MS,
@@ -319,6 +329,8 @@ export class Bastions {
   constructor(
     private readonly idleMs = 0,
     private readonly maxBastions = 64,
+    /** the decrypted keys of the pool these bastions serve: the bastions' own and their targets' */
+    readonly keys?: KeyCache,
   ) {}
 
   static key(j: Jump): string {
@@ -346,7 +358,7 @@ export class Bastions {
     const deadline = Date.now() + timeoutMs;
     let entry = this.entries.get(key);
     if (!entry) {
-      const fresh: BastionEntry = { ssh: login(jump, `bastion ${bastion} (jump to ${targetLabel})`, timeoutMs), users: 0 };
+      const fresh: BastionEntry = { ssh: login(jump, `bastion ${bastion} (jump to ${targetLabel})`, timeoutMs, undefined, this.keys), users: 0 };
       entry = fresh;
       this.entries.set(key, fresh);
       fresh.ssh.then(
@@ -490,7 +502,9 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
 /**
  * Opens, authenticates and host-key-verifies one connection within `timeoutMs`. A target with a
  * `jump` is reached through a channel of a bastion connection from `bastions` (shared, pooled);
- * the same time limit covers the bastion, the forward and the target's login.
+ * the same time limit covers the bastion, the forward and the target's login. Keys with a
+ * passphrase are decrypted once per `bastions` (its `keys`: the pool's); without `bastions`, ssh2
+ * parses them on this connect.
  */
 export async function connect(target: Target, timeoutMs: number, bastions?: Bastions, openStream?: OpenStream): Promise<SshConnection> {
   const label = labelOf(target);
@@ -503,7 +517,7 @@ export async function connect(target: Target, timeoutMs: number, bastions?: Bast
     const fwd = await via.forward(target, timeoutMs);
     release = fwd.release;
     try {
-      ssh = await login(target, label, Math.max(1, deadline - Date.now()), fwd.stream);
+      ssh = await login(target, label, Math.max(1, deadline - Date.now()), fwd.stream, via.keys);
     } catch (err) {
       release();
       throw err instanceof IsolationError ? viaBastion(err, label, labelOf(target.jump), 'target') : err;
@@ -512,9 +526,9 @@ export async function connect(target: Target, timeoutMs: number, bastions?: Bast
     const sock = await withTimeout(openStream(target.dial ?? target.host, target.port, timeoutMs), timeoutMs, () => new TimeoutError(label, 'SSH connect', timeoutMs)).catch((err: unknown) => {
       throw classifyConnectError(label, err, null, timeoutMs);
     });
-    ssh = await login(target, label, Math.max(1, deadline - Date.now()), sock);
+    ssh = await login(target, label, Math.max(1, deadline - Date.now()), sock, bastions?.keys);
   } else {
-    ssh = await login(target, label, timeoutMs);
+    ssh = await login(target, label, timeoutMs, undefined, bastions?.keys);
   }
   const conn = new SshConnection(ssh, label);
   if (release) conn.onClosed(release);
@@ -566,6 +580,8 @@ export class ConnectionPool {
 
   /** the bastions the pooled connections go through: each lives while a connection uses it */
   readonly bastions: Bastions;
+  /** every key with a passphrase these connections (and their bastions) use, decrypted once, until `closeAll` */
+  readonly keys = new KeyCache();
 
   constructor(
     private readonly idleMs = 60_000,
@@ -573,7 +589,22 @@ export class ConnectionPool {
     private readonly openStream?: OpenStream,
   ) {
     // a bastion outlives its last target connection by a little, so a burst of actions shares it
-    this.bastions = new Bastions(Math.min(idleMs, 5_000), maxConnections);
+    this.bastions = new Bastions(Math.min(idleMs, 5_000), maxConnections, this.keys);
+  }
+
+  /**
+   * Decrypts the target's key and its bastion's (those with a passphrase) now, off the event
+   * loop, for every connect after. Rejects with AUTH_FAILED where a key or passphrase is unusable.
+   */
+  async prepareKey(target: Target): Promise<void> {
+    const logins = [{ ep: target as Endpoint, label: labelOf(target) }, ...(target.jump ? [{ ep: target.jump, label: `bastion ${labelOf(target.jump)} (jump to ${labelOf(target)})` }] : [])];
+    await Promise.all(
+      logins.map(({ ep, label }) =>
+        this.keys.material(keyOf(ep)).catch((err: unknown) => {
+          throw classifyConnectError(label, err, null, 0);
+        }),
+      ),
+    );
   }
 
   static key(t: Target): string {
@@ -672,5 +703,6 @@ export class ConnectionPool {
       }),
     );
     this.bastions.closeAll();
+    this.keys.clear();
   }
 }

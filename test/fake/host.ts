@@ -17,7 +17,7 @@
  */
 import { createServer, connect as netConnect, type Server as NetServer, type Socket } from 'net';
 import type { Duplex } from 'stream';
-import { Server, utils, type Connection, type ServerChannel } from 'ssh2';
+import { Server, utils, type Connection, type ParsedKey, type ServerChannel } from 'ssh2';
 import { COMMANDS } from '../../src/driver/host/programs';
 import type { TargetInput } from '../../src/driver/policy';
 import { PREFLIGHT } from '../../src/driver/host/preflight';
@@ -121,6 +121,15 @@ export class FakeHost {
     return { host: this.addr, username: 'root', password: 'fake', knownHosts: this.knownHosts, timeoutMs: 3000, ...extra };
   }
 
+  private readonly keys: ParsedKey[] = [];
+
+  /** Lets a private key log in (its public half, in OpenSSH's one-line form). */
+  authorize(publicKey: string): void {
+    const k = utils.parseKey(publicKey);
+    if (k instanceof Error) throw k;
+    this.keys.push(Array.isArray(k) ? k[0] : k);
+  }
+
   /** Answers the execs this script takes (the last one added is asked first); returns its removal. */
   script(fn: Script): () => void {
     this.scripts.unshift(fn);
@@ -168,7 +177,13 @@ export class FakeHost {
     this.conns.add(client);
     client.on('error', () => undefined);
     client.on('close', () => this.conns.delete(client));
-    client.on('authentication', (ctx) => (ctx.method === 'password' && ctx.password === 'fake' ? ctx.accept() : ctx.reject(['password'])));
+    client.on('authentication', (ctx) => {
+      if (ctx.method === 'password' && ctx.password === 'fake') return ctx.accept();
+      // a key authorized with `authorize`: as sshd, a query is accepted, a signature must verify
+      const key = ctx.method === 'publickey' ? this.keys.find((k) => k.getPublicSSH().equals(ctx.key.data)) : undefined;
+      if (key && ctx.method === 'publickey' && (!ctx.signature || key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true)) return ctx.accept();
+      ctx.reject(['password', 'publickey']);
+    });
     client.on('ready', () => {
       client.on('session', (accept) => {
         const session = accept();
