@@ -86,7 +86,7 @@ const setupSchema = z.strictObject({
   publicKey: publicKeySchema,
   format: z.enum(SETUP_FORMATS, { message: `one of ${SETUP_FORMATS.join(', ')}` }).default('sh'),
   /** where the host has a program, if not where Debian puts it (sudoers.ts PROGRAM_PATHS) */
-  paths: z.record(z.enum(Object.keys(PROGRAM_PATHS) as [string, ...string[]]), z.string().regex(/^\/[A-Za-z0-9_./-]{1,200}$/, 'an absolute path')).optional(),
+  paths: z.partialRecord(z.enum(Object.keys(PROGRAM_PATHS) as [string, ...string[]]), z.string().regex(/^\/[A-Za-z0-9_./-]{1,200}$/, 'an absolute path')).optional(),
 });
 export type HostSetupInput = z.input<typeof setupSchema>;
 
@@ -107,7 +107,9 @@ export function setupSpec(input: HostSetupInput): SetupSpec {
   if (!r.success) {
     throw new Error(`host-setup: ${r.error.issues.map((i) => `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`).join('; ')}`);
   }
-  const { user, table, publicKey, format, paths } = r.data;
+  const { user, table, publicKey, format } = r.data;
+  // a partial record: only the programs named, each a checked string
+  const paths = r.data.paths as Record<string, string> | undefined;
   const features = SUDOERS_FEATURES.filter((f) => r.data.features.includes(f));
   const sudoers = user === 'root' ? null : { file: sudoersFileName(user, table), lines: sudoersLines({ user, table, features, paths }) };
   return { user, table, features, publicKey, format, sudoers };
