@@ -7,7 +7,7 @@ import { ParseError, ValidationError } from '../errors';
 import type { Exception, Target } from '../policy';
 import { renderBootUnit, renderElements, renderIsolate, renderList, type Batch, type StateDoc } from '../ruleset';
 import { parseTable, StateParseError, toHostState, withStateRead, type HostState, type ParsedTable } from '../state';
-import { guardEndedWarning, parseGuardArmed, parseGuardEnded } from '../host/apply';
+import { guardEndedWarning, parseGuardArmed, parseGuardBlocked, parseGuardEnded } from '../host/apply';
 import { type ApplyHeader } from '../host/apply-input';
 import { bootGuardExec } from '../host/boot';
 import { parseSevered, severWarning, type SeverReport } from '../host/sever';
@@ -84,7 +84,7 @@ export function withSevered(state: HostState, sever: ApplyHeader['sever'], stdou
 
 /** The state with whether the apply script armed the host's guard unit. */
 export function withGuardUnit(state: HostState, stdout: string): HostState {
-  const blocked = /^nrhi-guard blocked$/m.test(stdout)
+  const blocked = parseGuardBlocked(stdout)
     ? ["the host's guard lock was held by another process for as long as this change could wait: the guard was ended, the isolation is not self-healing (isolate again to re-arm it)"]
     : [];
   const armed = parseGuardArmed(stdout);

@@ -7,7 +7,7 @@
  */
 import { ConcurrentChangeError, PrivilegeError, UnsupportedError, VerifyFailedError } from '../errors';
 import { renderConfirm, renderIsolate, renderRelease, renderRollback, type Batch, type StateDoc } from '../ruleset';
-import { nftInput } from '../host/apply';
+import { guardLines, nftInput, parseGuardBlocked, withoutGuardLines } from '../host/apply';
 import { type ApplyHeader } from '../host/apply-input';
 import { fallbackRollback, lockWaitS } from '../host/guard';
 import { isClaimLost, type Known } from '../claim';
@@ -95,15 +95,14 @@ async function confirm(s: HostSession, v: Verified, deadline: number, out: strin
     // its lock wait fits what is left; after a lock held through the whole first wait (the
     // guard unit ended), one try: the time goes to the confirm, not to waiting on it again
     const left = fresh.remaining('verify: confirm');
-    const wait = /^nrhi-guard blocked$/m.test(out) ? 1 : lockWaitS(left);
+    const wait = parseGuardBlocked(out) ? 1 : lockWaitS(left);
     const batch = renderConfirm(s.target.table, deadline, v.doc);
     const { cmd, stdin } = nftInput(s.target, batch, { ...v.release, lockWaitS: wait });
     const res = await fresh.exec(cmd, stdin, 'verify: confirm', { timeoutMs: left });
     if (res.code !== 0) throw applyError(s.host, res, batch, v.release);
     // the guard unit is what the confirm left (it re-arms it with the confirmed isolation, or
     // ends it beside a release timer that is a process of the session)
-    const guardLines = (text: string) => text.split('\n').filter((l) => /^nrhi-guard /.test(l));
-    return [...out.split('\n').filter((l) => !/^nrhi-guard /.test(l)), ...guardLines(res.stdout)].join('\n');
+    return [...withoutGuardLines(out), ...guardLines(res.stdout)].join('\n');
   } finally {
     fresh.close();
   }
