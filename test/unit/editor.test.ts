@@ -112,9 +112,9 @@ describe('editor rules from the driver', function () {
 
 describe('editor HTML and help', () => {
   // a node's editor HTML and its help (locales/en-US/<type>.html), as Node-RED serves them together
-  const both = (dir: string, type: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, `${sub}${type}.html`), 'utf8')).join('\n');
+  const both = (dir: string, type: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, type, `${sub}${type}.html`), 'utf8')).join('\n');
   const built = (type: string) => both(path.join(REPO_ROOT, 'dist', 'src', 'nodes'), type);
-  const source = (type: string) => both(path.join(REPO_ROOT, 'nodes'), type);
+  const source = (type: string) => both(path.join(REPO_ROOT, 'src', 'nodes'), type);
 
   it('every action node help lists the driver state fields and every error code, from one source', () => {
     for (const type of ACTION_NODES) {
@@ -141,8 +141,8 @@ describe('editor HTML and help', () => {
 
   it('the help of every node lives in locales/en-US/<type>.html, where Node-RED looks for it (and a translation can take its place)', () => {
     for (const type of [...ACTION_NODES, 'isolation-target']) {
-      const editor = fs.readFileSync(path.join(REPO_ROOT, 'nodes', `${type}.html`), 'utf8');
-      const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'locales', 'en-US', `${type}.html`), 'utf8');
+      const editor = fs.readFileSync(path.join(REPO_ROOT, 'src', 'nodes', type, `${type}.html`), 'utf8');
+      const help = fs.readFileSync(path.join(REPO_ROOT, 'src', 'nodes', type, 'locales', 'en-US', `${type}.html`), 'utf8');
       assert.ok(!editor.includes('data-help-name'), `${type}: no help inline in the editor HTML`);
       assert.match(help, new RegExp(`^<script type="text/html" data-help-name="${type}">`), `${type}: its help`);
     }

@@ -6,7 +6,7 @@
  * setting's name in the log, rather than running with a limit nobody chose.
  */
 import { z } from 'zod';
-import { validate, type DriverOptions } from '../driver';
+import { validate, type DriverOptions } from '../../driver';
 
 interface Setting {
   /** the driver option it sets (left out: the driver's own default) */

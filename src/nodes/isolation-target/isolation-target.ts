@@ -1,12 +1,13 @@
 import type { NodeAPI, NodeDef } from 'node-red';
-import { settingsDeclaration } from './settings';
-import { prepareProtection, sharedDriver, targetProblem, type TargetConfig, type TargetCredentials, type TargetNode } from './shared';
+import { prepareProtection, settingsDeclaration, sharedDriver, startConfig, targetProblem, type TargetConfig, type TargetCredentials, type TargetNode } from '../common';
+import { MIGRATIONS } from './migrations';
 
 export = function (RED: NodeAPI): void {
   // the driver's limits come from settings.js (validated): a bad value stops the pack loading here
   const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
-  function IsolationTargetNode(this: TargetNode, config: NodeDef & TargetConfig) {
-    RED.nodes.createNode(this, config);
+  function IsolationTargetNode(this: TargetNode, saved: NodeDef & TargetConfig) {
+    RED.nodes.createNode(this, saved);
+    const config = startConfig(this, saved, MIGRATIONS);
     this.config = {
       name: config.name,
       host: config.host,

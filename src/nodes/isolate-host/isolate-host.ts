@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { ValidationError, type Exception, type IsolateRequestInput, type PresetName } from '../driver';
-import { arrayField, handleInput, sharedDriver, wallOf, type Msg } from './shared';
+import { ValidationError, type Exception, type IsolateRequestInput, type PresetName } from '../../driver';
+import { arrayField, handleInput, sharedDriver, startConfig, wallOf, type Msg } from '../common';
+import { MIGRATIONS } from './migrations';
 
 interface IsolateHostConfig extends NodeDef {
   target: string;
@@ -27,8 +28,9 @@ const present = (v: unknown) => v !== undefined && v !== null;
 
 export = function (RED: NodeAPI): void {
   const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
-  function IsolateHostNode(this: Node, config: IsolateHostConfig) {
-    RED.nodes.createNode(this, config);
+  function IsolateHostNode(this: Node, saved: IsolateHostConfig) {
+    RED.nodes.createNode(this, saved);
+    const config = startConfig(this, saved, MIGRATIONS);
     // no preset unless chosen: the management channel is kept anyway
     const presets = Array.isArray(config.presets) ? config.presets : [];
     const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];

@@ -1,11 +1,13 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { ValidationError } from '../driver';
-import { handleInput, sharedDriver } from './shared';
+import { ValidationError } from '../../driver';
+import { handleInput, sharedDriver, startConfig } from '../common';
+import { MIGRATIONS } from './migrations';
 
 export = function (RED: NodeAPI): void {
   const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
-  function IsolationStatusNode(this: Node, config: NodeDef & { target: string; check?: boolean }) {
-    RED.nodes.createNode(this, config);
+  function IsolationStatusNode(this: Node, saved: NodeDef & { target: string; check?: boolean }) {
+    RED.nodes.createNode(this, saved);
+    const config = startConfig(this, saved, MIGRATIONS);
     handleInput(
       RED,
       this,

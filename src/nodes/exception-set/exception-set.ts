@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Exception, ExceptionOp } from '../driver';
-import { arrayField, handleInput, sharedDriver } from './shared';
+import type { Exception, ExceptionOp } from '../../driver';
+import { arrayField, handleInput, sharedDriver, startConfig } from '../common';
+import { MIGRATIONS } from './migrations';
 
 interface ExceptionSetConfig extends NodeDef {
   target: string;
@@ -10,8 +11,9 @@ interface ExceptionSetConfig extends NodeDef {
 
 export = function (RED: NodeAPI): void {
   const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
-  function ExceptionSetNode(this: Node, config: ExceptionSetConfig) {
-    RED.nodes.createNode(this, config);
+  function ExceptionSetNode(this: Node, saved: ExceptionSetConfig) {
+    RED.nodes.createNode(this, saved);
+    const config = startConfig(this, saved, MIGRATIONS);
     const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];
     handleInput(
       RED,
