@@ -83,6 +83,22 @@ describe('editor rules from the driver', function () {
     assert.match(String(rules.hostProblem('1.2.3')), /IP address or a DNS host name/);
   });
 
+  it("a target's server lists: the driver's verdict, its width limit (/16, /48) and its count included", () => {
+    const samples = ['10.0.0.0/8', '10.0.0.0/16', '10.1.0.0/15', '198.18.0.53', '2001:db8::/32', '2001:db8::/48', '2001:db8::/47', '::ffff:10.0.0.0/104', '::ffff:10.0.0.0/112', 'ns1.example', '1.2.3', '0.0.0.0/0', '198.18.0.0/24'];
+    const entry = fc.oneof(fc.constantFrom(...samples), fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 33 })).map(([a, l]) => `${a}/${l}`), fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 129 })).map(([a, l]) => `${a}/${l}`));
+    fc.assert(
+      fc.property(fc.array(entry, { minLength: 1, maxLength: 36 }), (list) => {
+        const driverOk = targetSchema.safeParse({ host: 'h', username: 'u', password: 'p', knownHosts: 'k', servers: { dns: list } }).success;
+        assert.equal(rules.serversProblem(list) === null, driverOk, `${JSON.stringify(list)}: driver ${driverOk ? 'accepts' : 'refuses'}, editor says ${rules.serversProblem(list)}`);
+      }),
+      { numRuns: RUNS },
+    );
+    assert.match(String(rules.serversProblem(['10.0.0.0/8'])), /"10.0.0.0\/8" is too wide for a server: at most \/16 \(IPv4\) or \/48 \(IPv6\)/);
+    assert.match(String(rules.serversProblem(['2001:db8::/32'])), /too wide/);
+    assert.equal(rules.serversProblem(['10.1.0.0/16', '2001:db8:1::/48', '198.18.0.53']), null);
+    assert.equal(rules.serversProblem([]), null, 'empty: read from the host');
+  });
+
   it('number fields accept blank, as the runtime defaults them, and say what is wrong otherwise', () => {
     for (const blank of [undefined, null, '', '  ']) assert.equal(rules.numberProblem(blank, 0.1, 600, false), null);
     assert.equal(rules.numberProblem('20', 0.1, 600, false), null);

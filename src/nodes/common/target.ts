@@ -6,40 +6,9 @@
 import type { Node } from 'node-red';
 import { allowedHostsSchema, IsolationDriver, IsolationError, targetSchema, validate, ValidationError, type TargetInput } from '../../driver';
 import { parseKnownHosts } from '../../driver/knownhosts';
+import type { TargetConfig, TargetCredentials } from '../isolation-target/fields';
 
-export interface TargetCredentials {
-  privateKey?: string;
-  passphrase?: string;
-  password?: string;
-  /** the jump host's own credentials (when it is given by its fields, not by another target) */
-  jumpPrivateKey?: string;
-  jumpPassphrase?: string;
-  jumpPassword?: string;
-}
-
-export interface TargetConfig {
-  name?: string;
-  host: string;
-  port?: number | string;
-  username: string;
-  allowedHosts?: string[] | string;
-  managementCidrs?: string[] | string;
-  protectedHosts?: string[] | string;
-  /** the servers the dns, ntp and ldap/ldaps presets open to; empty: read from the host */
-  dnsServers?: string[] | string;
-  ntpServers?: string[] | string;
-  ldapServers?: string[] | string;
-  knownHosts: string;
-  sudo?: boolean;
-  timeout?: number | string;
-  /** another isolation-target used as the jump host (its host, port, user, key and credentials) */
-  jumpTarget?: string;
-  /** or the jump host's own fields */
-  jumpHost?: string;
-  jumpPort?: number | string;
-  jumpUser?: string;
-  jumpKnownHosts?: string;
-}
+export type { TargetConfig, TargetCredentials } from '../isolation-target/fields';
 
 export interface TargetNode extends Node<TargetCredentials> {
   config: TargetConfig;
