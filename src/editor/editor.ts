@@ -193,9 +193,12 @@ function keyBox(prefix: string, name: string): void {
  * shows it, and oneditsave stores `version`. Inputs `<prefix>-<field>` of changed fields are set.
  */
 function migrated(type: string, node: Config, prefix: string): Config {
-  const m = migrate({ ...node }, MIGRATIONS[type] ?? []);
+  // the saved properties only (the editor's node also holds its users, wires and definition, some circular)
+  const defaults = (node._def as { defaults?: Record<string, unknown> } | undefined)?.defaults ?? {};
+  const saved: Config = Object.fromEntries(Object.keys(defaults).map((k) => [k, node[k]]));
+  const m = migrate(saved, MIGRATIONS[type] ?? []);
   for (const [k, v] of Object.entries(m.config)) {
-    if (k === 'version' || JSON.stringify(v) === JSON.stringify(node[k])) continue;
+    if (k === 'version' || JSON.stringify(v) === JSON.stringify(saved[k])) continue;
     const input = $(`#${prefix}-${k}`);
     if (input.is(':checkbox')) input.prop('checked', v === true);
     else if (input.length > 0 && (typeof v === 'string' || typeof v === 'number')) input.val(String(v));

@@ -64,8 +64,9 @@ function control(k: TargetFieldName, f: Field): string {
       // a list is edited as text, one entry a line (editor.ts: targetPrepare, targetSave)
       return `<textarea id="${id}Text" rows="${f.rows ?? 2}" ${style('width: 70%;')}${ph}></textarea>`;
     case 'key':
-      // the credential's own input stays hidden: Node-RED puts __PWRD__ there for a stored key (editor.ts: keyBox)
-      return `<input type="password" id="${id}" style="display: none;"><textarea id="${id}Text" rows="${f.rows ?? 2}" ${style('width: 70%;')}${ph}></textarea>`;
+      // the credential's own input stays hidden: Node-RED puts __PWRD__ there for a stored key (editor.ts: keyBox);
+      // a text area, as a password input would drop the key's newlines
+      return `<textarea id="${id}" style="display: none;"></textarea><textarea id="${id}Text" rows="${f.rows ?? 2}" ${style('width: 70%;')}${ph}></textarea>`;
     default:
       return `<input type="text" id="${id}"${f.width ? ` style="width: ${f.width}"` : ''}${ph}>${f.suffix ? ` ${f.suffix}` : ''}`;
   }

@@ -38,8 +38,9 @@ describe("isolation-target's fields, declared once", () => {
 
   it("a private key's box is not the credential's input: that one is hidden, and a note says a key is stored", () => {
     for (const k of ['privateKey', 'jumpPrivateKey']) {
-      assert.ok(html.includes(`<input type="password" id="node-config-input-${k}" style="display: none;">`), `${k}: the credential's input hidden`);
-      assert.ok(!html.includes(`<textarea id="node-config-input-${k}"`), `${k}: no text box that would show __PWRD__`);
+      // hidden, and a text area: a password input would drop the key's newlines
+      assert.ok(html.includes(`<textarea id="node-config-input-${k}" style="display: none;"></textarea>`), `${k}: the credential's input hidden`);
+      assert.ok(html.includes(`<textarea id="node-config-input-${k}Text"`), `${k}: the key's own box, apart from it`);
       assert.ok(html.includes(`id="node-config-input-${k}Stored"`), `${k}: a stored-key note`);
     }
     const tip = catalog('isolation-target')['isolation-target'].tip;
