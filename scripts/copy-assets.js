@@ -1,13 +1,15 @@
 'use strict';
 /**
  * The build's asset step, after tsc:
- * - the editor HTML of each node, its locales (labels in `<type>.json`, help in `<type>.html`,
- *   whose shared parts are filled in from the driver: src/editor/help.ts, `<!-- #shared NAME -->`)
- *   and the icons, beside the built node files, where Node-RED looks for them;
+ * - each node's folder (src/nodes/<type>/: its editor HTML, its locales, labels in `<type>.json`
+ *   and help in `<type>.html`, whose shared parts are filled in from the driver: src/editor/help.ts,
+ *   `<!-- #shared NAME -->`, and its icons) beside the built node file, where Node-RED looks for them;
  * - resources/driver-rules.js, served to the editor at resources/<module>/driver-rules.js: the
  *   driver's own rules (src/editor/rules.ts over src/driver/patterns.ts and net.ts, with ipaddr.js)
  *   bundled for the browser, and the driver's data the editor shows (preset names and contents,
  *   ICMP types, limits). Nothing of it is written by hand: the editor repeats no rule of the driver.
+ * - resources/editor.js, the editor's shared code: src/editor/editor.ts bundled the same way (the
+ *   nodes' migrations with it, so the editor migrates a node as the runtime does).
  */
 const fs = require('fs');
 const path = require('path');
@@ -21,21 +23,57 @@ const { expandShared, sharedHelp } = require(path.join(dist, 'src', 'editor', 'h
 const driver = require(path.join(dist, 'src', 'driver'));
 const policy = require(path.join(dist, 'src', 'driver', 'policy.js'));
 
-fs.mkdirSync(out, { recursive: true });
-const fragments = sharedHelp();
-for (const f of fs.readdirSync(path.join(root, 'nodes'))) {
-  if (f.endsWith('.html')) fs.writeFileSync(path.join(out, f), expandShared(fs.readFileSync(path.join(root, 'nodes', f), 'utf8'), f, fragments));
+const { editorFragments, targetLabels } = require(path.join(dist, 'src', 'editor', 'target-form.js'));
+// the help's shared parts, and the editor's parts built from the nodes' own declarations
+const fragments = { ...sharedHelp(), ...editorFragments() };
+/** what the build adds to a node's en-US catalog: isolation-target's form labels, from its field list */
+const generated = { 'isolation-target': { 'isolation-target': { label: targetLabels() } } };
+const sources = path.join(root, 'src', 'nodes');
+/** the texts every node's catalog holds (status keys), by language: src/nodes/common/locales/<lang>/*.json */
+const commonLocales = path.join(sources, 'common', 'locales');
+const common = {};
+for (const lang of fs.readdirSync(commonLocales)) {
+  common[lang] = {};
+  for (const f of fs.readdirSync(path.join(commonLocales, lang))) Object.assign(common[lang], JSON.parse(fs.readFileSync(path.join(commonLocales, lang, f), 'utf8')));
 }
-fs.cpSync(path.join(root, 'nodes', 'locales'), path.join(out, 'locales'), { recursive: true });
-// the help lives in locales/<lang>/<type>.html, where Node-RED looks for it (and a translation can
-// replace it): its shared parts are filled in the same way
-for (const lang of fs.readdirSync(path.join(out, 'locales'))) {
-  const dir = path.join(out, 'locales', lang);
-  for (const f of fs.readdirSync(dir)) {
-    if (f.endsWith('.html')) fs.writeFileSync(path.join(dir, f), expandShared(fs.readFileSync(path.join(dir, f), 'utf8'), `locales/${lang}/${f}`, fragments));
-  }
+fs.cpSync(commonLocales, path.join(out, 'common', 'locales'), { recursive: true });
+
+/**
+ * Each node's folder (src/nodes/<type>/) beside its built .js: the editor HTML, the icons and the
+ * locales. HTML (the editor's and the help in locales/<lang>/<type>.html, where Node-RED looks for
+ * it and a translation can replace it) has its shared parts filled in; each catalog
+ * (locales/<lang>/<type>.json) gets the common texts of its language.
+ */
+function copyNode(type) {
+  const from = path.join(sources, type);
+  const to = path.join(out, type);
+  const walk = (rel) => {
+    for (const entry of fs.readdirSync(path.join(from, rel), { withFileTypes: true })) {
+      const r = path.join(rel, entry.name);
+      if (entry.isDirectory()) {
+        walk(r);
+        continue;
+      }
+      if (entry.name.endsWith('.ts')) continue;
+      const target = path.join(to, r);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      if (entry.name.endsWith('.html')) {
+        fs.writeFileSync(target, expandShared(fs.readFileSync(path.join(from, r), 'utf8'), `${type}/${r}`, fragments));
+      } else if (entry.name === `${type}.json` && path.basename(path.dirname(path.dirname(r))) === 'locales') {
+        const lang = path.basename(path.dirname(r));
+        const catalog = JSON.parse(fs.readFileSync(path.join(from, r), 'utf8'));
+        const own = lang === 'en-US' && generated[type] ? generated[type][type] : {};
+        catalog[type] = { ...catalog[type], label: { ...(own.label ?? {}), ...(catalog[type].label ?? {}) } };
+        fs.writeFileSync(target, JSON.stringify({ ...catalog, ...(common[lang] ?? {}) }, null, 2) + '\n');
+      } else {
+        fs.copyFileSync(path.join(from, r), target);
+      }
+    }
+  };
+  walk('.');
 }
-fs.cpSync(path.join(root, 'icons'), path.join(out, 'icons'), { recursive: true });
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+for (const type of Object.keys(pkg['node-red'].nodes)) copyNode(type);
 // the package's command (package.json `bin`), runnable from a checkout too
 fs.chmodSync(path.join(dist, 'src', 'bin', 'sudoers.js'), 0o755);
 
@@ -78,28 +116,48 @@ const data = {
   MAX_DURATION: policy.MAX_DURATION,
   MAX_EXCEPTIONS: policy.MAX_EXCEPTIONS,
 };
-const resources = path.join(root, 'resources');
-fs.mkdirSync(resources, { recursive: true });
-fs.writeFileSync(
-  path.join(resources, 'driver-rules.js'),
-  `/* Generated by scripts/copy-assets.js from the driver (src/editor/rules.ts, src/driver): do not edit.
- * window.hostIsolationRules: the driver's input checks (each returns null or a message) and data. */
+
+/** A script for the browser that runs the bundle of `entry` and then `then` (with `main`, the entry's exports). */
+function browserScript(header, entry, then) {
+  return `${header}
 (function () {
   'use strict';
-  var defs = ${bundle(path.join(dist, 'src', 'editor', 'rules.js'))};
+  var defs = ${bundle(entry)};
   var cache = [];
   function load(id) {
     if (cache[id]) return cache[id].exports;
     var module = (cache[id] = { exports: {} });
     defs[id][0].call(module.exports, module, module.exports, function (req) {
-      if (!(req in defs[id][1])) throw new Error('driver-rules: unknown module ' + req);
+      if (!(req in defs[id][1])) throw new Error('host isolation: unknown module ' + req);
       return load(defs[id][1][req]);
     });
     return module.exports;
   }
-  var rules = load(0);
-  var data = ${JSON.stringify(data)};
-  window.hostIsolationRules = Object.assign({}, rules, data);
+  var main = load(0);
+${then}
 })();
-`,
+`;
+}
+
+const resources = path.join(root, 'resources');
+fs.mkdirSync(resources, { recursive: true });
+fs.writeFileSync(
+  path.join(resources, 'driver-rules.js'),
+  browserScript(
+    `/* Generated by scripts/copy-assets.js from the driver (src/editor/rules.ts, src/driver): do not edit.
+ * window.hostIsolationRules: the driver's input checks (each returns null or a message) and data. */`,
+    path.join(dist, 'src', 'editor', 'rules.js'),
+    `  var data = ${JSON.stringify(data)};
+  window.hostIsolationRules = Object.assign({}, main, data);`,
+  ),
+);
+// the editor's shared code (window.hostIsolation), written in TypeScript: src/editor/editor.ts
+fs.writeFileSync(
+  path.join(resources, 'editor.js'),
+  browserScript(
+    `/* Generated by scripts/copy-assets.js from src/editor/editor.ts (with the nodes' migrations): do not edit.
+ * window.hostIsolation: the nodes' shared editor code, over window.hostIsolationRules (driver-rules.js). */`,
+    path.join(dist, 'src', 'editor', 'editor.js'),
+    '  void main;',
+  ),
 );

@@ -38,3 +38,9 @@ export function portRange(text: string): [number, number] | null {
 export function cgroupSegmentsOk(path: string): boolean {
   return path.split('/').every((seg) => seg !== '.' && seg !== '..');
 }
+
+/**
+ * The servers a preset may open its port to (policy.ts's serversSchema, and the editor's check of
+ * a target's server lists): at most `max` a kind, none wider than /minPrefix of its family.
+ */
+export const SERVER_LIMITS = { minPrefix: { 4: 16, 6: 48 }, max: 32 } as const;

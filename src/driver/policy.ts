@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { HostNotAllowedError, ValidationError } from './errors';
 import { parseAddr } from './net';
-import { CGROUP_PATH, cgroupSegmentsOk, HOST_NAME, LOGIN_NAME, portRange, TABLE_NAME, UNIT_NAME, USER_NAME } from './patterns';
+import { CGROUP_PATH, cgroupSegmentsOk, HOST_NAME, LOGIN_NAME, portRange, SERVER_LIMITS, TABLE_NAME, UNIT_NAME, USER_NAME } from './patterns';
 
 /** ICMP types an exception may name. Each maps to its number per family; a name missing in a family does not apply there. */
 export const ICMP_TYPES: Record<string, { v4?: number; v6?: number }> = {
@@ -167,12 +167,12 @@ export const wallSchema = z
 const serverListSchema = z
   .array(addrSchema)
   .min(1, 'name at least one server, or leave the list out to read them from the host')
-  .max(32)
+  .max(SERVER_LIMITS.max)
   .superRefine((list, ctx) => {
     for (const a of list) {
       const [base, len] = a.split('/');
-      if (len !== undefined && Number(len) < (base.includes(':') ? 48 : 16)) {
-        ctx.addIssue({ code: 'custom', message: `${a} is too wide for a server: at most /16 (IPv4) or /48 (IPv6)` });
+      if (len !== undefined && Number(len) < SERVER_LIMITS.minPrefix[base.includes(':') ? 6 : 4]) {
+        ctx.addIssue({ code: 'custom', message: `${a} is too wide for a server: at most /${SERVER_LIMITS.minPrefix[4]} (IPv4) or /${SERVER_LIMITS.minPrefix[6]} (IPv6)` });
       }
     }
   });

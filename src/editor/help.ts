@@ -1,7 +1,7 @@
 /**
  * The parts of the nodes' help that are the same for every node, in one place, built from the
  * driver at build time: scripts/copy-assets.js replaces each `<!-- #shared NAME -->` in
- * nodes/*.html with `sharedHelp()[NAME]`. The state's fields come from the driver's own state
+ * the nodes' help (src/nodes/<type>/locales/<lang>/<type>.html) with `sharedHelp()[NAME]`. The state's fields come from the driver's own state
  * object, the presets from its preset table, the error codes from ERROR_MEANINGS (typed by the
  * driver's ErrorCode: a code added there does not compile until it is described here).
  */

@@ -9,7 +9,7 @@
  * Each check returns null when the value passes, else a short message for the editor.
  */
 import { parseAddr } from '../driver/net';
-import { CGROUP_PATH, cgroupSegmentsOk, HOST_NAME, LOGIN_NAME, portRange, UNIT_NAME, USER_NAME } from '../driver/patterns';
+import { CGROUP_PATH, cgroupSegmentsOk, HOST_NAME, LOGIN_NAME, portRange, SERVER_LIMITS, UNIT_NAME, USER_NAME } from '../driver/patterns';
 
 export type Problem = string | null;
 export type IcmpTypes = Record<string, { v4?: number; v6?: number }>;
@@ -160,6 +160,26 @@ export function listProblem(list: unknown, what: 'cidrs' | 'hosts'): Problem {
     if (s === '' || parseAddr(s)) continue;
     if (what === 'hosts' && isHostName(s)) continue;
     return `${JSON.stringify(s)} is not ${what === 'hosts' ? 'a host name, an IP or a CIDR' : 'an IP address or CIDR'}`;
+  }
+  return null;
+}
+
+/**
+ * A target's servers of one kind (DNS, NTP, LDAP), as the driver's serversSchema takes them: IP
+ * addresses or networks no wider than the driver's SERVER_LIMITS (/16, /48), at most its maximum
+ * of entries. Empty: read from the host.
+ */
+export function serversProblem(list: unknown): Problem {
+  if (list === undefined || list === null || list === '') return null;
+  const items = (Array.isArray(list) ? list : String(list).split(/[\n,]/)).map((raw) => String(raw).trim()).filter((s) => s !== '');
+  if (items.length > SERVER_LIMITS.max) return `at most ${SERVER_LIMITS.max} servers`;
+  for (const s of items) {
+    const p = parseAddr(s);
+    if (!p) return `${JSON.stringify(s)} is not an IP address or CIDR`;
+    const len = p.text.split('/')[1];
+    if (len !== undefined && Number(len) < SERVER_LIMITS.minPrefix[p.family]) {
+      return `${JSON.stringify(s)} is too wide for a server: at most /${SERVER_LIMITS.minPrefix[4]} (IPv4) or /${SERVER_LIMITS.minPrefix[6]} (IPv6)`;
+    }
   }
   return null;
 }

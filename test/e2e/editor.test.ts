@@ -93,6 +93,61 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     await page.click('#node-config-dialog-cancel');
   });
 
+  it("shows a stored private key as stored, never as Node-RED's __PWRD__, and sends only a key typed in its box", async () => {
+    const targetId = await page.evaluate(() => {
+      let id = '';
+      RED.nodes.eachConfig((n) => {
+        if (!id && n.type === 'isolation-target') id = n.id;
+      });
+      return id;
+    });
+    assert.ok(targetId, 'a deployed target (with a stored key: scripts/demo.ts)');
+    // a dialog still closing closes the next one: wait until the last one is gone
+    const closed = () => page.waitForSelector('#node-config-input-knownHosts', { state: 'detached' });
+    await closed();
+    await page.evaluate((id) => RED.editor.editConfig('', 'isolation-target', id), targetId);
+    const box = page.locator('#node-config-input-privateKeyText');
+    // the credential's own input, hidden: read in the page (where Node-RED reads it on save)
+    const hidden = {
+      inputValue: () => page.evaluate(() => (document.getElementById('node-config-input-privateKey') as HTMLInputElement | null)?.value ?? '(none)'),
+      isVisible: () => page.evaluate(() => {
+        const el = document.getElementById('node-config-input-privateKey');
+        return !!el && getComputedStyle(el).display !== 'none';
+      }),
+    };
+    const note = page.locator('#node-config-input-privateKeyStored');
+    await box.waitFor({ state: 'visible' });
+    assert.equal(await box.inputValue(), '', 'the box does not show the marker');
+    assert.ok(await note.isVisible(), 'the note says a key is stored');
+    assert.match(await note.innerText(), /A key is stored \(not shown\)\. Paste a new key to replace it, or remove it/);
+    assert.equal(await hidden.inputValue(), '__PWRD__', 'left alone, Node-RED keeps the stored key');
+    assert.ok(!(await hidden.isVisible()), "the credential's own input is hidden");
+    await page.screenshot({ path: shot('isolation-target-key-stored.png') });
+    // the marker typed into the box is not a key: flagged, and the stored key is kept
+    await box.fill('__PWRD__');
+    assert.ok(await box.evaluate((el) => el.classList.contains('input-error')), 'the marker flagged');
+    assert.equal(await hidden.inputValue(), '__PWRD__');
+    await box.fill('-----BEGIN OPENSSH PRIVATE KEY-----\nnew\n-----END OPENSSH PRIVATE KEY-----');
+    assert.equal(await hidden.inputValue(), '-----BEGIN OPENSSH PRIVATE KEY-----\nnew\n-----END OPENSSH PRIVATE KEY-----', 'a pasted key replaces it');
+    assert.ok(!(await note.isVisible()), 'no stored note while a new key is in the box');
+    await box.fill('');
+    assert.equal(await hidden.inputValue(), '__PWRD__', 'emptied again: the stored key is kept');
+    await page.click('#node-config-input-privateKeyStored .nrhi-key-remove');
+    assert.equal(await hidden.inputValue(), '', 'remove: the stored key is deleted on save');
+    assert.ok(!(await note.isVisible()));
+    await page.click('#node-config-dialog-cancel');
+    await closed();
+    // saved untouched: the stored key stays, nothing is sent as a key
+    await page.evaluate((id) => RED.editor.editConfig('', 'isolation-target', id), targetId);
+    await box.waitFor({ state: 'visible' });
+    await page.waitForTimeout(300);
+    await page.click('#node-config-dialog-ok');
+    await closed();
+    const creds = await page.evaluate((id) => (RED.nodes.node(id) as { credentials?: Record<string, unknown> }).credentials ?? {}, targetId);
+    assert.equal(creds.has_privateKey, true, 'still stored');
+    assert.notEqual(creds.privateKey, '__PWRD__', 'the marker is never taken for a key');
+  });
+
   /**
    * Ticks a checkbox of an edit tray. While the tray is still settling, a click can land and be
    * undone by the tray's own setup (seen on Node-RED 5 in a loaded run): click until it holds.
@@ -132,6 +187,7 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     const node = await page.evaluate((nid) => RED.nodes.node(nid), id);
     assert.ok((node.presets as string[]).includes('icmp'));
     assert.equal(node.allowOverrides, true, 'the msg overrides checkbox is saved');
+    assert.equal(node.version, 1, 'saved at the current config version (the example had none)');
     // a new node: no preset, and the message does not decide
     const defaults = await page.evaluate(() => {
       const d = (RED.nodes.getType('isolate-host') as unknown as { defaults: Record<string, { value: unknown }> }).defaults;
@@ -157,6 +213,9 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
         tgt: v({ id: 'hand-tgt', type: 'isolation-target', host: '198.18.0.2', username: 'isolator', knownHosts: '198.18.0.2 ssh-ed25519 AAAA', sudo: true }),
         badTgt: v({ id: 'hand-tgt2', type: 'isolation-target', host: '198.18.0.256', username: 'isolator', knownHosts: 'x', timeout: 'soon', managementCidrs: ['198.18.0.0/33'] }),
         bad: v({ id: 'hand-bad', type: 'isolate-host', target: '', presets: ['ssh', 'telnet'], exceptions: [{ direction: 'in', proto: 'tcp', port: 99999 }], duration: '' }),
+        // DNS servers wider than the driver's limit (/16, /48) fail in the editor as at deploy
+        wideDns: v({ id: 'hand-tgt3', type: 'isolation-target', host: '198.18.0.2', username: 'isolator', knownHosts: 'k', dnsServers: ['10.0.0.0/8'], ldapServers: ['2001:db8::/32'] }),
+        okDns: v({ id: 'hand-tgt4', type: 'isolation-target', host: '198.18.0.2', username: 'isolator', knownHosts: 'k', dnsServers: ['10.1.0.0/16', '198.18.0.53'], ntpServers: ['2001:db8:1::/48'] }),
         svc: v({ id: 'hand-svc', type: 'exception-set', target: '', op: 'add', exceptions: [{ direction: 'in', proto: 'tcp' }, { direction: 'in', proto: 'any', unit: 'edr-agent.service' }] }),
       };
     });
@@ -166,6 +225,10 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     assert.ok(verdicts.bad.errors.some((e) => /unknown preset telnet/.test(e)), JSON.stringify(verdicts.bad.errors));
     assert.equal(verdicts.svc.valid, false, 'exception-set checks its rows with the same rules');
     assert.ok(verdicts.svc.errors.some((e) => /exception 2: unit exceptions are outbound only/.test(e)), JSON.stringify(verdicts.svc.errors));
+    assert.equal(verdicts.wideDns.valid, false, 'a /8 DNS server is refused');
+    assert.ok(verdicts.wideDns.errors.some((e) => /^DNS servers: "10\.0\.0\.0\/8" is too wide for a server: at most \/16 \(IPv4\) or \/48 \(IPv6\)/.test(e)), JSON.stringify(verdicts.wideDns.errors));
+    assert.ok(verdicts.wideDns.errors.some((e) => /^LDAP servers: "2001:db8::\/32" is too wide/.test(e)), JSON.stringify(verdicts.wideDns.errors));
+    assert.deepEqual(verdicts.okDns, { valid: true, errors: [] }, 'servers within /16 and /48 pass');
     assert.equal(verdicts.badTgt.valid, false);
     for (const re of [/host must be an IP address or a DNS host name/, /^timeout: must be a number/, /^management CIDRs: "198.18.0.0\/33" is not an IP address or CIDR/]) {
       assert.ok(verdicts.badTgt.errors.some((e) => re.test(e)), `${re}: ${JSON.stringify(verdicts.badTgt.errors)}`);

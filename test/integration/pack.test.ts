@@ -61,11 +61,11 @@ describe('the packed module, installed as the palette manager installs it', func
 
   it('npm pack builds the code into the tarball, and nothing else of the repository', () => {
     for (const t of TYPES) {
-      assert.ok(packed.includes(`dist/src/nodes/${t}.js`), `${t}.js packed`);
-      assert.ok(packed.includes(`dist/src/nodes/${t}.html`), `${t}.html packed`);
-      assert.ok(packed.includes(`dist/src/nodes/locales/en-US/${t}.json`), `${t} locale packed`);
+      assert.ok(packed.includes(`dist/src/nodes/${t}/${t}.js`), `${t}.js packed`);
+      assert.ok(packed.includes(`dist/src/nodes/${t}/${t}.html`), `${t}.html packed`);
+      assert.ok(packed.includes(`dist/src/nodes/${t}/locales/en-US/${t}.json`), `${t} locale packed`);
     }
-    for (const f of ['dist/src/driver/index.js', 'resources/driver-rules.js', 'resources/editor.js', 'dist/src/nodes/icons/isolate-host.svg', 'examples/01-alert-to-isolation.json', 'package.json', 'README.md', 'LICENSE']) {
+    for (const f of ['dist/src/driver/index.js', 'resources/driver-rules.js', 'resources/editor.js', 'dist/src/nodes/isolate-host/icons/isolate-host.svg', 'examples/01-alert-to-isolation.json', 'package.json', 'README.md', 'LICENSE']) {
       assert.ok(packed.includes(f), `${f} packed`);
     }
     const allowed = /^(dist\/src\/|resources\/|examples\/|icons\/|README\.md$|LICENSE$|package\.json$)/;
@@ -106,7 +106,7 @@ describe('the packed module, installed as the palette manager installs it', func
       it('npm install <tarball> puts a real copy and its dependencies in the user dir', () => {
         const installed = path.join(userDir, 'node_modules', ...MODULE.split('/'));
         assert.ok(!fs.lstatSync(installed).isSymbolicLink(), 'a copy, not a link to the repository');
-        assert.ok(fs.existsSync(path.join(installed, 'dist', 'src', 'nodes', 'isolate-host.js')));
+        assert.ok(fs.existsSync(path.join(installed, 'dist', 'src', 'nodes', 'isolate-host', 'isolate-host.js')));
         for (const dep of ['node-ssh', 'ssh2', 'zod', 'ipaddr.js']) assert.ok(fs.existsSync(path.join(userDir, 'node_modules', dep, 'package.json')), `${dep} installed`);
         for (const dev of ['node-red', 'typescript', 'mocha']) assert.ok(!fs.existsSync(path.join(userDir, 'node_modules', dev)), `${dev} (dev) not installed`);
         const pkg = JSON.parse(fs.readFileSync(path.join(userDir, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };

@@ -83,6 +83,22 @@ describe('editor rules from the driver', function () {
     assert.match(String(rules.hostProblem('1.2.3')), /IP address or a DNS host name/);
   });
 
+  it("a target's server lists: the driver's verdict, its width limit (/16, /48) and its count included", () => {
+    const samples = ['10.0.0.0/8', '10.0.0.0/16', '10.1.0.0/15', '198.18.0.53', '2001:db8::/32', '2001:db8::/48', '2001:db8::/47', '::ffff:10.0.0.0/104', '::ffff:10.0.0.0/112', 'ns1.example', '1.2.3', '0.0.0.0/0', '198.18.0.0/24'];
+    const entry = fc.oneof(fc.constantFrom(...samples), fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 33 })).map(([a, l]) => `${a}/${l}`), fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 129 })).map(([a, l]) => `${a}/${l}`));
+    fc.assert(
+      fc.property(fc.array(entry, { minLength: 1, maxLength: 36 }), (list) => {
+        const driverOk = targetSchema.safeParse({ host: 'h', username: 'u', password: 'p', knownHosts: 'k', servers: { dns: list } }).success;
+        assert.equal(rules.serversProblem(list) === null, driverOk, `${JSON.stringify(list)}: driver ${driverOk ? 'accepts' : 'refuses'}, editor says ${rules.serversProblem(list)}`);
+      }),
+      { numRuns: RUNS },
+    );
+    assert.match(String(rules.serversProblem(['10.0.0.0/8'])), /"10.0.0.0\/8" is too wide for a server: at most \/16 \(IPv4\) or \/48 \(IPv6\)/);
+    assert.match(String(rules.serversProblem(['2001:db8::/32'])), /too wide/);
+    assert.equal(rules.serversProblem(['10.1.0.0/16', '2001:db8:1::/48', '198.18.0.53']), null);
+    assert.equal(rules.serversProblem([]), null, 'empty: read from the host');
+  });
+
   it('number fields accept blank, as the runtime defaults them, and say what is wrong otherwise', () => {
     for (const blank of [undefined, null, '', '  ']) assert.equal(rules.numberProblem(blank, 0.1, 600, false), null);
     assert.equal(rules.numberProblem('20', 0.1, 600, false), null);
@@ -112,9 +128,9 @@ describe('editor rules from the driver', function () {
 
 describe('editor HTML and help', () => {
   // a node's editor HTML and its help (locales/en-US/<type>.html), as Node-RED serves them together
-  const both = (dir: string, type: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, `${sub}${type}.html`), 'utf8')).join('\n');
+  const both = (dir: string, type: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, type, `${sub}${type}.html`), 'utf8')).join('\n');
   const built = (type: string) => both(path.join(REPO_ROOT, 'dist', 'src', 'nodes'), type);
-  const source = (type: string) => both(path.join(REPO_ROOT, 'nodes'), type);
+  const source = (type: string) => both(path.join(REPO_ROOT, 'src', 'nodes'), type);
 
   it('every action node help lists the driver state fields and every error code, from one source', () => {
     for (const type of ACTION_NODES) {
@@ -141,8 +157,8 @@ describe('editor HTML and help', () => {
 
   it('the help of every node lives in locales/en-US/<type>.html, where Node-RED looks for it (and a translation can take its place)', () => {
     for (const type of [...ACTION_NODES, 'isolation-target']) {
-      const editor = fs.readFileSync(path.join(REPO_ROOT, 'nodes', `${type}.html`), 'utf8');
-      const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'locales', 'en-US', `${type}.html`), 'utf8');
+      const editor = fs.readFileSync(path.join(REPO_ROOT, 'src', 'nodes', type, `${type}.html`), 'utf8');
+      const help = fs.readFileSync(path.join(REPO_ROOT, 'src', 'nodes', type, 'locales', 'en-US', `${type}.html`), 'utf8');
       assert.ok(!editor.includes('data-help-name'), `${type}: no help inline in the editor HTML`);
       assert.match(help, new RegExp(`^<script type="text/html" data-help-name="${type}">`), `${type}: its help`);
     }

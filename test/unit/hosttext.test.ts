@@ -22,10 +22,10 @@ import {
   VerifyFailedError,
 } from '../../src/driver';
 import { MAX_EXEC_OUTPUT, nftError } from '../../src/driver/transport';
-import { MAX_STATUS_TEXT, sharedDriver } from '../../src/nodes/shared';
-import targetNode from '../../src/nodes/isolation-target';
-import isolateNode from '../../src/nodes/isolate-host';
-import statusNode from '../../src/nodes/isolation-status';
+import { MAX_STATUS_TEXT, sharedDriver } from '../../src/nodes/common';
+import targetNode from '../../src/nodes/isolation-target/isolation-target';
+import isolateNode from '../../src/nodes/isolate-host/isolate-host';
+import statusNode from '../../src/nodes/isolation-status/isolation-status';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const catchNode = require('@node-red/nodes/core/common/25-catch.js');
 

@@ -2,7 +2,7 @@
 import { strict as assert } from 'assert';
 import { jumpSchema, targetSchema, validate, ValidationError } from '../../src/driver';
 import { Bastions, ConnectionPool } from '../../src/driver/transport';
-import { targetOf, type TargetNode } from '../../src/nodes/shared';
+import { targetOf, type TargetNode } from '../../src/nodes/common';
 
 const jump = { host: '198.19.0.2', username: 'jump', privateKey: 'JKEY', knownHosts: '198.19.0.2 ssh-ed25519 AAAA' };
 const target = { host: '198.18.0.2', username: 'isolator', privateKey: 'KEY', knownHosts: '198.18.0.2 ssh-ed25519 AAAA' };

@@ -10,16 +10,16 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProtectedUnresolvedError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
-import { driverOptions, SETTINGS } from '../../src/nodes/settings';
+import { driverOptions, SETTINGS } from '../../src/nodes/common';
 import { REPO_ROOT } from '../lab/nodered';
-import { sharedDriver } from '../../src/nodes/shared';
+import { sharedDriver } from '../../src/nodes/common';
 
 const driver = sharedDriver();
-import targetNode from '../../src/nodes/isolation-target';
-import isolateNode from '../../src/nodes/isolate-host';
-import unisolateNode from '../../src/nodes/unisolate-host';
-import statusNode from '../../src/nodes/isolation-status';
-import exceptionSetNode from '../../src/nodes/exception-set';
+import targetNode from '../../src/nodes/isolation-target/isolation-target';
+import isolateNode from '../../src/nodes/isolate-host/isolate-host';
+import unisolateNode from '../../src/nodes/unisolate-host/unisolate-host';
+import statusNode from '../../src/nodes/isolation-status/isolation-status';
+import exceptionSetNode from '../../src/nodes/exception-set/exception-set';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const catchNode = require('@node-red/nodes/core/common/25-catch.js');
 
@@ -603,7 +603,7 @@ describe('nodes', function () {
     };
     assert.deepEqual(Object.keys(effective).sort(), Object.keys(SETTINGS).sort());
     const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');
-    const help = fs.readFileSync(path.join(REPO_ROOT, 'nodes', 'locales', 'en-US', 'isolation-target.html'), 'utf8');
+    const help = fs.readFileSync(path.join(REPO_ROOT, 'src', 'nodes', 'isolation-target', 'locales', 'en-US', 'isolation-target.html'), 'utf8');
     for (const [name, value] of Object.entries(effective)) {
       assert.equal(Number(new RegExp(`${name}: (\\d+),`).exec(docs)?.[1]), value, `docs/operations.md: ${name}`);
       assert.equal(Number(new RegExp(`<code>${name}</code>\\s*\\([^)]*?(\\d+)\\)`).exec(help)?.[1]), value, `help: ${name}`);

@@ -169,11 +169,12 @@ describe('sudoers lines generated from the host scripts', () => {
   });
 
   describe('the help', () => {
-    const sources = fs.readdirSync(path.join(REPO_ROOT, 'nodes')).filter((f) => f.endsWith('.html'));
-    // a node's editor HTML and its help (locales/en-US/<type>.html)
-    const both = (dir: string, f: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, `${sub}${f}`), 'utf8')).join('\n');
+    // each node's folder, src/nodes/<type>/ (common/ holds no node)
+    const sources = fs.readdirSync(path.join(REPO_ROOT, 'src', 'nodes')).filter((t) => t !== 'common' && !t.includes('.')).map((t) => `${t}.html`);
+    // a node's editor HTML and its help (locales/en-US/<type>.html), in its folder
+    const both = (dir: string, f: string) => ['', 'locales/en-US/'].map((sub) => fs.readFileSync(path.join(dir, f.replace(/\.html$/, ''), `${sub}${f}`), 'utf8')).join('\n');
     const built = (f: string) => both(path.join(REPO_ROOT, 'dist', 'src', 'nodes'), f);
-    const source = (f: string) => both(path.join(REPO_ROOT, 'nodes'), f);
+    const source = (f: string) => both(path.join(REPO_ROOT, 'src', 'nodes'), f);
 
     it('shows no bare nft line: only the generated lines, from the same source', () => {
       for (const f of sources) {

@@ -1,0 +1,27 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { Exception, ExceptionOp } from '../../driver';
+import { arrayField, handleInput, sharedDriver, startConfig } from '../common';
+import { MIGRATIONS } from './migrations';
+
+interface ExceptionSetConfig extends NodeDef {
+  target: string;
+  op?: ExceptionOp;
+  exceptions?: Exception[];
+}
+
+export = function (RED: NodeAPI): void {
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
+  function ExceptionSetNode(this: Node, saved: ExceptionSetConfig) {
+    RED.nodes.createNode(this, saved);
+    const config = startConfig(this, saved, MIGRATIONS);
+    const exceptions = Array.isArray(config.exceptions) ? config.exceptions : [];
+    handleInput(
+      RED,
+      this,
+      config.target,
+      (target, msg, info) => driver.setExceptions(target, (msg.op ?? config.op ?? 'add') as ExceptionOp, [...exceptions, ...arrayField(msg, 'exceptions')], info),
+      'exception-set',
+    );
+  }
+  RED.nodes.registerType('exception-set', ExceptionSetNode);
+};

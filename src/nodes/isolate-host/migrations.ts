@@ -1,0 +1,23 @@
+/** isolate-host's saved configs, version by version (see common/migrate.ts). */
+import { fillDefaults, type Migration } from '../common/migrate';
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    why:
+      'versions begin: a config saved without one gets, for each field it leaves out, the value the pack then used ' +
+      '(no preset: since be675c3 a node without presets has none, no longer ["ssh"]; allowOverrides off: msg fields ' +
+      'count only when ticked; verify on)',
+    up: fillDefaults({
+      presets: [],
+      exceptions: [],
+      mode: 'enforce',
+      duration: 0,
+      verify: true,
+      force: false,
+      wall: '',
+      persist: false,
+      allowOverrides: false,
+    }),
+  },
+];

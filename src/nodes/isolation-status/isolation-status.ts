@@ -1,0 +1,28 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { ValidationError } from '../../driver';
+import { handleInput, sharedDriver, startConfig } from '../common';
+import { MIGRATIONS } from './migrations';
+
+export = function (RED: NodeAPI): void {
+  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
+  function IsolationStatusNode(this: Node, saved: NodeDef & { target: string; check?: boolean }) {
+    RED.nodes.createNode(this, saved);
+    const config = startConfig(this, saved, MIGRATIONS);
+    handleInput(
+      RED,
+      this,
+      config.target,
+      async (target, msg) => {
+        // the preflight on request: msg.check, else the node's option (checked before anything is sent)
+        if (msg.check !== undefined && msg.check !== null && typeof msg.check !== 'boolean') {
+          throw new ValidationError('msg.check must be true or false', [{ path: 'msg.check', message: 'not a boolean' }]);
+        }
+        const state = await driver.status(target);
+        const check = typeof msg.check === 'boolean' ? msg.check : config.check === true;
+        return check ? { ...state, capabilities: await driver.capabilities(target) } : state;
+      },
+      'status',
+    );
+  }
+  RED.nodes.registerType('isolation-status', IsolationStatusNode);
+};

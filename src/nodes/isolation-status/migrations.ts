@@ -1,0 +1,6 @@
+/** isolation-status's saved configs, version by version (see common/migrate.ts). */
+import { fillDefaults, type Migration } from '../common/migrate';
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, why: 'versions begin: no preflight unless asked (check off)', up: fillDefaults({ check: false }) },
+];
