@@ -127,9 +127,13 @@ export function targetProblem(node: TargetNode): IsolationError | null {
  * Resolves the target's protected names and its jump host's name when the flow starts, in the
  * shared driver, which keeps them refreshed until the config node closes. A name that never
  * resolved is logged on the config node; the nodes that use the target show it in their status.
+ * The target's key, if it has a passphrase, is decrypted here too (IsolationDriver.prepareKey).
  */
 export function prepareProtection(node: TargetNode, driver: IsolationDriver): Promise<IsolationError | null> {
   const target = targetOf(node, true);
+  // a key with a passphrase is decrypted now, once, in a worker: not on the path of an alert,
+  // and never on the runtime's event loop (a wrong passphrase is the same error an action gives)
+  driver.prepareKey(target).catch((err: unknown) => node.error(err instanceof Error ? err.message : String(err)));
   const ready = driver.prepareProtection(target).then(
     () => null,
     (err: unknown) => {
