@@ -146,7 +146,7 @@ export class IsolationDriver {
   }
 
   /**
-   * What the host can do (preflight.ts), asked now in one exec; the answer is also what the next
+   * What the host can do (host/preflight.ts), asked now in one exec; the answer is also what the next
    * isolate on this connection goes by.
    */
   async capabilities(targetInput: TargetInput): Promise<Capabilities> {

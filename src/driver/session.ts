@@ -208,7 +208,7 @@ export class HostSession {
   }
 
   /**
-   * What the host can do (preflight.ts): the isolate gate, asked in the first isolate of each
+   * What the host can do (host/preflight.ts): the isolate gate, asked in the first isolate of each
    * connection and then known; `full` asks the full check now, and it is what the connection knows next.
    */
   capabilities(mode: 'gate' | 'full' = 'gate'): Promise<Capabilities> {

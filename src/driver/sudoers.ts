@@ -1,6 +1,6 @@
 /**
  * The sudoers lines a sudo (non-root) account needs, generated from the commands the host scripts
- * themselves run (hostscript.ts: NFT_CMD, SS_KILL, ROOT_COMMANDS), never written by hand: the
+ * themselves run (host/commands.ts: NFT_CMD, SS_KILL, ROOT_COMMANDS), never written by hand: the
  * README, the nodes' help, the lab and the `node-red-host-isolation-sudoers` command all print
  * this. Each command's shell text is evaluated as the script's shell would (quotes removed, `$t`
  * the table, `$G` the guard's directory, ...) and pinned to exactly that command line: a literal

@@ -13,7 +13,7 @@ import { sudoersLines } from '../driver/sudoers';
 import { notIsolated } from '../driver/state';
 import type { Exception } from '../driver/policy';
 
-/** What each error code means, for the help and the README. */
+/** What each error code means, for the help and docs/nodes.md. */
 export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   VALIDATION: 'an input field failed its schema (<code>err.issues</code> lists each); nothing was sent',
   HOST_NOT_ALLOWED: "the host is not on the target's allowlist; nothing was connected",
@@ -116,7 +116,7 @@ ${(Object.entries(ERROR_MEANINGS) as [ErrorCode, string][]).map(([c, m]) => `   
       <code>isolator</code>, what every sudo target needs:
       <pre>${html(sudoersLines({ user: 'isolator', table: DEFAULT_TABLE, features: ['isolate'] }).join('\n'))}</pre>
       The lines for your user and table, with those <code>persist</code>, the self-healing guard and the
-      systemd release timer need, are printed by <code>${SUDOERS_COMMAND}</code> (README: <i>Preparing a real host</i>).
+      systemd release timer need, are printed by <code>${SUDOERS_COMMAND}</code> (docs/preparing-hosts.md; <code>node-red-host-isolation-host-setup</code> prints a whole set-up script).
       Never a bare <code>nft</code> line without its arguments: it lets the account read any file as root
       (<code>sudo nft -f /etc/shadow</code> prints its lines).`,
     cgroupv2: cgroupv2Text(),

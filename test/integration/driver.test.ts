@@ -261,7 +261,7 @@ describe('driver on the lab host', function () {
         return [what, execs.callCount];
       };
       // cold adds the connect (and its one read of SSH_CONNECTION) and the preflight of the first
-      // isolate on a connection (preflight.ts): the action itself is still one exec
+      // isolate on a connection (host/preflight.ts): the action itself is still one exec
       assert.deepEqual(await count('cold isolate', () => d.isolate(target, { verify: false })), ['cold isolate', 3]);
       await d.unisolate(target);
       const exc = [{ direction: 'in' as const, proto: 'tcp' as const, port: 9443 }];

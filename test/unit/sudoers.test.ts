@@ -50,7 +50,7 @@ describe('sudoers lines generated from the host scripts', () => {
     const scripts = { sudoApply: COMMANDS.sudoApply, sudoStatus: COMMANDS.sudoStatus, sudoNft: COMMANDS.sudoNft, preflight: PREFLIGHT.sudo };
     for (const [name, script] of Object.entries(scripts)) {
       const unpinned = sudoCommands(script).filter((c) => c !== ssInScript && !pinned.has(c));
-      assert.deepEqual(unpinned, [], `${name} runs these as root but no sudoers feature grants them: make each a constant of ROOT_COMMANDS (hostscript.ts)`);
+      assert.deepEqual(unpinned, [], `${name} runs these as root but no sudoers feature grants them: make each a constant of ROOT_COMMANDS (host/commands.ts)`);
     }
     const run = new Set(sudoCommands(COMMANDS.sudoApply));
     const unused = [...pinned].filter((c) => !run.has(c) && !Object.values(SS_KILL).includes(c as never));

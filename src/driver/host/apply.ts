@@ -249,7 +249,7 @@ export function scriptError(host: string, code: number | null, stderr: string): 
   if (code === EXIT.BOOT_UNIT) {
     return new PrivilegeError(
       host,
-      `cannot write the boot unit in ${BOOT_UNIT_DIR} (root, or sudo rights for tee, mv, ln and rm on it, see the README)${stderr ? `: ${stderr}` : ''}`,
+      `cannot write the boot unit in ${BOOT_UNIT_DIR} (root, or sudo rights for tee, mv, ln and rm on it, see docs/preparing-hosts.md)${stderr ? `: ${stderr}` : ''}`,
     );
   }
   if (code === EXIT.SHORT_INPUT || code === EXIT.BAD_INPUT) {

@@ -389,7 +389,7 @@ function limitsOf(c: Capabilities): string[] {
   else if (c.sudo?.ss === false) out.push('open connections cannot be cut (sudo refuses `ss -K`): they are frozen by the drop rules');
   else if (c.ss.kernelDestroy === false) out.push('open connections cannot be cut (kernel without CONFIG_INET_DIAG_DESTROY): they are frozen by the drop rules');
   if (c.systemd.unitDir === false) out.push('persist: no systemd (/etc/systemd/system)');
-  else if (c.sudo?.persist === false) out.push('persist: sudo does not allow the boot unit lines (see the README)');
+  else if (c.sudo?.persist === false) out.push('persist: sudo does not allow the boot unit lines (see docs/preparing-hosts.md, or run node-red-host-isolation-host-setup)');
   if (c.systemd.running === false) out.push('release timers are detached processes of the SSH session (no systemd running)');
   if (c.nftablesConf.flushesRuleset === true && c.nftablesConf.serviceEnabled === true) {
     out.push('nftables.service loads /etc/nftables.conf, which flushes the ruleset: a restart of it removes the isolation');
@@ -412,7 +412,7 @@ export interface Needs {
 export function refusal(host: string, c: Capabilities, needs: Needs): IsolationError | null {
   const version = c.nft.version ?? undefined;
   if (c.nft.present === false) return new NftMissingError(host, 'preflight: no nft on PATH (with /usr/sbin and /sbin)');
-  if (c.sudo?.nft === false) return new PrivilegeError(host, 'preflight: sudo -n refused `nft -j -f -` (see the README for the sudoers lines)');
+  if (c.sudo?.nft === false) return new PrivilegeError(host, 'preflight: sudo -n refused `nft -j -f -` (docs/preparing-hosts.md, or node-red-host-isolation-sudoers, prints the sudoers lines)');
   if (c.nft.json === false) {
     return new UnsupportedError(host, 'take a libnftables JSON batch (nft -j)', 'the pack sends every change as one JSON transaction; install an nft built with JSON support (Debian: nftables)', 'preflight: nft -j -f - failed', version);
   }

@@ -24,7 +24,7 @@ export = function (RED: NodeAPI): void {
   const credentials = Object.fromEntries(CREDENTIAL_FIELDS.map((k) => [k, { type: 'password' }])) as Record<keyof TargetCredentials, { type: 'password' }>;
   RED.nodes.registerType('isolation-target', IsolationTargetNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1], {
     credentials,
-    // runtime settings (settings.js), e.g. isolationTargetMaxConcurrent: see settings.ts and the README
+    // runtime settings (settings.js), e.g. isolationTargetMaxConcurrent: see common/settings.ts and docs/operations.md
     settings: settingsDeclaration(),
   } as Parameters<NodeAPI['nodes']['registerType']>[2]);
 };
