@@ -74,22 +74,24 @@ export interface ProtectionOptions {
   refreshMs?: number;
 }
 
-export class ProtectionCheck {
-  private own: Own | null = null;
+/**
+ * The protected names a deployed target holds, resolved when its flow starts and kept: looked up
+ * again every `refreshMs` (a few at a time), a failed lookup keeping the last good addresses, a
+ * name nobody holds or asked about for an hour forgotten. What ProtectionCheck checks against.
+ */
+class KeptNames {
   private readonly names = new Map<string, NameEntry>();
-  /** the addresses each jump host was seen from by the hosts behind it (their SSH_CONNECTION) */
-  private readonly jumpSeen = new Map<string, Set<string>>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing = false;
-  private readonly refreshMs: number;
 
   constructor(
-    private readonly resolve: Resolver = systemResolver,
-    private readonly interfaces: () => NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces,
-    private readonly hostname: () => string = os.hostname,
-    opts: ProtectionOptions = {},
-  ) {
-    this.refreshMs = Math.max(10, opts.refreshMs ?? PROTECT_REFRESH_MS);
+    private readonly resolve: Resolver,
+    private readonly refreshMs: number,
+  ) {}
+
+  /** Why a name is not resolved, as last seen. */
+  why(name: string): string | undefined {
+    return this.names.get(name)?.why;
   }
 
   /**
@@ -105,7 +107,6 @@ export class ProtectionCheck {
       return e && e.addrs === null ? [{ name: n, why: e.why }] : [];
     });
   }
-
   /** The names of a target that is gone (its config node closed): kept a while, no longer held. */
   release(names: readonly string[]): void {
     for (const n of new Set(names.map((s) => s.toLowerCase()))) {
@@ -113,11 +114,124 @@ export class ProtectionCheck {
       if (e && e.holders > 0) e.holders--;
     }
   }
-
   /** The kept addresses of a protected name (null: never resolved; undefined: not kept). */
   kept(name: string): string[] | null | undefined {
     const e = this.names.get(name.toLowerCase());
     return e ? (e.addrs?.map((a) => a.text) ?? null) : undefined;
+  }
+  /** Stops the background refresh (it starts again at the next use). */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+  /** The kept addresses of a protected name; looked up now when it is new, or never resolved and not tried lately. */
+  async addrsOf(name: string, ms: number): Promise<ParsedAddr[] | null> {
+    const e = this.entry(name);
+    e.used = Date.now();
+    if (e.addrs === null && (e.pending || Date.now() - e.at >= RETRY_UNRESOLVED_MS)) await this.lookupName(e, name, ms);
+    return e.addrs;
+  }
+  private entry(name: string): NameEntry {
+    let e = this.names.get(name);
+    if (!e) {
+      e = { addrs: null, why: 'not resolved yet', at: 0, used: Date.now(), holders: 0 };
+      this.names.set(name, e);
+      if (this.names.size > MAX_NAMES) {
+        for (const [n, old] of this.names) {
+          if (old.holders === 0 && old !== e) {
+            this.names.delete(n);
+            break;
+          }
+        }
+      }
+    }
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.refresh(), this.refreshMs);
+      this.timer.unref();
+    }
+    return e;
+  }
+  /** Looks the name up (one lookup at a time per name, waited for at most `ms`); a failure keeps the last good addresses. */
+  private lookupName(e: NameEntry, name: string, ms: number): Promise<void> {
+    if (!e.pending) {
+      e.at = Date.now();
+      const p = bounded(this.resolve(name), MAX_RESOLVE_MS, name).then(
+        (list) => {
+          const addrs = list.flatMap((a) => parseAddr(a) ?? []);
+          if (addrs.length > 0) e.addrs = addrs;
+          else e.why = 'it resolves to no address';
+        },
+        (err: unknown) => {
+          e.why = err instanceof TimeoutError ? `no answer within ${MAX_RESOLVE_MS} ms` : String((err as Error).message).replace(/^.*? unreachable: /, '');
+        },
+      );
+      e.pending = p.finally(() => {
+        e.pending = undefined;
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([e.pending, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+  }
+  /** Every kept name again (a few at a time); names nobody holds or asked about for an hour are forgotten. */
+  private async refresh(): Promise<void> {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      const now = Date.now();
+      const todo: [string, NameEntry][] = [];
+      for (const [n, e] of this.names) {
+        if (e.holders === 0 && now - e.used > IDLE_NAME_MS) this.names.delete(n);
+        else todo.push([n, e]);
+      }
+      if (this.names.size === 0) this.close();
+      for (let i = 0; i < todo.length; i += REFRESH_PARALLEL) {
+        await Promise.all(todo.slice(i, i + REFRESH_PARALLEL).map(([n, e]) => this.lookupName(e, n, MAX_RESOLVE_MS)));
+      }
+    } finally {
+      this.refreshing = false;
+    }
+  }
+}
+
+export class ProtectionCheck {
+  private own: Own | null = null;
+  private readonly names: KeptNames;
+  /** the addresses each jump host was seen from by the hosts behind it (their SSH_CONNECTION) */
+  private readonly jumpSeen = new Map<string, Set<string>>();
+
+  constructor(
+    private readonly resolve: Resolver = systemResolver,
+    private readonly interfaces: () => NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces,
+    private readonly hostname: () => string = os.hostname,
+    opts: ProtectionOptions = {},
+  ) {
+    this.names = new KeptNames(resolve, Math.max(10, opts.refreshMs ?? PROTECT_REFRESH_MS));
+  }
+
+
+
+
+  /**
+   * Resolves the protected names now (each bounded) and keeps them, refreshed, until `release`.
+   * Returns the names that have never resolved (with why): their target refuses every isolation.
+   */
+  prepare(names: readonly string[], timeoutMs = MAX_RESOLVE_MS): Promise<{ name: string; why: string }[]> {
+    return this.names.prepare(names, timeoutMs);
+  }
+
+  /** The names of a target that is gone (its config node closed): kept a while, no longer held. */
+  release(names: readonly string[]): void {
+    this.names.release(names);
+  }
+
+  /** The kept addresses of a protected name (null: never resolved; undefined: not kept). */
+  kept(name: string): string[] | null | undefined {
+    return this.names.kept(name);
+  }
+
+  /** Stops the background refresh (it starts again at the next use). */
+  close(): void {
+    this.names.close();
   }
 
   /** A host behind `jump` saw the connection come from `addr`: that is an address of the jump host too. */
@@ -166,10 +280,10 @@ export class ProtectionCheck {
     // the alert's name (resolved once, here) and the kept addresses of the protected names, in parallel
     const resolving = ip ? Promise.resolve([ip]) : bounded(this.resolve(host), ms, host).then((list) => list.flatMap((a) => parseAddr(a) ?? []));
     resolving.catch(() => undefined); // answered below, after the protected names
-    const named = await Promise.all(listed.map((l) => this.addrsOf(l.name, ms).then((a) => ({ ...l, addrs: a }))));
+    const named = await Promise.all(listed.map((l) => this.names.addrsOf(l.name, ms).then((a) => ({ ...l, addrs: a }))));
     // fail closed: what a name that never resolved protects is not known (this comes first: it is the target's problem)
     const unknown = named.find((n) => n.addrs === null);
-    if (unknown) throw new ProtectedUnresolvedError(unknown.name, unknown.role, this.names.get(unknown.name)?.why ?? 'not resolved');
+    if (unknown) throw new ProtectedUnresolvedError(unknown.name, unknown.role, this.names.why(unknown.name) ?? 'not resolved');
     const addrs = await resolving;
     for (const n of named) for (const a of n.addrs!) rules.push({ addr: a, why: `${n.why} (${a.text})` });
     if (!ip && addrs.length === 0) throw new UnreachableError(host, 'the name resolves to no address');
@@ -188,82 +302,10 @@ export class ProtectionCheck {
     return list.flatMap((a) => parseAddr(a) ?? [])[0]?.text;
   }
 
-  /** Stops the background refresh (it starts again at the next use). */
-  close(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
 
-  /** The kept addresses of a protected name; looked up now when it is new, or never resolved and not tried lately. */
-  private async addrsOf(name: string, ms: number): Promise<ParsedAddr[] | null> {
-    const e = this.entry(name);
-    e.used = Date.now();
-    if (e.addrs === null && (e.pending || Date.now() - e.at >= RETRY_UNRESOLVED_MS)) await this.lookupName(e, name, ms);
-    return e.addrs;
-  }
 
-  private entry(name: string): NameEntry {
-    let e = this.names.get(name);
-    if (!e) {
-      e = { addrs: null, why: 'not resolved yet', at: 0, used: Date.now(), holders: 0 };
-      this.names.set(name, e);
-      if (this.names.size > MAX_NAMES) {
-        for (const [n, old] of this.names) {
-          if (old.holders === 0 && old !== e) {
-            this.names.delete(n);
-            break;
-          }
-        }
-      }
-    }
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.refresh(), this.refreshMs);
-      this.timer.unref();
-    }
-    return e;
-  }
 
-  /** Looks the name up (one lookup at a time per name, waited for at most `ms`); a failure keeps the last good addresses. */
-  private lookupName(e: NameEntry, name: string, ms: number): Promise<void> {
-    if (!e.pending) {
-      e.at = Date.now();
-      const p = bounded(this.resolve(name), MAX_RESOLVE_MS, name).then(
-        (list) => {
-          const addrs = list.flatMap((a) => parseAddr(a) ?? []);
-          if (addrs.length > 0) e.addrs = addrs;
-          else e.why = 'it resolves to no address';
-        },
-        (err: unknown) => {
-          e.why = err instanceof TimeoutError ? `no answer within ${MAX_RESOLVE_MS} ms` : String((err as Error).message).replace(/^.*? unreachable: /, '');
-        },
-      );
-      e.pending = p.finally(() => {
-        e.pending = undefined;
-      });
-    }
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([e.pending, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
-  }
 
-  /** Every kept name again (a few at a time); names nobody holds or asked about for an hour are forgotten. */
-  private async refresh(): Promise<void> {
-    if (this.refreshing) return;
-    this.refreshing = true;
-    try {
-      const now = Date.now();
-      const todo: [string, NameEntry][] = [];
-      for (const [n, e] of this.names) {
-        if (e.holders === 0 && now - e.used > IDLE_NAME_MS) this.names.delete(n);
-        else todo.push([n, e]);
-      }
-      if (this.names.size === 0) this.close();
-      for (let i = 0; i < todo.length; i += REFRESH_PARALLEL) {
-        await Promise.all(todo.slice(i, i + REFRESH_PARALLEL).map(([n, e]) => this.lookupName(e, n, MAX_RESOLVE_MS)));
-      }
-    } finally {
-      this.refreshing = false;
-    }
-  }
 
   /** The controller's own addresses and names, read again every few seconds. */
   private ownNow(): Own {
