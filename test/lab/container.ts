@@ -355,6 +355,28 @@ export async function timeTableBack(h: ContainerHost, table: string, cmd: string
   return Number(r.stdout.trim());
 }
 
+/**
+ * The driver target for container `h` as root with its login key (or, `as: 'sudo'`, as SUDO_USER
+ * with sudo: addSudoUser first), on `table`, `extra` over it. Typed loosely, as labTarget is.
+ */
+export function containerTarget(h: ContainerHost, table: string, extra: Record<string, unknown> = {}, as: 'root' | 'sudo' = 'root') {
+  return {
+    host: h.v4,
+    username: as === 'root' ? 'root' : SUDO_USER,
+    ...(as === 'sudo' ? { sudo: true } : {}),
+    privateKey: h.privateKey,
+    knownHosts: h.knownHosts,
+    table,
+    timeoutMs: 15_000,
+    ...extra,
+  };
+}
+
+/** Whether systemd unit `unit` (a name with its suffix) is active inside the container. */
+export async function unitActive(h: ContainerHost, unit: string): Promise<boolean> {
+  return (await h.exec(['systemctl', 'is-active', unit])).stdout.trim() === 'active';
+}
+
 /** the sudo account the README's "Preparing a real host" creates */
 export const SUDO_USER = 'isolator';
 

@@ -15,6 +15,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { DEFAULT_TABLE } from '../../src/driver/policy';
 import { sudoersLines, type SudoersFeature } from '../../src/driver/sudoers';
+import { missing, skipOrFail, type Need } from './need';
 
 export const PREFIX = 'nrhi-';
 
@@ -302,6 +303,14 @@ async function waitListen(ns: string, port: number, timeoutMs: number): Promise<
   }
 }
 
+/** What createLab builds (see there). */
+export interface LabOptions {
+  hosts?: number;
+  subnet?: number;
+  hostOffsets?: number[];
+  bastion?: boolean;
+}
+
 /**
  * `hosts` lab hosts at 198.18.N.(10+i) unless `hostOffsets` says otherwise; `subnet` picks N
  * (random and unused by default). The controller is .1, the peer .3, the silent sink .4.
@@ -309,7 +318,7 @@ async function waitListen(ns: string, port: number, timeoutMs: number): Promise<
  * (front leg 198.19.N.2, controller 198.19.N.1; its other leg 198.18.N.2 on the bridge) that runs
  * its own sshd and forwards nothing at the IP layer: the hosts are reachable only through it.
  */
-export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[]; bastion?: boolean } = {}): Promise<Lab> {
+export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const avail = labAvailable();
   if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
@@ -860,13 +869,10 @@ export function labTarget(lab: Lab, i: number, table: string, timeoutMs: number,
 }
 
 /**
- * For a mocha `before` hook: skips the suite when the lab cannot be built here, but with
- * CI=true fails it instead, so that a CI run never counts a skipped integration suite as passing.
+ * For a mocha `before` hook: skips the suite (pending, the reason printed) when the lab or one of
+ * `extra` (containers, a browser) cannot be had here, but with CI=true fails it instead, so that a
+ * CI run never counts a skipped integration suite as passing. Suites use `useLab` (fixtures.ts).
  */
-export function requireLab(ctx: { skip(): void }, extra?: { ok: boolean; why: string }): void {
-  const avail = labAvailable();
-  const why = !avail.ok ? avail.why : extra && !extra.ok ? extra.why : undefined;
-  if (why === undefined) return;
-  if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${why}`);
-  ctx.skip();
+export function requireLab(ctx: Mocha.Context, ...extra: Need[]): void {
+  skipOrFail(ctx, 'lab', missing(labAvailable(), ...extra));
 }
