@@ -22,6 +22,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { strict as assert } from 'assert';
 import type { ExecResult, Lab } from './lab';
+import { stopChild } from './proc';
 import { DEFAULT_TABLE } from '../../src/driver/policy';
 import { sudoersLines } from '../../src/driver/sudoers';
 
@@ -295,14 +296,7 @@ export async function createContainer(lab: Lab, suite: Suite, index: number, opt
     async powerOff() {
       const p = nspawn;
       if (!p || p.exitCode !== null || p.signalCode !== null) return;
-      await new Promise<void>((resolve) => {
-        const hard = setTimeout(() => p.kill('SIGKILL'), 20_000);
-        p.once('exit', () => {
-          clearTimeout(hard);
-          resolve();
-        });
-        p.kill('SIGTERM');
-      });
+      await stopChild(p, 20_000);
       init = 0;
     },
     async reboot() {

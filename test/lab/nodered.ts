@@ -15,6 +15,7 @@ import * as os from 'os';
 import * as path from 'path';
 import type { Lab } from './lab';
 import { skipOrFail } from './need';
+import { stopChild } from './proc';
 
 export interface NodeRed {
   url: string;
@@ -242,17 +243,7 @@ export async function startNodeRed(opts: StartOptions = {}): Promise<NodeRed> {
       // let the nodes start
       await new Promise((res) => setTimeout(res, 300));
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      });
-    },
+    stop: () => stopChild(child, 5000),
   };
 }
 
