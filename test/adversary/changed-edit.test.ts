@@ -8,37 +8,29 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import type { IsolateRequestInput } from '../../src/driver/policy';
-import { createLab, requireLab, type Closable, type Lab } from '../lab/lab';
+import { dropTables, teardown, useDriver, useLab } from '../lab/fixtures';
+import type { Closable } from '../lab/lab';
 
 const TABLE = 'nrhi_edit';
 
 describe('adversary: an in-place edit of the table is a change', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
+  const lab = useLab({ hosts: 1 });
+  const driver = useDriver({ verifyWindowS: 5 });
   let target: TargetInput;
   let c2: Closable[] = [];
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
+  before(async () => {
     const h = lab.hosts[0];
     target = { host: h.v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
-    driver = new IsolationDriver({ verifyWindowS: 5 });
     // the attacker's C2 on the peer
     c2 = [await lab.listen(lab.peer.ns, 7301), await lab.listen(lab.peer.ns, 7302)];
   });
-
-  after(async () => {
+  teardown(() => {
     for (const c of c2) c.close();
-    await driver?.close();
-    await lab?.close();
   });
 
-  afterEach(async () => {
-    if (!lab) return;
-    await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-  });
+  afterEach(() => dropTables(lab, TABLE, [0]));
 
   const host = () => lab.hosts[0];
   /** root on the host (its own view: sshd's namespaces) runs nft */

@@ -10,7 +10,8 @@ import { nftInput } from '../../src/driver/host/apply';
 import { renderIsolate, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { connect } from '../../src/driver/transport';
 import { validate, targetSchema, type Exception } from '../../src/driver/policy';
-import { createLab, requireLab, SUDOERS_LINES, type Lab } from '../lab/lab';
+import { dropTables, useDriver, useLab } from '../lab/fixtures';
+import { SUDOERS_LINES } from '../lab/lab';
 
 const TABLE = 'nrhi_adv';
 
@@ -29,30 +30,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('adversary: containment against the host it contains', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
+  const lab = useLab({ hosts: 1 });
+  const driver = useDriver({ verifyWindowS: 5 });
   let target: TargetInput;
   /** a second address on the peer: the host's real DNS/NTP/LDAP server (the attacker is the peer's .3) */
   let server: string;
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
+  before(() => {
     const h = lab.hosts[0];
     target = { host: h.v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
-    driver = new IsolationDriver({ verifyWindowS: 5 });
     server = lab.server.v4;
   });
 
-  after(async () => {
-    await driver?.close();
-    await lab?.close();
-  });
-
   afterEach(async () => {
-    if (!lab) return;
-    await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', 'other_tool']).catch(() => undefined);
+    await dropTables(lab, TABLE, [0]);
+    await dropTables(lab, 'other_tool', [0]);
     await lab.nft(lab.peer.ns, ['delete', 'table', 'inet', 'nrhi_count']).catch(() => undefined);
   });
 

@@ -18,8 +18,7 @@ import * as http from 'http';
 import * as path from 'path';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { wiredExamples } from '../../scripts/demo';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { startNodeRed, type NodeRed } from '../lab/nodered';
+import { teardown, useLab, useNodeRed } from '../lab/fixtures';
 
 const TABLE = 'node_red_isolation';
 /** the sweep's time to live on the page, in seconds (the example's default is 60) */
@@ -56,18 +55,15 @@ const sweptAt = (page: string) => /id="swept" data-at="(\d+)"/.exec(page)?.[1];
 
 describe('the fleet page of example 05 under attack: release token, page names, one sweep per period', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let red: NodeRed;
+  const lab = useLab({ hosts: 3, tables: [TABLE] });
+  const red = useNodeRed();
   let port: number;
   let countFile: string;
   /** the name the operator serves the page under (the allowlist), and an attacker's rebinding name */
   let good: { host: string; origin: string };
   let evil: { host: string; origin: string };
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 3 });
-    red = await startNodeRed();
+  before(async () => {
     port = Number(new URL(red.url).port);
     good = { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` };
     evil = { host: `rebind.attacker.example:${port}`, origin: `http://rebind.attacker.example:${port}` };
@@ -102,13 +98,7 @@ describe('the fleet page of example 05 under attack: release token, page names, 
     await lab.wrapNft(0, `echo x >> ${countFile}\nexec "$REAL_NFT" "$@"`);
   });
 
-  after(async () => {
-    await lab?.wrapNft(0, null).catch(() => undefined);
-    await red?.stop();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
-  });
+  teardown(() => lab.wrapNft(0, null).catch(() => undefined));
 
   const nftCalls = () => fs.readFileSync(countFile, 'utf8').split('\n').filter(Boolean).length;
   const onHost = async (i: number) => (await lab.exec(lab.hosts[i].ns, ['nft', 'list', 'table', 'inet', TABLE])).code === 0;

@@ -16,8 +16,9 @@ import * as path from 'path';
 import { Server, utils, type ServerChannel } from 'ssh2';
 import { IsolationDriver, IsolationError, MAX_ERROR_MESSAGE, MAX_HOST_TEXT, targetSchema, validate, type HostState, type TargetInput } from '../../src/driver';
 import { COMMANDS, connect, MAX_EXEC_OUTPUT } from '../../src/driver/transport';
-import { createLab, requireLab, type Lab, labTarget } from '../lab/lab';
-import { httpAnswerNodes, httpIn, startNodeRed, type NodeRed } from '../lab/nodered';
+import { noUnhandledRejections, teardown, useLab, useNodeRed } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
+import { httpAnswerNodes, httpIn } from '../lab/nodered';
 
 const TABLE = 'nrhi_flood';
 const MiB = 1024 * 1024;
@@ -215,10 +216,12 @@ describe('a host that floods: against an in-process SSH server', function () {
 
 describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime', function () {
   this.timeout(240_000);
-  let lab: Lab;
+  const lab = useLab({ hosts: 2, tables: [TABLE] });
+  noUnhandledRejections();
+  teardown(async () => {
+    for (const h of lab.hosts) await lab.wrapNft(h.index, null).catch(() => undefined);
+  });
   const TIMEOUT_MS = 8000;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown) => unhandled.push(reason);
   const target = (i: number, extra: Partial<TargetInput> = {}): TargetInput => labTarget(lab, i, TABLE, TIMEOUT_MS, extra);
   const procs = (i: number) => lab.processes(lab.hosts[i].ns);
   const sshdCount = (i: number) => procs(i).filter((c) => c.startsWith('sshd')).length;
@@ -243,22 +246,6 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
     assert.ok(!procs(i).includes('sleep'), 'no release or rollback timer armed');
   };
 
-  before(async function () {
-    requireLab(this);
-    process.on('unhandledRejection', onUnhandled);
-    lab = await createLab({ hosts: 2 });
-  });
-  after(async () => {
-    process.removeListener('unhandledRejection', onUnhandled);
-    for (const h of lab?.hosts ?? []) {
-      await lab.wrapNft(h.index, null).catch(() => undefined);
-      await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    }
-    await lab?.close();
-  });
-  afterEach(() => {
-    assert.deepEqual(unhandled, [], 'no unhandled rejection');
-  });
 
   for (const [name, script] of FLOODS) {
     it(`nft floods ${name}: isolate fails with OUTPUT_LIMIT in time and memory, the host stays whole, work goes on`, async () => {
@@ -341,7 +328,7 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
   });
 
   describe('in a real Node-RED runtime', () => {
-    let red: NodeRed;
+    const red = useNodeRed({ flows: () => flows() });
     const auditFile = () => path.join(red.userDir, 'audit.jsonl');
     /** the resident set of a process (0 once it is gone: a runtime that died is caught by the asserts) */
     const rssOf = (pid: number) => {
@@ -381,14 +368,6 @@ describe('a host that floods: real lab hosts, the driver, and a Node-RED runtime
       return nodes.map((n) => (n.id === 'audit' ? { ...n, filename: auditFile() } : n)).map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
     };
 
-    before(async () => {
-      red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
-      await red.deploy(flows());
-    });
-    after(async () => {
-      await red?.stop();
-      if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
-    });
 
     it('an isolate-host against a flooding host ends in OUTPUT_LIMIT at a Catch node; the runtime serves HTTP throughout', async () => {
       assert.equal((await red.request('GET', '/ping')).body, 'pong');

@@ -14,8 +14,8 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
 import { GUARD_DIR, TIMER_DIR } from '../../src/driver/host/commands';
-import { addSudoUser, asNobody, containerAvailable, createContainer, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, type ContainerHost } from '../lab/container';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { addSudoUser, asNobody, containerTarget, guardSuites, readmeGuardSudoers, removeSudoUser, unitActive, type ContainerHost } from '../lab/container';
+import { useContainers, useDriver } from '../lab/fixtures';
 
 const TABLE = 'nrhi_gl';
 const UNIT = `nrhi-guard-${TABLE}`;
@@ -29,23 +29,10 @@ const suites = guardSuites();
 
 describe('adversary: the guard lock is root\'s, its waits fit the time left, a stalled guard says so (issue 20, item 1)', function () {
   this.timeout(300_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  const hosts: ContainerHost[] = [];
+  const { lab, hosts } = useContainers(suites);
+  const driver = useDriver({ verifyWindowS: WINDOW_S });
 
-  before(async function () {
-    requireLab(this, containerAvailable());
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver({ verifyWindowS: WINDOW_S });
-    for (const [i, suite] of suites.entries()) hosts.push(await createContainer(lab, suite, i));
-  });
-  after(async () => {
-    await driver?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
-  });
-
-  const guardActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `${UNIT}.service`])).stdout.trim() === 'active';
+  const guardActive = (h: ContainerHost) => unitActive(h, `${UNIT}.service`);
   const reaches = (h: ContainerHost) => lab.tryConnect(lab.peer.ns, h.v4, PORT, 800);
   /** root on the host holds the guard's lock (a bounded 61 s) until release() (flock and its sleep: the sleep holds it too) */
   const holdAsRoot = async (h: ContainerHost) => {
@@ -58,15 +45,7 @@ describe('adversary: the guard lock is root\'s, its waits fit the time left, a s
     for (const user of ['root', 'sudo'] as const) {
       describe(`${suite}, ${user} SSH user`, () => {
         const h = () => hosts[i];
-        const target = (): TargetInput => ({
-          host: h().v4,
-          username: user === 'root' ? 'root' : SUDO_USER,
-          ...(user === 'sudo' ? { sudo: true } : {}),
-          privateKey: h().privateKey,
-          knownHosts: h().knownHosts,
-          table: TABLE,
-          timeoutMs: 15_000,
-        });
+        const target = (): TargetInput => containerTarget(h(), TABLE, {}, user);
         let listener: { close(): void } | null = null;
         let holder: { release(): Promise<unknown> } | null = null;
         before(async () => {

@@ -9,10 +9,10 @@
  * (another controller's change, through the apply script) is never tampering.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type TargetInput } from '../../src/driver';
+import type { TargetInput } from '../../src/driver';
 import { renderIsolate, type StateDoc } from '../../src/driver/ruleset';
-import { containerAvailable, createContainer, guardSuites, type ContainerHost } from '../lab/container';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { containerTarget, guardSuites, unitActive, type ContainerHost } from '../lab/container';
+import { useContainers, useDriver } from '../lab/fixtures';
 
 const TABLE = 'nrhi_gt';
 const UNIT = `nrhi-guard-${TABLE}`;
@@ -23,31 +23,16 @@ const suites = guardSuites();
 
 describe('adversary: root rewrites the table past the guard (issue 20, item 2)', function () {
   this.timeout(300_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  let other: IsolationDriver;
-  const hosts: ContainerHost[] = [];
+  const { hosts } = useContainers(suites);
+  const driver = useDriver();
+  const other = useDriver();
 
-  before(async function () {
-    requireLab(this, containerAvailable());
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-    other = new IsolationDriver();
-    for (const [i, suite] of suites.entries()) hosts.push(await createContainer(lab, suite, i));
-  });
-  after(async () => {
-    await driver?.close();
-    await other?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
-  });
-
-  const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
+  const targetOf = (h: ContainerHost): TargetInput => containerTarget(h, TABLE);
 
   for (const [i, suite] of suites.entries()) {
     describe(suite, () => {
       const h = () => hosts[i];
-      const guardActive = async () => (await h().exec(['systemctl', 'is-active', `${UNIT}.service`])).stdout.trim() === 'active';
+      const guardActive = () => unitActive(h(), `${UNIT}.service`);
       const liveGen = async () => {
         const line = (await h().exec(['nft', 'list', 'set', 'inet', TABLE, 'gen'])).stdout;
         const gen = Number(/elements = \{ (0x[0-9a-f]+|\d+) \}/.exec(line)?.[1]);

@@ -8,9 +8,10 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IsolationDriver, type HostState, type TargetInput } from '../../src/driver';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, startNodeRed, type NodeRed } from '../lab/nodered';
+import type { HostState, TargetInput } from '../../src/driver';
+import { useDriver, useLab, useNodeRed } from '../lab/fixtures';
+import type { Lab } from '../lab/lab';
+import { httpAnswerNodes } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 const UNIT = `/etc/systemd/system/node-red-isolation-${TABLE}.service`;
@@ -114,10 +115,11 @@ function lines(file: string): Record<string, unknown>[] {
 
 describe('adversary: the message tries to weaken the containment (real runtime, real lab host)', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let red: NodeRed;
+  const lab = useLab({ hosts: 2, tables: [TABLE] });
+  // quiet whatever NRHI_NODERED_LOG says: the runtime's own output is what `log` reads
+  const red = useNodeRed({ quiet: true });
+  const driver = useDriver();
   let log = '';
-  let driver: IsolationDriver;
   const files = () => ({ audit: path.join(red.userDir, 'audit.jsonl'), status: path.join(red.userDir, 'status.jsonl') });
   /** the controller's own view of a lab host, as root, on a connection of its own */
   const root = (i: number): TargetInput => ({ host: lab.hosts[i].v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, knownHosts: lab.hosts[i].knownHosts, timeoutMs: 15_000 });
@@ -143,27 +145,15 @@ describe('adversary: the message tries to weaken the containment (real runtime, 
     }
   };
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 2 });
-    red = await startNodeRed();
+  before(async () => {
     red.process.stdout?.on('data', (d) => (log += d));
     red.process.stderr?.on('data', (d) => (log += d));
     await red.deploy(flows(lab, files()));
-    driver = new IsolationDriver();
   });
 
   afterEach(async () => {
     // each test starts from free hosts: unisolate also cancels release timers and removes a boot unit
-    for (let i = 0; i < (lab?.hosts.length ?? 0); i++) await driver.unisolate(root(i)).catch(() => undefined);
-  });
-
-  after(async () => {
-    await red?.stop();
-    await driver?.close();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
+    for (let i = 0; i < lab.hosts.length; i++) await driver.unisolate(root(i)).catch(() => undefined);
   });
 
   const attack = (lab: Lab) => ({

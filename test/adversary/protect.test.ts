@@ -10,7 +10,7 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
 import { errorCode } from '../lab/errors';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { dropTables, useLab } from '../lab/fixtures';
 
 const TABLE = 'nrhi_adv_protect';
 
@@ -23,19 +23,11 @@ async function prepare(d: IsolationDriver, t: TargetInput): Promise<string> {
 
 describe('adversary: protected hosts that DNS, rebinding or the bastion would expose', function () {
   this.timeout(180_000);
-  let lab: Lab;
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 2, bastion: true });
-  });
+  const lab = useLab({ hosts: 2, bastion: true });
   afterEach(async () => {
-    await lab?.bastion?.configure();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    if (lab?.bastion) await lab.nft(lab.bastion.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-  });
-  after(async () => {
-    await lab?.close();
+    await lab.bastion?.configure();
+    await dropTables(lab, TABLE);
+    if (lab.bastion) await lab.nft(lab.bastion.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
   });
 
   const jump = () => {

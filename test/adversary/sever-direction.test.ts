@@ -8,37 +8,29 @@
  * direction.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type TargetInput } from '../../src/driver';
+import type { TargetInput } from '../../src/driver';
 import type { Exception } from '../../src/driver/policy';
-import { createLab, requireLab, type Connection, type Closable, type Lab } from '../lab/lab';
+import { dropTables, useDriver, useLab } from '../lab/fixtures';
+import type { Closable, Connection } from '../lab/lab';
 
 const TABLE = 'nrhi_sevdir';
 const NOBODY = 65534;
 
 describe('adversary: severing keeps each exception\'s own direction only', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
+  const lab = useLab({ hosts: 1 });
+  const driver = useDriver();
   let target: TargetInput;
   const open: (Connection | Closable)[] = [];
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
+  before(() => {
     const h = lab.hosts[0];
     target = { host: h.v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
-    driver = new IsolationDriver();
-  });
-
-  after(async () => {
-    await driver?.close();
-    await lab?.close();
   });
 
   afterEach(async () => {
     for (const c of open.splice(0)) c.close();
-    if (!lab) return;
-    await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+    await dropTables(lab, TABLE, [0]);
   });
 
   const host = () => lab.hosts[0];

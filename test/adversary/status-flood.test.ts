@@ -16,7 +16,8 @@ import { COMMANDS } from '../../src/driver/host/programs';
 import { statusInput } from '../../src/driver/host/status';
 import { renderList } from '../../src/driver/ruleset';
 import { OBSERVED_TOP } from '../../src/driver/state';
-import { createLab, requireLab, type Lab, labTarget } from '../lab/lab';
+import { teardown, useLab } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_sflood';
 const KiB = 1024;
@@ -27,7 +28,7 @@ const ANSWER_BUDGET = 128 * KiB;
 
 describe('a local user floods the dynamic sets: status, setMode and isolate still read the host', function () {
   this.timeout(180_000);
-  let lab: Lab;
+  const lab = useLab({ hosts: 1, tables: [TABLE] });
   let target: TargetInput;
   const drivers: IsolationDriver[] = [];
   const driver = () => {
@@ -35,18 +36,12 @@ describe('a local user floods the dynamic sets: status, setMode and isolate stil
     drivers.push(d);
     return d;
   };
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
-    target = labTarget(lab, 0, TABLE, 60_000);
-  });
-  after(async () => {
+  teardown(async () => {
     for (const d of drivers) await d.close().catch(() => undefined);
-    if (lab) {
-      await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-      await lab.close();
-    }
+  });
+
+  before(() => {
+    target = labTarget(lab, 0, TABLE, 60_000);
   });
 
   /** `count` datagrams as uid 65534 from the host to the peer: to ports from..from+count-1, or `count` to one port */

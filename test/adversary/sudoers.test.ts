@@ -11,7 +11,8 @@
 import { strict as assert } from 'assert';
 import { randomBytes } from 'crypto';
 import { IsolationDriver } from '../../src/driver';
-import { PREFIX, createLab, labTarget, requireLab, SUDOERS_LINES, type ExecResult, type Lab } from '../lab/lab';
+import { teardown, useLab } from '../lab/fixtures';
+import { PREFIX, labTarget, SUDOERS_LINES, type ExecResult } from '../lab/lab';
 import { rootCommands, sudoersLines, SUDOERS_FEATURES } from '../../src/driver/sudoers';
 import { SS_NOTHING } from '../../src/driver/host/preflight';
 
@@ -20,7 +21,7 @@ const ALL = [...SUDOERS_FEATURES];
 
 describe('adversary: the sudo account and its generated sudoers lines', function () {
   this.timeout(120_000);
-  let lab: Lab;
+  const lab = useLab({ hosts: 1 });
   let user: string;
   let file: string;
   /** a root-only file under the host's own /etc, holding a token no other file has */
@@ -32,9 +33,12 @@ describe('adversary: the sudo account and its generated sudoers lines', function
   /** whether sudo's policy allows exactly this command line (sudo -l runs nothing) */
   const allowed = async (argv: string[]) => (await asUser(['sudo', '-n', '-l', ...argv])).code === 0;
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
+  // undone before the lab goes (also when the set-up below fails half-way)
+  teardown(async () => {
+    await lab.hostFile(0, secret, null).catch(() => undefined);
+    await lab.hostFile(0, file, `${SUDOERS_LINES(user)}\n`).catch(() => undefined);
+  });
+  before(async () => {
     user = lab.users.sudo.username;
     file = `/etc/sudoers.d/${PREFIX}${lab.id}`;
     await lab.hostFile(0, file, `${sudoersLines({ user, table: TABLE, features: ALL }).join('\n')}\n`);
@@ -43,13 +47,6 @@ describe('adversary: the sudo account and its generated sudoers lines', function
     await lab.hostFile(0, secret, `${token}\n`);
     assert.equal((await lab.hostExec(0, ['chmod', '600', secret])).code, 0);
     assert.notEqual((await asUser(['cat', secret])).code, 0, 'the account cannot read the secret itself');
-  });
-
-  after(async () => {
-    if (!lab) return;
-    await lab.hostFile(0, secret, null).catch(() => undefined);
-    await lab.hostFile(0, file, `${SUDOERS_LINES(user)}\n`).catch(() => undefined);
-    await lab.close();
   });
 
   it('allows every command line the apply script runs as root, for every feature', async () => {

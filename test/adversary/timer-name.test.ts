@@ -8,16 +8,16 @@
  * exact name, and nothing of ours takes it for a timer: not the cancel, not the guard check.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { addSudoUser, containerAvailable, createContainer, readmeGuardSudoers, SUITES, type ContainerHost, type Suite } from '../lab/container';
-import { createLab, labTarget, requireLab, type Lab } from '../lab/lab';
+import type { TargetInput } from '../../src/driver';
+import { addSudoUser, containerTarget, guardSuites, readmeGuardSudoers, unitActive, type ContainerHost } from '../lab/container';
+import { dropTables, useContainers, useDriver, useLab } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_tn';
 const UNIT = `nrhi-guard-${TABLE}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** which suites to boot: NRHI_GUARD_SUITES=bookworm narrows it (both by default) */
-const suites: Suite[] = (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
+const suites = guardSuites();
 
 type Run = (argv: string[], stdin?: string) => Promise<{ code: number | null; stdout: string; stderr: string }>;
 
@@ -55,27 +55,17 @@ describe('adversary: a process named like a release timer (issue 20, item 6)', f
   this.timeout(300_000);
 
   describe('lab hosts (no systemd: every timer is a session process)', () => {
-    let lab: Lab;
-    let driver: IsolationDriver;
+    const lab = useLab({ hosts: 1 });
+    const driver = useDriver();
     let fake = 0;
     const run: Run = (argv, stdin) => lab.exec(lab.hosts[0].ns, argv, stdin);
-
-    before(async function () {
-      requireLab(this);
-      lab = await createLab({ hosts: 1 });
-      driver = new IsolationDriver();
-    });
-    after(async () => {
-      await driver?.close();
-      await lab?.close();
-    });
     beforeEach(async () => {
       fake = await fakeTimer(run);
     });
     afterEach(async () => {
       if (fake > 0) await run(['kill', '-9', String(fake)]);
       fake = 0;
-      if (lab) await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
+      await dropTables(lab, TABLE, [0]);
     });
 
     for (const as of ['root', 'sudo'] as const) {
@@ -110,29 +100,16 @@ describe('adversary: a process named like a release timer (issue 20, item 6)', f
   });
 
   describe('systemd hosts: the guard is not ended by a fake', () => {
-    let lab: Lab;
-    let driver: IsolationDriver;
-    const hosts: ContainerHost[] = [];
+    const { hosts } = useContainers(suites);
+    const driver = useDriver();
 
-    before(async function () {
-      requireLab(this, containerAvailable());
-      lab = await createLab({ hosts: 1 });
-      driver = new IsolationDriver();
-      for (const [i, suite] of suites.entries()) hosts.push(await createContainer(lab, suite, i));
-    });
-    after(async () => {
-      await driver?.close();
-      for (const h of hosts) await h.close();
-      await lab?.close();
-    });
-
-    const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
+    const targetOf = (h: ContainerHost): TargetInput => containerTarget(h, TABLE);
 
     for (const [i, suite] of suites.entries()) {
       describe(suite, () => {
         const h = () => hosts[i];
         const run: Run = (argv, stdin) => h().exec(argv, stdin);
-        const guardActive = async () => (await run(['systemctl', 'is-active', `${UNIT}.service`])).stdout.trim() === 'active';
+        const guardActive = () => unitActive(h(), `${UNIT}.service`);
         let fake = 0;
         beforeEach(async () => {
           fake = await fakeTimer(run);

@@ -11,23 +11,19 @@ import * as path from 'path';
 import type { Page } from 'playwright-core';
 import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { wiredExamples } from '../../scripts/demo';
-import { chromiumAvailable, launchChromium, type Chromium } from '../lab/browser';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { REPO_ROOT, startNodeRed, type NodeRed } from '../lab/nodered';
+import { chromiumAvailable } from '../lab/browser';
+import { useChromium, useLab, useNodeRed } from '../lab/fixtures';
+import { REPO_ROOT } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
 describe('the fleet page of example 05 in headless Chromium', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let red: NodeRed;
-  let browser: Chromium;
+  const lab = useLab({ hosts: 4, needs: [chromiumAvailable()], tables: [TABLE] });
+  const red = useNodeRed();
   let page: Page;
 
-  before(async function () {
-    requireLab(this, chromiumAvailable());
-    lab = await createLab({ hosts: 4 });
-    red = await startNodeRed();
+  before(async () => {
     const inventory = [...lab.hosts.map((h) => h.v4), lab.peer.v4];
     const nodes = (wiredExamples(lab) as Record<string, unknown>[])
       .filter((n) => n.z === 'f5' || n.id === 'f5' || n.id === 't5')
@@ -37,16 +33,10 @@ describe('the fleet page of example 05 in headless Chromium', function () {
         return n;
       });
     await red.deploy(nodes);
-    browser = await launchChromium({ width: 1280, height: 520 });
-    page = browser.page;
   });
-
-  after(async () => {
-    await browser?.close();
-    await red?.stop();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
+  const browser = useChromium({ width: 1280, height: 520 });
+  before(() => {
+    page = browser.page;
   });
 
   const onHost = async (i: number) => (await lab.exec(lab.hosts[i].ns, ['nft', 'list', 'table', 'inet', TABLE])).code === 0;

@@ -8,8 +8,9 @@ import { strict as assert } from 'assert';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, startNodeRed, type NodeRed } from '../lab/nodered';
+import { dropTables, useLab, useNodeRed } from '../lab/fixtures';
+import type { Lab } from '../lab/lab';
+import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -52,23 +53,16 @@ async function expectFault(p: Promise<unknown>, code: string, stage: string, max
 
 describe('through a bastion (hosts reachable only from it)', function () {
   this.timeout(180_000);
-  let lab: Lab;
+  const lab = useLab({ hosts: 3, bastion: true });
   let driver: IsolationDriver;
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 3, bastion: true });
-  });
   beforeEach(() => {
     driver = new IsolationDriver({ verifyWindowS: 20 });
   });
   afterEach(async () => {
     await driver.close();
     await lab.bastion?.configure();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-  });
-  after(async () => {
-    await lab?.close();
+    await dropTables(lab, TABLE);
   });
 
   it('the lab: hosts answer only through the bastion; the root namespace has no route to them', async () => {
@@ -244,10 +238,9 @@ describe('through a bastion (hosts reachable only from it)', function () {
   });
 
   describe('nodes in a real Node-RED runtime', () => {
-    let red: NodeRed;
+    const red = useNodeRed();
 
     before(async () => {
-      red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
       const b = lab.bastion!;
       await red.deploy(
         placeNodes([
@@ -296,11 +289,6 @@ describe('through a bastion (hosts reachable only from it)', function () {
       const flowsText = fs.readdirSync(red.userDir).filter((f) => f.startsWith('flows') && f.endsWith('.json') && !f.includes('cred')).map((f) => fs.readFileSync(`${red.userDir}/${f}`, 'utf8')).join('');
       assert.ok(flowsText.includes('"jumpHost"'), 'the flow file was read');
       assert.ok(!flowsText.includes('PRIVATE KEY'), 'no key in the flow file');
-    });
-
-    after(async () => {
-      await red?.stop();
-      if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
     });
 
     it('isolates one host and a fan-out through the bastion, over one bastion session, with real traffic', async () => {

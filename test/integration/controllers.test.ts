@@ -4,10 +4,10 @@
  * race reads the host again and retries (bounded), so no update is lost and no half state is left.
  */
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
 import type { HostState } from '../../src/driver';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, payloadToMsg, placeNodes, startNodeRed, type NodeRed } from '../lab/nodered';
+import { useLab, useNodeRed } from '../lab/fixtures';
+import type { Lab } from '../lab/lab';
+import { httpAnswerNodes, httpIn, payloadToMsg, placeNodes, type NodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -42,27 +42,8 @@ function flows(lab: Lab) {
 
 describe('two Node-RED runtimes racing on one lab host', function () {
   this.timeout(240_000);
-  let lab: Lab;
-  const reds: NodeRed[] = [];
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
-    for (let i = 0; i < 2; i++) {
-      const red = await startNodeRed({ quiet: process.env.NRHI_NODERED_LOG !== '1' });
-      reds.push(red);
-      await red.deploy(flows(lab));
-    }
-  });
-
-  after(async () => {
-    for (const red of reds) {
-      await red.stop();
-      fs.rmSync(red.userDir, { recursive: true, force: true });
-    }
-    await lab?.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-  });
+  const lab = useLab({ hosts: 1, tables: [TABLE] });
+  const reds: NodeRed[] = [useNodeRed({ flows: () => flows(lab) }), useNodeRed({ flows: () => flows(lab) })];
 
   /** whether the table is on the host, read there directly */
   const onHost = async () => (await lab.exec(lab.hosts[0].ns, ['nft', 'list', 'table', 'inet', TABLE])).code === 0;

@@ -9,7 +9,7 @@ import { IsolationDriver, IsolationError, type TargetInput } from '../../src/dri
 import { RELEASE_NOTICE } from '../../src/driver/driver';
 import { SshConnection } from '../../src/driver/transport';
 import * as sinon from 'sinon';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { dropTables, useDriver, useLab, withDriver } from '../lab/fixtures';
 
 const TABLE = 'nrhi_test';
 
@@ -27,13 +27,11 @@ async function expectCode(p: Promise<unknown>, code: string | string[]): Promise
 
 describe('driver on the lab host', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
+  const lab = useLab({ hosts: 1 });
+  const driver = useDriver();
   let target: TargetInput;
 
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
+  before(() => {
     const h = lab.hosts[0];
     target = {
       host: h.v4,
@@ -43,17 +41,9 @@ describe('driver on the lab host', function () {
       table: TABLE,
       timeoutMs: 15_000,
     };
-    driver = new IsolationDriver();
   });
 
-  after(async () => {
-    await driver?.close();
-    await lab?.close();
-  });
-
-  afterEach(async () => {
-    if (lab) await lab.nft(lab.hosts[0].ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-  });
+  afterEach(() => dropTables(lab, TABLE, [0]));
 
   const host = () => lab.hosts[0];
   /**
@@ -810,8 +800,7 @@ describe('driver on the lab host', function () {
 
   it('authenticates with password and passphrase keys; reports auth failures', async () => {
     const { sudo, root } = lab.users;
-    const d = new IsolationDriver();
-    try {
+    await withDriver(async (d) => {
       const pw = await d.status({ ...target, username: root.username, privateKey: undefined, password: root.password });
       assert.equal(pw.isolated, false);
       await expectCode(d.status({ ...target, username: root.username, privateKey: undefined, password: 'wrong' }), 'AUTH_FAILED');
@@ -820,23 +809,18 @@ describe('driver on the lab host', function () {
       const st = await d.isolate(viaSudo, { presets: ['ssh'] });
       assert.equal(st.isolated, true);
       assert.equal((await d.unisolate(viaSudo)).isolated, false);
-    } finally {
-      await d.close();
-    }
+    });
   });
 
   it('reports refused privilege with a typed error', async () => {
     const { nosudo, sudo } = lab.users;
-    const d = new IsolationDriver();
-    try {
+    await withDriver(async (d) => {
       const base = { ...target, username: nosudo.username, privateKey: nosudo.privateKey, passphrase: nosudo.passphrase };
       await expectCode(d.isolate({ ...base, sudo: true }, {}), 'PRIVILEGE');
       await expectCode(d.isolate({ ...base, sudo: false }, {}), 'PRIVILEGE');
       // a sudo-capable user that forgets sudo is refused by nft itself
       await expectCode(d.status({ ...target, username: sudo.username, privateKey: sudo.privateKey, passphrase: sudo.passphrase }), 'PRIVILEGE');
-    } finally {
-      await d.close();
-    }
+    });
     assert.equal((await driver.status(target)).isolated, false);
   });
 });

@@ -8,7 +8,8 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type HostState, type TargetInput } from '../../src/driver';
 import { SshConnection } from '../../src/driver/transport';
-import { createLab, requireLab, type Lab, labTarget } from '../lab/lab';
+import { noUnhandledRejections, useDriver, useLab } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_fault';
 
@@ -24,10 +25,9 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 describe('faults on the lab', function () {
   this.timeout(300_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  const lab = useLab({ hosts: 10, tables: [TABLE] });
+  noUnhandledRejections();
+  const driver = useDriver();
   const target = (i: number, extra: Partial<TargetInput> = {}): TargetInput => labTarget(lab, i, TABLE, 4000, extra);
   /** the table on the host is absent, or complete and as its record says (never half) */
   const wholeOrNothing = async (i: number): Promise<HostState> => {
@@ -42,22 +42,6 @@ describe('faults on the lab', function () {
   };
   /** the sshd processes (listener and sessions) inside host i's network namespace */
   const sessions = (i: number): number => lab.processes(lab.hosts[i].ns).filter((c) => c.startsWith('sshd')).length;
-
-  before(async function () {
-    requireLab(this);
-    process.on('unhandledRejection', onUnhandled);
-    lab = await createLab({ hosts: 10 });
-    driver = new IsolationDriver();
-  });
-  after(async () => {
-    process.removeListener('unhandledRejection', onUnhandled);
-    await driver?.close();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-  });
-  afterEach(async () => {
-    assert.deepEqual(unhandled, [], 'no unhandled rejection');
-  });
 
   it('nft missing, nft failing: typed errors, nothing applied', async () => {
     await lab.wrapNft(0, 'exec /nonexistent/nft "$@"');

@@ -9,22 +9,14 @@ import fc from 'fast-check';
 import { nftInput } from '../../src/driver/host/apply';
 import { checkCase, requestArb, targetArb } from '../fuzz/properties';
 import type { Batch } from '../../src/driver/ruleset';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { useLab } from '../lab/fixtures';
 
 const CASES = Number(process.env.FUZZ_NFT_CASES ?? 240);
 const GROUP = 12;
 
 describe('fuzz: nft check mode accepts every rendered batch (lab host)', function () {
   this.timeout(300_000);
-  let lab: Lab;
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
-  });
-  after(async () => {
-    await lab?.close();
-  });
+  const lab = useLab({ hosts: 1 });
 
   it(`${CASES} generated requests: valid ones pass nft -c, the rest are ValidationErrors`, async () => {
     const ns = lab.hosts[0].ns;

@@ -8,12 +8,12 @@
  * Everything is proved with real traffic from the lab's peer.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type TargetInput } from '../../src/driver';
+import { type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/host/apply';
 import { targetSchema, validate } from '../../src/driver/policy';
 import { renderIsolate, renderRelease, renderRollback, type StateDoc } from '../../src/driver/ruleset';
-import { addSudoUser, containerAvailable, createContainer, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, timeTableBack, type ContainerHost } from '../lab/container';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { addSudoUser, containerTarget, guardSuites, readmeGuardSudoers, removeSudoUser, SUDO_USER, timeTableBack, unitActive, type ContainerHost } from '../lab/container';
+import { useContainers, useDriver } from '../lab/fixtures';
 
 const TABLE = 'nrhi_gd';
 const UNIT = `nrhi-guard-${TABLE}`;
@@ -24,29 +24,16 @@ const suites = guardSuites();
 
 describe('systemd hosts: the guard re-applies an isolation something removed (issue 13, item 3)', function () {
   this.timeout(300_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  let other: IsolationDriver;
-  const hosts: ContainerHost[] = [];
+  const { lab, hosts } = useContainers(suites);
+  const driver = useDriver();
+  const other = useDriver();
   const timings: string[] = [];
-
-  before(async function () {
-    requireLab(this, containerAvailable());
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-    other = new IsolationDriver();
-    for (const [i, suite] of suites.entries()) hosts.push(await createContainer(lab, suite, i));
-  });
-  after(async () => {
-    await driver?.close();
-    await other?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
+  after(() => {
     if (timings.length) console.log(`      (timings: ${timings.join('; ')})`);
   });
 
-  const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
-  const guardActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `${UNIT}.service`])).stdout.trim() === 'active';
+  const targetOf = (h: ContainerHost): TargetInput => containerTarget(h, TABLE);
+  const guardActive = (h: ContainerHost) => unitActive(h, `${UNIT}.service`);
   const tablePresent = async (h: ContainerHost) => (await h.exec(['nft', 'list', 'table', 'inet', TABLE])).code === 0;
   /** runs `cmd` inside the host, then times (on the host) how long until our table is back; -1: not within 4 s */
   const removeAndTime = (h: ContainerHost, cmd: string) => timeTableBack(h, TABLE, cmd);
@@ -59,6 +46,13 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
       assert.equal(await reaches(h), want, want ? 'the peer reaches the host' : 'the peer is blocked');
       await sleep(300);
     }
+  };
+  /** nothing puts the isolation back: the peer reaches the host for 3 s, and after a flush; status says free */
+  const staysFree = async (h: ContainerHost, t: TargetInput) => {
+    await staysFor(h, true, 3000);
+    await h.exec(['nft', 'flush', 'ruleset']);
+    await staysFor(h, true, 1000);
+    assert.equal((await driver.status(t)).state, 'free');
   };
 
   for (const [i, suite] of suites.entries()) {
@@ -218,10 +212,7 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
           await h().exec(['pkill', '-f', 'sleep 40']);
         }
         // the lock let go: nothing puts the isolation back
-        await staysFor(h(), true, 3000);
-        await h().exec(['nft', 'flush', 'ruleset']);
-        await staysFor(h(), true, 1000);
-        assert.equal((await driver.status(t)).state, 'free');
+        await staysFree(h(), t);
       });
 
       it('a timed release ends the guard with the isolation: free on time and stays free', async () => {
@@ -243,10 +234,7 @@ describe('systemd hosts: the guard re-applies an isolation something removed (is
         assert.ok(freedAt > 0, 'the host freed itself');
         assert.ok(freedAt <= expiresAt + 2500, `freed ${freedAt - expiresAt} ms from the expiry`);
         assert.equal(await guardActive(h()), false, 'the guard ended with the release');
-        await staysFor(h(), true, 3000);
-        await h().exec(['nft', 'flush', 'ruleset']);
-        await staysFor(h(), true, 1000);
-        assert.equal((await driver.status(t)).state, 'free');
+        await staysFree(h(), t);
       });
 
       it('bounded: something that keeps undoing it makes the guard give up; a guard stopped by root is reported', async () => {

@@ -6,11 +6,14 @@
  * Real traffic from the lab's peer checks what each isolation claims.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type IsolationError, type TargetInput } from '../../src/driver';
-import { containerAvailable, createContainer, NFT_VERSION, SUITES, type ContainerHost } from '../lab/container';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import type { IsolationDriver, IsolationError, TargetInput } from '../../src/driver';
+import { containerTarget, guardSuites, NFT_VERSION } from '../lab/container';
+import { useContainers, useDriver, useLab } from '../lab/fixtures';
+import type { Lab } from '../lab/lab';
 
 const TABLE = 'nrhi_kinds';
+/** the container suites (NRHI_GUARD_SUITES narrows them) */
+const suites = guardSuites();
 
 interface KindHost {
   ns: string;
@@ -82,18 +85,8 @@ async function roundTrip(lab: Lab, driver: IsolationDriver, h: KindHost): Promis
 
 describe('host kinds: a minimal namespace host without /etc/protocols', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-  });
-  after(async () => {
-    await driver?.close();
-    await lab?.close();
-  });
+  const lab = useLab({ hosts: 1 });
+  const driver = useDriver();
 
   it('isolates, changes exceptions, reports no tampering and releases', async () => {
     const h = lab.hosts[0];
@@ -107,36 +100,20 @@ describe('host kinds: a minimal namespace host without /etc/protocols', function
 
 describe('host kinds: Debian systems under systemd-nspawn (bookworm nft 1.0.6, trixie nft 1.1.3)', function () {
   this.timeout(600_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  const hosts: ContainerHost[] = [];
+  const { lab, hosts } = useContainers(suites, { logBoot: true });
+  const driver = useDriver();
 
-  before(async function () {
-    const avail = containerAvailable();
-    requireLab(this, avail);
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-    const t0 = Date.now();
-    for (const [i, suite] of SUITES.entries()) hosts.push(await createContainer(lab, suite, i));
-    console.log(`      (containers up in ${Date.now() - t0} ms: ${hosts.map((h) => `${h.suite} ${h.lastBootMs} ms`).join(', ')})`);
-  });
-  after(async () => {
-    await driver?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
-  });
-
-  for (const [i, suite] of SUITES.entries()) {
+  for (const [i, suite] of suites.entries()) {
     it(`${suite} (nft ${NFT_VERSION[suite]}, no /etc/protocols): isolates, changes exceptions, reports no tampering and releases`, async () => {
       const h = hosts[i];
       assert.equal((await h.exec(['sh', '-c', 'test -e /etc/protocols; echo $?'])).stdout.trim(), '1', 'minbase has no /etc/protocols');
-      const target = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+      const target = containerTarget(h, TABLE);
       await roundTrip(lab, driver, { ns: h.ns, v4: h.v4, v6: h.v6, target });
     });
 
     it(`${suite}: a systemd unit exception is refused as UNSUPPORTED naming nft ${NFT_VERSION[suite]}, and nothing changes`, async () => {
       const h = hosts[i];
-      const target = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+      const target = containerTarget(h, TABLE);
       // ssh.service's cgroup exists on this host: only nft's JSON parser stands in the way
       await assert.rejects(driver.isolate(target, { presets: ['ssh'], exceptions: [{ direction: 'out', proto: 'any', unit: 'ssh.service' }] }), (err: IsolationError) => {
         assert.equal(err.code, 'UNSUPPORTED', err.message);

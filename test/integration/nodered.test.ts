@@ -6,8 +6,9 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { IsolationDriver, type HostState } from '../../src/driver';
-import { createLab, requireLab, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
+import { stopNodeRed, useLab, useNodeRed } from '../lab/fixtures';
+import type { Lab } from '../lab/lab';
+import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, runtimes, startNodeRed } from '../lab/nodered';
 
 const TABLE = 'node_red_isolation';
 
@@ -35,25 +36,10 @@ function flows(lab: Lab, auditFile: string) {
 
 for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.label}) against the lab host`, function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let red: NodeRed;
+  // hosts 3 and 4 are the runtime-settings test's own: no other test connects to them
+  const lab = useLab({ hosts: 5, runtime: rt, tables: [TABLE] });
+  const red = useNodeRed({ runtime: rt, flows: (r) => flows(lab, path.join(r.userDir, 'audit.jsonl')) });
   const auditFile = () => path.join(red.userDir, 'audit.jsonl');
-
-  before(async function () {
-    requireLab(this);
-    requireRuntime(this, rt);
-    // hosts 3 and 4 are the runtime-settings test's own: no other test connects to them
-    lab = await createLab({ hosts: 5 });
-    red = await startNodeRed({ runtime: rt, quiet: process.env.NRHI_NODERED_LOG !== '1' });
-    await red.deploy(flows(lab, auditFile()));
-  });
-
-  after(async () => {
-    await red?.stop();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
-  });
 
   it('isolates, lets an exception in, reports status, refuses a foreign host and releases, with real traffic', async () => {
     const h = lab.hosts[0];
@@ -302,8 +288,7 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
       // idle 3 s: the last one closes too
       await until('idle connection closed', () => !connected(h4), 10_000);
     } finally {
-      await tuned.stop();
-      fs.rmSync(tuned.userDir, { recursive: true, force: true });
+      await stopNodeRed(tuned);
     }
     // the same with the defaults (pool 256, idle 60 s): both stay open
     assert.equal((await red.request('POST', '/unisolate', { host: h3.v4 })).status, 200);
@@ -323,8 +308,7 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
       for (const set of sets) assert.match(typeof set.err === 'string' ? set.err : JSON.stringify(set.err), /settings\.isolationTargetMaxConcurrent: Too small/, JSON.stringify(set));
       assert.match(broken.log(), /isolationTargetMaxConcurrent/);
     } finally {
-      await broken.stop();
-      fs.rmSync(broken.userDir, { recursive: true, force: true });
+      await stopNodeRed(broken);
     }
   });
 

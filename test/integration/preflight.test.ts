@@ -11,11 +11,14 @@ import * as fs from 'fs';
 import sinon from 'sinon';
 import { IsolationDriver, type Capabilities, type HostState, type IsolationError } from '../../src/driver';
 import { SshConnection } from '../../src/driver/transport';
-import { containerAvailable, createContainer, NFT_VERSION, SUITES, type ContainerHost } from '../lab/container';
-import { createLab, labTarget, PREFIX, requireLab, SUDOERS_LINES, type Lab } from '../lab/lab';
-import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
+import { containerTarget, guardSuites, NFT_VERSION } from '../lab/container';
+import { useContainers, useDriver, useLab, useNodeRed } from '../lab/fixtures';
+import { labTarget, PREFIX, SUDOERS_LINES, type Lab } from '../lab/lab';
+import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, runtimes } from '../lab/nodered';
 
 const TABLE = 'nrhi_preflight';
+/** the container suites (NRHI_GUARD_SUITES narrows them) */
+const suites = guardSuites();
 
 /** the nft this machine (and so every namespace lab host) runs */
 function localNftVersion(): string {
@@ -32,19 +35,8 @@ async function assertNoProbeTable(lab: Lab, ns: string): Promise<void> {
 
 describe('preflight on the namespace lab', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 2 });
-    driver = new IsolationDriver();
-  });
-  after(async () => {
-    await driver?.close();
-    for (const h of lab?.hosts ?? []) await lab.nft(h.ns, ['delete', 'table', 'inet', TABLE]).catch(() => undefined);
-    await lab?.close();
-  });
+  const lab = useLab({ hosts: 2, tables: [TABLE] });
+  const driver = useDriver();
 
   it('reports a sudo host fully, changes nothing, and cuts no open connection', async () => {
     const h = lab.hosts[0];
@@ -219,28 +211,13 @@ describe('preflight on the namespace lab', function () {
 
 describe('preflight on Debian systems under systemd-nspawn (bookworm nft 1.0.6, trixie nft 1.1.3)', function () {
   this.timeout(600_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-  const hosts: ContainerHost[] = [];
+  const { lab, hosts } = useContainers(suites, { logBoot: true });
+  const driver = useDriver();
 
-  before(async function () {
-    requireLab(this, containerAvailable());
-    lab = await createLab({ hosts: 1 });
-    driver = new IsolationDriver();
-    const t0 = Date.now();
-    for (const [i, suite] of SUITES.entries()) hosts.push(await createContainer(lab, suite, i));
-    console.log(`      (containers up in ${Date.now() - t0} ms)`);
-  });
-  after(async () => {
-    await driver?.close();
-    for (const h of hosts) await h.close();
-    await lab?.close();
-  });
-
-  for (const [i, suite] of SUITES.entries()) {
+  for (const [i, suite] of suites.entries()) {
     it(`${suite}: systemd, nft ${NFT_VERSION[suite]}, nftables.conf flushes, no socket cgroupv2; persist and a unit exception decided up front`, async () => {
       const h = hosts[i];
-      const target = { host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+      const target = containerTarget(h, TABLE);
       const c: Capabilities = await driver.capabilities(target);
       assert.equal(c.systemd.running, true);
       assert.equal(c.systemd.unitDir, true);
@@ -282,15 +259,10 @@ describe('preflight on Debian systems under systemd-nspawn (bookworm nft 1.0.6, 
 
 for (const rt of runtimes()) describe(`isolation-status with msg.check in a real Node-RED runtime (${rt.label})`, function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let red: NodeRed;
-
-  before(async function () {
-    requireLab(this);
-    requireRuntime(this, rt);
-    lab = await createLab({ hosts: 1 });
-    red = await startNodeRed({ runtime: rt, quiet: process.env.NRHI_NODERED_LOG !== '1' });
-    await red.deploy(
+  const lab = useLab({ hosts: 1, runtime: rt });
+  const red = useNodeRed({
+    runtime: rt,
+    flows: () =>
       placeNodes([
         { id: 'tab', type: 'tab', label: 'preflight' },
         labTargetNode(lab, 'tgt', { timeout: 15 }),
@@ -302,12 +274,6 @@ for (const rt of runtimes()) describe(`isolation-status with msg.check in a real
         { id: 'st2', type: 'isolation-status', z: 'tab', target: 'tgt', check: true, wires: [['resp']] },
         ...httpAnswerNodes(),
       ]),
-    );
-  });
-  after(async () => {
-    await red?.stop();
-    await lab?.close();
-    if (red) fs.rmSync(red.userDir, { recursive: true, force: true });
   });
 
   it('returns payload.capabilities on msg.check or the node option, and not otherwise', async () => {

@@ -6,21 +6,14 @@
 import { strict as assert } from 'assert';
 import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
 import { errorCode } from '../lab/errors';
-import { createLab, labTarget, requireLab, type Lab } from '../lab/lab';
+import { useLab } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_protect';
 
 describe('protected hosts on the lab', function () {
   this.timeout(120_000);
-  let lab: Lab;
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 2 });
-  });
-  after(async () => {
-    await lab?.close();
-  });
+  const lab = useLab({ hosts: 2 });
 
   /** TCP connections established to the host's sshd, as the host sees them */
   const sessions = async (i: number) => {

@@ -10,9 +10,9 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Client } from 'ssh2';
-import { IsolationDriver, type TargetInput } from '../../src/driver';
-import { containerAvailable, createContainer, SUITES, timeTableBack, type ContainerHost } from '../lab/container';
-import { createLab, requireLab, type Lab } from '../lab/lab';
+import { type TargetInput } from '../../src/driver';
+import { containerTarget, guardSuites, timeTableBack, unitActive, type ContainerHost } from '../lab/container';
+import { useContainers, useDriver } from '../lab/fixtures';
 
 const TABLE = 'nrhi_sd';
 const UNIT = `nrhi-release-${TABLE}`;
@@ -37,40 +37,25 @@ function sshOnce(h: ContainerHost, cmd: string): Promise<void> {
 }
 
 /** the driver target for container `h`: root with its key, on TABLE */
-const targetOf = (h: ContainerHost): TargetInput => ({ host: h.v4, username: 'root', privateKey: h.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 });
+const targetOf = (h: ContainerHost): TargetInput => containerTarget(h, TABLE);
 
-const guardActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `nrhi-guard-${TABLE}.service`])).stdout.trim() === 'active';
+const guardActive = (h: ContainerHost) => unitActive(h, `nrhi-guard-${TABLE}.service`);
 
 /** `systemctl restart nftables` inside the host, then how long (ms, on the host) until our table is back; -1: not within 4 s */
 const restartAndTime = (h: ContainerHost) => timeTableBack(h, TABLE, 'systemctl restart nftables');
 
-/**
- * For a describe: a one-host lab, one container per suite (SUITES order) and a driver, set up in
- * its before hook and closed in its after hook. The fields are there once the before hook ran.
- */
-function useContainers(): { lab: Lab; driver: IsolationDriver; hosts: ContainerHost[] } {
-  const env = { hosts: [] as ContainerHost[] } as { lab: Lab; driver: IsolationDriver; hosts: ContainerHost[] };
-  before(async function () {
-    requireLab(this, containerAvailable());
-    env.lab = await createLab({ hosts: 1 });
-    env.driver = new IsolationDriver();
-    for (const [i, suite] of SUITES.entries()) env.hosts.push(await createContainer(env.lab, suite, i));
-  });
-  after(async () => {
-    await env.driver?.close();
-    for (const h of env.hosts) await h.close();
-    await env.lab?.close();
-  });
-  return env;
-}
+const suites = guardSuites();
+
+/** For a describe: a one-host lab, a container of each of `suites` and a driver (there once the before hooks ran). */
+const useHosts = () => ({ ...useContainers(suites), driver: useDriver() });
 
 describe('systemd hosts: the release timer is a transient unit (issue 13, item 1)', function () {
   this.timeout(300_000);
-  const env = useContainers();
+  const env = useHosts();
 
-  const timerActive = async (h: ContainerHost) => (await h.exec(['systemctl', 'is-active', `${UNIT}.timer`])).stdout.trim() === 'active';
+  const timerActive = (h: ContainerHost) => unitActive(h, `${UNIT}.timer`);
 
-  for (const [i, suite] of SUITES.entries()) {
+  for (const [i, suite] of suites.entries()) {
     it(`${suite}: logind kills what a session leaves behind, but the host frees itself on time with its controller killed`, async () => {
       const { lab, driver } = env;
       const h = env.hosts[i];
@@ -176,9 +161,9 @@ describe('systemd hosts: the release timer is a transient unit (issue 13, item 1
 
 describe('systemd hosts: persist across a real reboot, after the distribution\'s firewall, guarded again (issue 13, items 2-3)', function () {
   this.timeout(300_000);
-  const env = useContainers();
+  const env = useHosts();
 
-  for (const [i, suite] of SUITES.entries()) {
+  for (const [i, suite] of suites.entries()) {
     it(`${suite}: comes up isolated before its network, after nftables.service's flush ruleset, its guard re-armed; free and unguarded again once unisolated`, async () => {
       const { lab, driver } = env;
       const h = env.hosts[i];

@@ -3,26 +3,15 @@
  * containers on one server are) isolated under the same table name keep each their own timer.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver } from '../../src/driver';
-import { createLab, labTarget, requireLab, type Lab } from '../lab/lab';
+import { useDriver, useLab } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_timers';
 
 describe('release timers on several hosts of one machine', function () {
   this.timeout(120_000);
-  let lab: Lab;
-  let driver: IsolationDriver;
-
-  before(async function () {
-    requireLab(this);
-    lab = await createLab({ hosts: 2 });
-    driver = new IsolationDriver();
-  });
-
-  after(async () => {
-    await driver?.close();
-    await lab?.close();
-  });
+  const lab = useLab({ hosts: 2 });
+  const driver = useDriver();
 
   it('isolating another host with the same table name does not cancel this host\'s timer', async () => {
     const [a, b] = [labTarget(lab, 0, TABLE, 15_000, {}, 'root'), labTarget(lab, 1, TABLE, 15_000, {}, 'root')];

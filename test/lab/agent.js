@@ -60,22 +60,11 @@ function tryUdp(host, port, ms) {
   sock.send('ping', port, host);
 }
 
-function client(host, port) {
-  const s = net.connect({ host, port });
+// `client`, and `bclient` (the same bound to local port `bind.port`, and address `bind.addr`)
+function client(host, port, bind) {
+  const s = net.connect({ host, port, ...(bind ? { localPort: bind.port } : {}), ...(bind && bind.addr ? { localAddress: bind.addr } : {}) });
   s.on('error', (e) => {
-    process.stderr.write(`client error ${e.message}\n`);
-    process.exit(1);
-  });
-  s.on('connect', () => process.stdout.write('ready\n'));
-  s.on('data', (d) => process.stdout.write(d));
-  process.stdin.on('data', (d) => s.write(d));
-  process.stdin.on('end', () => process.exit(0));
-}
-
-function bclient(host, port, lport, laddr) {
-  const s = net.connect({ host, port, localPort: lport, ...(laddr ? { localAddress: laddr } : {}) });
-  s.on('error', (e) => {
-    process.stderr.write(`bclient error ${e.message}\n`);
+    process.stderr.write(`${bind ? 'bclient' : 'client'} error ${e.message}\n`);
     process.exit(1);
   });
   s.on('connect', () => process.stdout.write('ready\n'));
@@ -126,7 +115,7 @@ switch (mode) {
     client(args[0], Number(args[1]));
     break;
   case 'bclient':
-    bclient(args[0], Number(args[1]), Number(args[2]), args[3]);
+    client(args[0], Number(args[1]), { port: Number(args[2]), addr: args[3] });
     break;
   case 'uclient':
     uclient(args[0], Number(args[1]));

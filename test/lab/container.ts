@@ -22,6 +22,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { strict as assert } from 'assert';
 import type { ExecResult, Lab } from './lab';
+import { stopChild } from './proc';
 import { DEFAULT_TABLE } from '../../src/driver/policy';
 import { sudoersLines } from '../../src/driver/sudoers';
 
@@ -295,14 +296,7 @@ export async function createContainer(lab: Lab, suite: Suite, index: number, opt
     async powerOff() {
       const p = nspawn;
       if (!p || p.exitCode !== null || p.signalCode !== null) return;
-      await new Promise<void>((resolve) => {
-        const hard = setTimeout(() => p.kill('SIGKILL'), 20_000);
-        p.once('exit', () => {
-          clearTimeout(hard);
-          resolve();
-        });
-        p.kill('SIGTERM');
-      });
+      await stopChild(p, 20_000);
       init = 0;
     },
     async reboot() {
@@ -353,6 +347,28 @@ export async function timeTableBack(h: ContainerHost, table: string, cmd: string
   const r = await h.exec(['sh', '-c', script], undefined, 60_000);
   assert.equal(r.code, 0, r.stderr);
   return Number(r.stdout.trim());
+}
+
+/**
+ * The driver target for container `h` as root with its login key (or, `as: 'sudo'`, as SUDO_USER
+ * with sudo: addSudoUser first), on `table`, `extra` over it. Typed loosely, as labTarget is.
+ */
+export function containerTarget(h: ContainerHost, table: string, extra: Record<string, unknown> = {}, as: 'root' | 'sudo' = 'root') {
+  return {
+    host: h.v4,
+    username: as === 'root' ? 'root' : SUDO_USER,
+    ...(as === 'sudo' ? { sudo: true } : {}),
+    privateKey: h.privateKey,
+    knownHosts: h.knownHosts,
+    table,
+    timeoutMs: 15_000,
+    ...extra,
+  };
+}
+
+/** Whether systemd unit `unit` (a name with its suffix) is active inside the container. */
+export async function unitActive(h: ContainerHost, unit: string): Promise<boolean> {
+  return (await h.exec(['systemctl', 'is-active', unit])).stdout.trim() === 'active';
 }
 
 /** the sudo account the README's "Preparing a real host" creates */

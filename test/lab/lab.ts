@@ -15,6 +15,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { DEFAULT_TABLE } from '../../src/driver/policy';
 import { sudoersLines, type SudoersFeature } from '../../src/driver/sudoers';
+import { missing, skipOrFail, type Need } from './need';
+import { stopChild } from './proc';
 
 export const PREFIX = 'nrhi-';
 
@@ -210,19 +212,33 @@ function nsProcesses(ns: string): { pid: string; comm: string }[] {
   return out;
 }
 
+/** Kills every process in network namespace `ns` and deletes it (best effort: cleanup). */
+function removeNs(ns: string): void {
+  try {
+    for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun(['kill', '-9', pid]);
+  } catch {
+    /* gone */
+  }
+  tryRun(['ip', 'netns', 'del', ns]);
+}
+
+/**
+ * The first lines of a boot script that gives the daemon it starts an /etc of its own: an overlay
+ * over the machine's /etc whose upper layer is a tmpfs of `size` mounted at "$2" (in the mount
+ * namespace `ip netns exec` makes), so the machine's own files are never written.
+ */
+function etcOverlay(size: string): string[] {
+  return [
+    `mount -t tmpfs -o mode=700,size=${size} nrhi-lab-etc "$2" && mkdir "$2/u" "$2/w" || exit 96`,
+    'mount -t overlay nrhi-lab-etc -o lowerdir=/etc,upperdir="$2/u",workdir="$2/w" /etc || exit 96',
+  ];
+}
+
 /** Removes what a crashed run left behind: nrhi-* namespaces and links, nrh* users, sudoers drop-ins. */
 export function cleanupStaleLabs(): void {
   for (const line of run(['ip', 'netns', 'list']).split('\n')) {
     const ns = line.split(' ')[0];
-    if (ns.startsWith(PREFIX)) {
-      tryRun(['ip', 'netns', 'pids', ns]);
-      try {
-        for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun(['kill', '-9', pid]);
-      } catch {
-        /* gone */
-      }
-      tryRun(['ip', 'netns', 'del', ns]);
-    }
+    if (ns.startsWith(PREFIX)) removeNs(ns);
   }
   for (const line of run(['ip', '-o', 'link', 'show']).split('\n')) {
     const m = /^\d+: (nrhi[0-9a-f]{6}c)[@:]/.exec(line);
@@ -302,6 +318,14 @@ async function waitListen(ns: string, port: number, timeoutMs: number): Promise<
   }
 }
 
+/** What createLab builds (see there). */
+export interface LabOptions {
+  hosts?: number;
+  subnet?: number;
+  hostOffsets?: number[];
+  bastion?: boolean;
+}
+
 /**
  * `hosts` lab hosts at 198.18.N.(10+i) unless `hostOffsets` says otherwise; `subnet` picks N
  * (random and unused by default). The controller is .1, the peer .3, the silent sink .4.
@@ -309,7 +333,7 @@ async function waitListen(ns: string, port: number, timeoutMs: number): Promise<
  * (front leg 198.19.N.2, controller 198.19.N.1; its other leg 198.18.N.2 on the bridge) that runs
  * its own sshd and forwards nothing at the IP layer: the hosts are reachable only through it.
  */
-export async function createLab(opts: { hosts?: number; subnet?: number; hostOffsets?: number[]; bastion?: boolean } = {}): Promise<Lab> {
+export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const avail = labAvailable();
   if (!avail.ok) throw new Error(`lab unavailable: ${avail.why}`);
   const nHosts = opts.hosts ?? opts.hostOffsets?.length ?? 1;
@@ -346,14 +370,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
     if (closed) return;
     closed = true;
     for (const p of procs) p.kill('SIGKILL');
-    for (const ns of namespaces.reverse()) {
-      try {
-        for (const pid of run(['ip', 'netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun(['kill', '-9', pid]);
-      } catch {
-        /* gone */
-      }
-      tryRun(['ip', 'netns', 'del', ns]);
-    }
+    for (const ns of namespaces.reverse()) removeNs(ns);
     tryRun(['ip', 'link', 'del', rootLink]);
     for (const u of users) {
       // a session timer's record of an account without a writable home (the apply script's
@@ -493,9 +510,17 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       });
     }
 
+    /** a daemon in `ns` (`ip netns exec ns ...argv`), its output appended to `<log>.log` in the lab's dir; killed with the lab */
+    const spawnDaemon = (ns: string, argv: string[], log: string): ChildProcess => {
+      const fd = fs.openSync(path.join(dir, `${log}.log`), 'a');
+      const p = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', fd, fd] });
+      fs.closeSync(fd);
+      procs.add(p);
+      p.on('exit', () => procs.delete(p));
+      return p;
+    };
     const startSshd = async (i: number) => {
       const h = hosts[i];
-      const log = fs.openSync(path.join(dir, `sshd_${i}.log`), 'a');
       // The host's /etc/systemd/system is a tmpfs of its own (in the mount namespace that `ip netns
       // exec` made for sshd, not propagated back), so persist-across-reboot writes its boot unit
       // there and never into this machine's real /etc. If that mount fails, sshd does not start.
@@ -505,8 +530,7 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
       const etc = path.join(dir, `etc_${i}`);
       fs.mkdirSync(etc, { recursive: true, mode: 0o700 });
       const boot = [
-        'mount -t tmpfs -o mode=700,size=16m nrhi-lab-etc "$2" && mkdir "$2/u" "$2/w" || exit 96',
-        'mount -t overlay nrhi-lab-etc -o lowerdir=/etc,upperdir="$2/u",workdir="$2/w" /etc || exit 96',
+        ...etcOverlay('16m'),
         // the host's own servers, configured as a real host has them
         'printf "nameserver %s\\n" "$3" > /etc/resolv.conf',
         'mkdir -p /etc/chrony /etc/ldap && printf "server %s iburst\\n" "$3" > /etc/chrony/chrony.conf',
@@ -516,24 +540,11 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
         'fi',
         'exec /usr/sbin/sshd -D -e -f "$1"',
       ].join('\n');
-      const p = spawn('ip', ['netns', 'exec', h.ns, 'sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`), etc, v4(5)], {
-        stdio: ['ignore', log, log],
-      });
-      fs.closeSync(log);
-      procs.add(p);
-      sshd.set(i, p);
-      p.on('exit', () => procs.delete(p));
+      sshd.set(i, spawnDaemon(h.ns, ['sh', '-c', boot, 'sshd', path.join(dir, `sshd_${i}.conf`), etc, v4(5)], `sshd_${i}`));
       if (opts.bastion) await waitListen(h.ns, 22, 15_000);
       else await waitPort(h.v4, 22, 15_000);
     };
-    const stopSshd = async (i: number) => {
-      const p = sshd.get(i);
-      if (!p || p.exitCode !== null) return;
-      await new Promise<void>((resolve) => {
-        p.once('exit', () => resolve());
-        p.kill('SIGTERM');
-      });
-    };
+    const stopSshd = (i: number) => stopChild(sshd.get(i), 10_000);
     // at most 32 sshd starting at once: a large lab must not starve the machine it shares
     for (let k = 0; k < hosts.length; k += 32) await Promise.all(hosts.slice(k, k + 32).map((h) => startSshd(h.index)));
 
@@ -633,32 +644,20 @@ export async function createLab(opts: { hosts?: number; subnet?: number; hostOff
           '',
         ].join('\n');
         fs.writeFileSync(conf, cfg);
-        if (proc && proc.exitCode === null) {
-          const p = proc;
-          await new Promise<void>((resolve) => {
-            p.once('exit', () => resolve());
-            p.kill('SIGTERM');
-          });
-        }
+        await stopChild(proc, 10_000);
         // established sessions outlive a restarted listener: cut them, so the new rules hold
         await exec(bastionNs, ['ss', '-K', '-t', 'state', 'established', '( sport = :22 )']);
-        const log = fs.openSync(path.join(dir, 'sshd_bastion.log'), 'a');
         // with etcHosts, the bastion's /etc is an overlay of its own (as a lab host's is), in the mount
         // namespace `ip netns exec` made for its sshd: the machine's /etc/hosts is never written
         const etc = path.join(dir, 'etc_bastion');
         fs.mkdirSync(etc, { recursive: true, mode: 0o700 });
         const boot = [
-          'mount -t tmpfs -o mode=700,size=4m nrhi-lab-etc "$2" && mkdir "$2/u" "$2/w" || exit 96',
-          'mount -t overlay nrhi-lab-etc -o lowerdir=/etc,upperdir="$2/u",workdir="$2/w" /etc || exit 96',
+          ...etcOverlay('4m'),
           'printf "%s\\n" "$3" >> /etc/hosts || exit 96',
           'exec /usr/sbin/sshd -D -e -f "$1"',
         ].join('\n');
         const argv = o.etcHosts === undefined ? ['/usr/sbin/sshd', '-D', '-e', '-f', conf] : ['sh', '-c', boot, 'sshd', conf, etc, o.etcHosts];
-        const p = spawn('ip', ['netns', 'exec', bastionNs, ...argv], { stdio: ['ignore', log, log] });
-        fs.closeSync(log);
-        procs.add(p);
-        p.on('exit', () => procs.delete(p));
-        proc = p;
+        proc = spawnDaemon(bastionNs, argv, 'sshd_bastion');
         await waitPort(f4(2), 22, 15_000);
       };
       const sessions = async () => {
@@ -860,13 +859,10 @@ export function labTarget(lab: Lab, i: number, table: string, timeoutMs: number,
 }
 
 /**
- * For a mocha `before` hook: skips the suite when the lab cannot be built here, but with
- * CI=true fails it instead, so that a CI run never counts a skipped integration suite as passing.
+ * For a mocha `before` hook: skips the suite (pending, the reason printed) when the lab or one of
+ * `extra` (containers, a browser) cannot be had here, but with CI=true fails it instead, so that a
+ * CI run never counts a skipped integration suite as passing. Suites use `useLab` (fixtures.ts).
  */
-export function requireLab(ctx: { skip(): void }, extra?: { ok: boolean; why: string }): void {
-  const avail = labAvailable();
-  const why = !avail.ok ? avail.why : extra && !extra.ok ? extra.why : undefined;
-  if (why === undefined) return;
-  if (process.env.CI === 'true') throw new Error(`lab unavailable in CI: ${why}`);
-  ctx.skip();
+export function requireLab(ctx: Mocha.Context, ...extra: Need[]): void {
+  skipOrFail(ctx, 'lab', missing(labAvailable(), ...extra));
 }

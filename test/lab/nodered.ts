@@ -14,6 +14,8 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import type { Lab } from './lab';
+import { skipOrFail } from './need';
+import { stopChild } from './proc';
 
 export interface NodeRed {
   url: string;
@@ -86,13 +88,11 @@ export function runtimes(): Runtime[] {
 }
 
 /**
- * For a mocha `before` hook: skips the suite when its runtime is not installed, but with CI=true
- * fails it instead (a CI run never counts a runtime it did not run as passing).
+ * For a mocha `before` hook: skips the suite (pending, the reason printed) when its runtime is not
+ * installed, but with CI=true fails it instead (a CI run never counts a runtime it did not run as passing).
  */
-export function requireRuntime(ctx: { skip(): void }, rt: Runtime): void {
-  if (!rt.missing) return;
-  if (process.env.CI === 'true') throw new Error(`${rt.label} unavailable in CI: ${rt.missing}`);
-  ctx.skip();
+export function requireRuntime(ctx: Mocha.Context, rt: Runtime): void {
+  skipOrFail(ctx, rt.label, rt.missing);
 }
 
 /** The editor's comms socket: subscribes to `status/#` and collects what the runtime sends for `ms`. */
@@ -243,17 +243,7 @@ export async function startNodeRed(opts: StartOptions = {}): Promise<NodeRed> {
       // let the nodes start
       await new Promise((res) => setTimeout(res, 300));
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      });
-    },
+    stop: () => stopChild(child, 5000),
   };
 }
 
