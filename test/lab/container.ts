@@ -371,15 +371,15 @@ export async function unitActive(h: ContainerHost, unit: string): Promise<boolea
   return (await h.exec(['systemctl', 'is-active', unit])).stdout.trim() === 'active';
 }
 
-/** the sudo account the README's "Preparing a real host" creates */
+/** the sudo account docs/preparing-hosts.md creates */
 export const SUDO_USER = 'isolator';
 
 /**
- * The README's sudoers lines for the pack's nft and ss commands and its guard block, for `table`
- * (the README's own text, so a test proves what the README tells an operator to install).
+ * The sudoers lines of docs/preparing-hosts.md for the pack's nft and ss commands and its guard block, for `table`
+ * (the page's own text, so a test proves what the docs tell an operator to install).
  */
 export function readmeGuardSudoers(table: string): string {
-  // the README shows the generator's lines for the default table: the same generator, for this one
+  // the page shows the generator's lines for the default table: the same generator, for this one
   const readme = fs.readFileSync(path.join(__dirname, '../../../docs/preparing-hosts.md'), 'utf8');
   const shown = sudoersLines({ user: SUDO_USER, table: DEFAULT_TABLE, features: ['isolate', 'guard'] });
   assert.deepEqual(shown.filter((l) => !readme.includes(l)), [], 'the README holds the isolate and guard blocks');
