@@ -7,7 +7,8 @@
 import * as fs from 'fs';
 import { DEFAULT_TABLE } from '../driver/policy';
 import { hostSetup, SETUP_FORMATS, type SetupFormat } from '../driver/setup';
-import { parseFeatures, PROGRAM_PATHS, SUDOERS_FEATURES } from '../driver/sudoers';
+import { PROGRAM_PATHS, SUDOERS_FEATURES } from '../driver/sudoers';
+import { accountFlags, defaultAccount, main, readFlags } from './cli';
 
 export const USAGE = `usage: node-red-host-isolation-host-setup (--key LINE | --key-file FILE) [--user NAME] [--table NAME]
          [--features LIST] [--format sh|ansible] [--path PROGRAM=PATH]...
@@ -28,54 +29,26 @@ Example: npx node-red-host-isolation-host-setup --key-file ~/.ssh/isolator.pub -
 
 /** The set-up for these command-line arguments (throws with a message on a bad one). */
 export function run(argv: readonly string[], readFile: (file: string) => string = (f) => fs.readFileSync(f === '-' ? 0 : f, 'utf8')): string {
-  let user = 'isolator';
-  let table = DEFAULT_TABLE;
-  let features = parseFeatures('isolate');
+  const a = defaultAccount();
   let format: SetupFormat = 'sh';
   let key: string | undefined;
-  const paths: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    if (flag === '--user') user = value();
-    else if (flag === '--table') table = value();
-    else if (flag === '--features') features = parseFeatures(value());
-    else if (flag === '--key') key = value();
-    else if (flag === '--key-file') {
-      const file = value();
+  readFlags(argv, {
+    ...accountFlags(a),
+    '--key': (v) => (key = v),
+    '--key-file': (file) => {
       try {
         key = readFile(file);
       } catch (e) {
         throw new Error(`--key-file ${file}: ${(e as Error).message}`, { cause: e });
       }
-    } else if (flag === '--format') {
-      const f = value();
+    },
+    '--format': (f) => {
       if (!(SETUP_FORMATS as readonly string[]).includes(f)) throw new Error(`--format: one of ${SETUP_FORMATS.join(', ')}`);
       format = f as SetupFormat;
-    } else if (flag === '--path') {
-      const m = /^([a-z-]+)=(\/\S+)$/.exec(value());
-      if (!m || !(m[1] in PROGRAM_PATHS)) throw new Error(`--path PROGRAM=PATH, PROGRAM one of ${Object.keys(PROGRAM_PATHS).join(', ')}`);
-      paths[m[1]] = m[2];
-    } else throw new Error(`unknown argument ${argv[i]}`);
-  }
+    },
+  });
   if (key === undefined) throw new Error('--key or --key-file is required: the public key the controller logs in with');
-  return hostSetup({ user, table, features, publicKey: key, format, paths: Object.keys(paths).length ? paths : undefined });
+  return hostSetup({ user: a.user, table: a.table, features: a.features, publicKey: key, format, paths: Object.keys(a.paths).length ? a.paths : undefined });
 }
 
-if (require.main === module) {
-  const args = process.argv.slice(2);
-  if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(`${USAGE}\n`);
-  } else {
-    try {
-      process.stdout.write(run(args));
-    } catch (e) {
-      process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
-      process.exitCode = 2;
-    }
-  }
-}
+if (require.main === module) main(USAGE, run);

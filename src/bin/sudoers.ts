@@ -5,7 +5,8 @@
  * /etc/sudoers.d/ and check with `visudo -cf`.
  */
 import { DEFAULT_TABLE } from '../driver/policy';
-import { parseFeatures, PROGRAM_PATHS, sudoersLines, SUDOERS_FEATURES } from '../driver/sudoers';
+import { PROGRAM_PATHS, sudoersLines, SUDOERS_FEATURES } from '../driver/sudoers';
+import { accountFlags, defaultAccount, main, readFlags } from './cli';
 
 export const USAGE = `usage: node-red-host-isolation-sudoers [--user NAME] [--table NAME] [--features LIST] [--path PROGRAM=PATH]...
   --user      the target's SSH user (default: isolator)
@@ -20,39 +21,9 @@ Prints the lines; put them in /etc/sudoers.d/NAME (mode 440) and check with visu
 
 /** The lines for these command-line arguments (throws with a message on a bad one). */
 export function run(argv: readonly string[]): string {
-  let user = 'isolator';
-  let table = DEFAULT_TABLE;
-  let features = parseFeatures('isolate');
-  const paths: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    if (flag === '--user') user = value();
-    else if (flag === '--table') table = value();
-    else if (flag === '--features') features = parseFeatures(value());
-    else if (flag === '--path') {
-      const m = /^([a-z-]+)=(\/\S+)$/.exec(value());
-      if (!m || !(m[1] in PROGRAM_PATHS)) throw new Error(`--path PROGRAM=PATH, PROGRAM one of ${Object.keys(PROGRAM_PATHS).join(', ')}`);
-      paths[m[1]] = m[2];
-    } else throw new Error(`unknown argument ${argv[i]}`);
-  }
-  return `${sudoersLines({ user, table, features, paths }).join('\n')}\n`;
+  const a = defaultAccount();
+  readFlags(argv, accountFlags(a));
+  return `${sudoersLines({ user: a.user, table: a.table, features: a.features, paths: a.paths }).join('\n')}\n`;
 }
 
-if (require.main === module) {
-  const args = process.argv.slice(2);
-  if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(`${USAGE}\n`);
-  } else {
-    try {
-      process.stdout.write(run(args));
-    } catch (e) {
-      process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
-      process.exitCode = 2;
-    }
-  }
-}
+if (require.main === module) main(USAGE, run);
