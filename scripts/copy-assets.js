@@ -74,8 +74,8 @@ function copyNode(type) {
 }
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 for (const type of Object.keys(pkg['node-red'].nodes)) copyNode(type);
-// the package's command (package.json `bin`), runnable from a checkout too
-for (const bin of ['sudoers.js', 'host-setup.js']) fs.chmodSync(path.join(dist, 'src', 'bin', bin), 0o755);
+// the package's commands (package.json `bin`), runnable from a checkout too
+for (const bin of Object.values(pkg.bin)) fs.chmodSync(path.join(root, bin), 0o755);
 
 /**
  * A CommonJS bundle for the browser: every module `entry` requires, transitively, each wrapped in
