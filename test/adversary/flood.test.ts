@@ -13,9 +13,10 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import type { AddressInfo } from 'net';
 import * as path from 'path';
-import { Server, utils, type ServerChannel } from 'ssh2';
+import { Server, type ServerChannel } from 'ssh2';
 import { IsolationDriver, IsolationError, MAX_ERROR_MESSAGE, MAX_HOST_TEXT, targetSchema, validate, type HostState, type TargetInput } from '../../src/driver';
 import { COMMANDS, connect, MAX_EXEC_OUTPUT } from '../../src/driver/transport';
+import { ed25519KeyPair } from '../fake/host';
 import { noUnhandledRejections, teardown, useLab, useNodeRed } from '../lab/fixtures';
 import { labTarget } from '../lab/lab';
 import { httpAnswerNodes, httpIn } from '../lab/nodered';
@@ -65,7 +66,7 @@ async function eventually(fn: () => boolean | Promise<boolean>, ms: number, what
 
 describe('a host that floods: against an in-process SSH server', function () {
   this.timeout(60_000);
-  const hostKey = utils.generateKeyPairSync('ed25519');
+  const hostKey = ed25519KeyPair();
   /** how the server answers: whoami normally or flooding; other commands by `nft` */
   const mode = { whoami: 'ok' as 'ok' | 'flood', nft: 'none' as 'none' | 'split' | 'flood-stdout' | 'flood-stderr' | 'not-isolated', bytes: 0 };
   const clients = { opened: 0, closed: 0 };
