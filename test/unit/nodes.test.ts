@@ -497,7 +497,7 @@ describe('nodes', function () {
     a = (await rec).payload as Record<string, unknown>;
     assert.equal(((await caught).error as { code: string }).code, 'VALIDATION');
     assert.equal(a.result, 'error');
-    assert.ok((a.case as { id: string }).id.length <= 64 && !/[\u0000-\u001f]/.test((a.case as { id: string }).id));
+    assert.ok((a.case as { id: string }).id.length <= 64 && /^x+…\[cut: 505 characters\]$/.test((a.case as { id: string }).id));
     assert.equal(a.requestedBy, 'eve');
   });
 
