@@ -510,10 +510,14 @@ describe('nodes', function () {
       n.receive({ case: { id: 'CASE-7' }, requestedBy: 'playbook:phish' });
       const a = (await rec).payload as Record<string, unknown>;
       assert.deepEqual([a.case, a.requestedBy], [{ id: 'CASE-7' }, 'playbook:phish'], type);
-      for (const bad of [{ case: { id: 'a b' } }, { case: { id: 'C', url: 'javascript:alert(1)' } }, { case: 'C-1' }, { requestedBy: 'x'.repeat(129) }, { case: { id: 'C', extra: 1 } }]) {
+      const circular: Record<string, unknown> = { id: 'C' };
+      circular.self = circular;
+      for (const bad of [{ case: { id: 'a b' } }, { case: { id: 'C', url: 'javascript:alert(1)' } }, { case: 'C-1' }, { requestedBy: 'x'.repeat(129) }, { case: { id: 'C', extra: 1 } }, { requestedBy: { self: circular } }]) {
         const caught = next('caught');
+        const failed = next('audit');
         n.receive(bad);
-        assert.equal(((await caught).error as { code: string }).code, 'VALIDATION', `${type} ${JSON.stringify(bad)}`);
+        assert.equal(((await caught).error as { code: string }).code, 'VALIDATION', `${type} ${Object.keys(bad).join()}`);
+        assert.equal(((await failed).payload as { result: string }).result, 'error', 'the failed action has its record too');
       }
       assert.equal(stub.callCount, 1, type);
       stub.restore();

@@ -8,6 +8,16 @@ import type { Msg } from './message';
 
 const given = (v: unknown) => v !== undefined && v !== null && v !== '';
 
+/** A value that is not text, as text for the record (never a throw: a circular object is not JSON). */
+function asText(v: unknown): string {
+  if (typeof v === 'string') return v;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
 /** The message's case and requester as a request takes them (unchecked: the driver's schema checks them). */
 export function requestMetaOf(msg: Msg): { case?: unknown; requestedBy?: unknown } {
   return { ...(given(msg.case) ? { case: msg.case } : {}), ...(given(msg.requestedBy) ? { requestedBy: msg.requestedBy } : {}) };
@@ -29,8 +39,8 @@ export function auditedRequest(msg: Msg, result: HostState | Error): { case: Cas
   const host = result instanceof Error ? null : result;
   const c = msg.case as { id?: unknown; url?: unknown } | undefined;
   const kase: Case | null = given(msg.case)
-    ? { id: hostText(typeof c?.id === 'string' ? c.id : JSON.stringify(c?.id ?? c), 64), ...(typeof c?.url === 'string' ? { url: hostText(c.url, 512) } : {}) }
+    ? { id: hostText(asText(c?.id ?? c), 64), ...(typeof c?.url === 'string' ? { url: hostText(c.url, 512) } : {}) }
     : host?.case ? { id: hostText(host.case.id, 64), ...(host.case.url !== undefined ? { url: hostText(host.case.url, 512) } : {}) } : null;
   const by = given(msg.requestedBy) ? msg.requestedBy : (host?.requestedBy ?? null);
-  return { case: kase, requestedBy: by === null ? null : hostText(typeof by === 'string' ? by : JSON.stringify(by), 128) };
+  return { case: kase, requestedBy: by === null ? null : hostText(asText(by), 128) };
 }
