@@ -183,6 +183,40 @@ export const serversSchema = z.strictObject({
 });
 export type Servers = z.infer<typeof serversSchema>;
 
+/**
+ * The case an action belongs to (an EDR's case id and its link) and who asked for it. They describe
+ * the request, not the isolation: any message may set them, like `reason`. Bounded and printable,
+ * as they are stored on the host (inside the isolation record) and copied into every audit record.
+ */
+export const CASE_ID = /^[A-Za-z0-9._:#/-]{1,64}$/;
+export const MAX_CASE_URL = 512;
+export const MAX_REQUESTED_BY = 128;
+/** control, format (bidi, zero-width), surrogate and line/paragraph separator characters */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+const caseUrlSchema = z
+  .string()
+  .max(MAX_CASE_URL, `case.url is at most ${MAX_CASE_URL} characters`)
+  .refine((s) => !UNPRINTABLE.test(s) && !/\s/.test(s), 'case.url must not contain control characters or white space')
+  .pipe(z.url({ protocol: /^https?$/, message: 'case.url must be an http(s) URL' }))
+  // as written, not as WHATWG repairs it ("https:///x" parses): scheme, "//", a host; no user:password@ to leak
+  .refine((s) => /^https?:\/\/[^/?#\\]/i.test(s) && URL.canParse(s) && new URL(s).username === '' && new URL(s).password === '', 'case.url must be http(s)://host/... without credentials');
+export const caseSchema = z.strictObject({
+  id: z.string().regex(CASE_ID, 'case.id is 1 to 64 characters of A-Z a-z 0-9 . _ : # / -'),
+  url: caseUrlSchema.optional(),
+});
+export type Case = z.infer<typeof caseSchema>;
+export const requestedBySchema = z
+  .string()
+  .min(1, 'requestedBy must not be empty')
+  .max(MAX_REQUESTED_BY, `requestedBy is at most ${MAX_REQUESTED_BY} characters`)
+  .refine((s) => !UNPRINTABLE.test(s), 'requestedBy must not contain control characters');
+/** What an action's request says about itself (its case and requester), for the nodes that only audit them. */
+export const requestMetaSchema = z.strictObject({
+  case: caseSchema.optional(),
+  requestedBy: requestedBySchema.optional(),
+});
+export type RequestMeta = z.infer<typeof requestMetaSchema>;
+
 export const unisolateRequestSchema = z.strictObject({
   /** told to logged-in users once the isolation is lifted */
   wall: wallSchema.optional(),
@@ -194,6 +228,10 @@ export const isolateRequestSchema = z.strictObject({
   exceptions: exceptionListSchema.default([]),
   // free text from the alert, stored base64-encoded on the host: any character is safe
   reason: z.string().max(1024, 'reason is at most 1024 characters').optional(),
+  /** the case this isolation belongs to, kept with it on the host (informational there: see docs) */
+  case: caseSchema.optional(),
+  /** who asked for it (a user, an analyst, a playbook), kept with it on the host */
+  requestedBy: requestedBySchema.optional(),
   mode: modeSchema.default('enforce'),
   /** seconds until the host releases itself; 0 = until unisolated */
   duration: z.number().int().min(0).max(MAX_DURATION).default(0),

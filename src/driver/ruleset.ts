@@ -33,7 +33,7 @@
  * relates to a flow that passed (path MTU: packet-too-big, fragmentation needed) and echo replies
  * to an echo request that passed: nothing that can carry data to an arbitrary peer on its own.
  */
-import type { Exception } from './policy';
+import type { Case, Exception } from './policy';
 import { ICMP_TYPES, isOwnerException } from './policy';
 import { addrToNft, disjointUnion, fullRange, intToNft, parseAddr, type Box, type Family, type Interval } from './net';
 
@@ -78,6 +78,12 @@ export interface StateDoc {
   v: 1;
   since: string;
   reason: string | null;
+  /**
+   * the case and requester of the request that isolated the host (absent: none given). Root on the
+   * host can rewrite this record: the controller's audit record is the authority, this copy informs
+   */
+  case?: Case;
+  requestedBy?: string;
   mode: 'enforce' | 'audit';
   expiresAt: string | null;
   management: ManagementEndpoint[];

@@ -3,7 +3,7 @@
  * data from the host, checked like any other input before we believe it.
  */
 import { z } from 'zod';
-import { exceptionListSchema, type Exception } from './policy';
+import { caseSchema, exceptionListSchema, requestedBySchema, type Case, type Exception } from './policy';
 import { STATE_CHAIN, STATE_PREFIX, type ManagementEndpoint, type StateDoc } from './ruleset';
 
 /**
@@ -43,6 +43,13 @@ export interface HostState {
   since: string | null;
   expiresAt: string | null;
   reason: string | null;
+  /**
+   * the case the isolation belongs to and who asked for it, as recorded on the host with it (null:
+   * none given). Informational: root on the host can rewrite the record; the controller's audit
+   * record of the request is the authority
+   */
+  case: Case | null;
+  requestedBy: string | null;
   exceptions: Exception[];
   management: ManagementEndpoint[];
   /** what reached the drop policy since isolation (in audit mode: what enforce would have dropped) */
@@ -134,6 +141,9 @@ const docSchema = z.object({
   since: isoDate,
   // what isolate accepts (1024 characters); a longer one was not written by the pack
   reason: z.string().max(1024).nullable(),
+  // what isolate accepts; anything else was not written by the pack
+  case: caseSchema.optional(),
+  requestedBy: requestedBySchema.optional(),
   mode: z.enum(['enforce', 'audit']),
   expiresAt: isoDate.nullable(),
   management: z.array(z.object({ addr: z.string(), port: z.number().int().min(1).max(65535) })).max(128),
@@ -294,6 +304,8 @@ export function notIsolated(host: string): HostState {
     since: null,
     expiresAt: null,
     reason: null,
+    case: null,
+    requestedBy: null,
     exceptions: [],
     management: [],
     dropped: null,
@@ -324,6 +336,8 @@ export function toHostState(host: string, parsed: ParsedTable): HostState {
     since: doc.since,
     expiresAt: doc.expiresAt,
     reason: doc.reason,
+    case: doc.case ?? null,
+    requestedBy: doc.requestedBy ?? null,
     exceptions: doc.exceptions,
     management: doc.management,
     dropped: parsed.dropped,

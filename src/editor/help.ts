@@ -96,8 +96,10 @@ export function sharedHelp(): Record<string, string> {
   <li>Audit record
   <dl class="message-properties">
     <dt>payload <span class="property-type">object</span></dt>
-    <dd><code>{ when, node, host, action, reason, result, error?, isolated, state, changed, mode, since, expiresAt, exceptions, digest }</code>
-      for every action, also a failed one (then with <code>error: { code, message }</code>); <code>digest</code> is the
+    <dd><code>{ when, node, host, action, reason, case, requestedBy, result, error?, isolated, state, changed, mode, since, expiresAt, exceptions, digest }</code>
+      for every action, also a failed one (then with <code>error: { code, message }</code>); <code>case</code> and
+      <code>requestedBy</code> are the message's, else the host's record (this record is the authority: root on the host
+      can rewrite its copy); <code>digest</code> is the
       sha256 of the nft batch the action applied. <code>topic</code> is <code>host-isolation/audit</code>.</dd>
   </dl>
   </li>

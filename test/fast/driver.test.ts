@@ -142,6 +142,31 @@ describe('driver logic on the fake host (no root)', function () {
   it('bad input is refused before anything reaches the host', async () => {
     assert.equal(await code(driver.isolate(host.target(), { exceptions: [{ direction: 'sideways' }] } as never)), 'VALIDATION');
     assert.equal(await code(driver.isolate({ ...host.target(), table: 'x;rm' })), 'VALIDATION');
+    assert.equal(await code(driver.isolate(host.target(), { case: { id: 'C'.repeat(65) } })), 'VALIDATION');
+    assert.equal(await code(driver.isolate(host.target(), { case: { id: 'C-1', url: 'file:///etc/passwd' } })), 'VALIDATION');
+    assert.equal(await code(driver.isolate(host.target(), { requestedBy: 'a\nb' })), 'VALIDATION');
     assert.equal(host.log.length, 0);
+  });
+
+  it('the case and requester are kept on the host with the isolation: a new driver reads them back, an isolate without them keeps them, the same again changes nothing', async () => {
+    const kase = { id: 'INC-42', url: 'https://cases.example/INC-42' };
+    const st = await driver.isolate(host.target(), { verify: false, reason: 'r', case: kase, requestedBy: 'alice@soc' });
+    assert.deepEqual([st.case, st.requestedBy], [kase, 'alice@soc']);
+    const fresh = new IsolationDriver({ openStream: host.openStream, resolve: async () => [host.addr] });
+    try {
+      const read = await fresh.status(host.target());
+      assert.deepEqual([read.case, read.requestedBy, read.reason], [kase, 'alice@soc', 'r']);
+      // built on what it read: the record it writes is the same, key for key
+      const again = await fresh.isolate(host.target(), { verify: false });
+      assert.equal(again.changed, false, 'carried over like the reason: the same isolation');
+      assert.deepEqual([again.case, again.requestedBy], [kase, 'alice@soc']);
+      const other = await fresh.isolate(host.target(), { verify: false, case: { id: 'INC-43' } });
+      assert.equal(other.changed, true);
+      assert.deepEqual([other.case, other.requestedBy], [{ id: 'INC-43' }, 'alice@soc']);
+    } finally {
+      await fresh.close();
+    }
+    const free = await driver.unisolate(host.target());
+    assert.deepEqual([free.case, free.requestedBy], [null, null]);
   });
 });

@@ -8,7 +8,7 @@ import helper from 'node-red-node-test-helper';
 import * as sinon from 'sinon';
 import * as fs from 'fs';
 import * as path from 'path';
-import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProtectedUnresolvedError, type HostState } from '../../src/driver';
+import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProtectedUnresolvedError, ValidationError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
 import { driverOptions, SETTINGS } from '../../src/nodes/common';
 import { REPO_ROOT } from '../lab/nodered';
@@ -443,6 +443,8 @@ describe('nodes', function () {
         host: '198.18.0.2',
         action: 'isolate',
         reason: 'from alert',
+        case: null,
+        requestedBy: null,
         result: 'ok',
         isolated: true,
         state: 'isolated',
@@ -465,6 +467,62 @@ describe('nodes', function () {
     assert.equal(bad.host, '198.18.0.2');
     assert.equal(((await caught).error as { code: string }).code, 'HOST_KEY_MISMATCH');
     assert.equal(await quiet, true, 'no state output for a failed action');
+  });
+
+  it('msg.case and msg.requestedBy: into the isolate request from any message (not an override), and into every audit record', async () => {
+    const kase = { id: 'INC-42', url: 'https://cases.example/INC-42' };
+    const iso = sb.stub(driver, 'isolate').callsFake(async (_t, r) => ({ ...state('198.18.0.2'), case: r?.case ?? null, requestedBy: r?.requestedBy ?? null }));
+    await helper.load(ALL, flow({ type: 'isolate-host' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    let rec = next('audit');
+    n.receive({ reason: 'r', case: kase, requestedBy: 'alice@soc' });
+    let a = (await rec).payload as Record<string, unknown>;
+    assert.deepEqual(iso.firstCall.args[1], { duration: 0, presets: [], exceptions: [], mode: 'enforce', reason: 'r', case: kase, requestedBy: 'alice@soc', force: false, verify: true, wall: undefined, persist: false });
+    assert.deepEqual([a.case, a.requestedBy], [kase, 'alice@soc']);
+    assert.deepEqual(warnings('n1'), [], 'not an override: nothing ignored');
+
+    // none given: none asked for; the audit record says what the host answered (its record)
+    iso.resolves({ ...state('198.18.0.2'), case: { id: 'INC-1' }, requestedBy: 'bob' });
+    rec = next('audit');
+    n.receive({ case: '', requestedBy: null });
+    a = (await rec).payload as Record<string, unknown>;
+    assert.ok(!('case' in iso.secondCall.args[1]!) && !('requestedBy' in iso.secondCall.args[1]!));
+    assert.deepEqual([a.case, a.requestedBy], [{ id: 'INC-1' }, 'bob']);
+
+    // refused by the driver's schema: the failed record carries the alert's text, bounded and clean
+    iso.rejects(new ValidationError('invalid request: request.case.id: bad', [{ path: 'request.case.id', message: 'bad' }]));
+    rec = next('audit');
+    const caught = next('caught');
+    n.receive({ case: { id: 'x'.repeat(500) + '\u001b[31m' }, requestedBy: 'eve\u0007' });
+    a = (await rec).payload as Record<string, unknown>;
+    assert.equal(((await caught).error as { code: string }).code, 'VALIDATION');
+    assert.equal(a.result, 'error');
+    assert.ok((a.case as { id: string }).id.length <= 64 && /^x+…\[cut: 505 characters\]$/.test((a.case as { id: string }).id));
+    assert.equal(a.requestedBy, 'eve');
+  });
+
+  it('exception-set and unisolate-host: msg.case and msg.requestedBy in the audit record, a bad one refused with VALIDATION before the driver', async () => {
+    for (const [type, method] of [['exception-set', 'setExceptions'], ['unisolate-host', 'unisolate']] as const) {
+      const stub = sb.stub(driver, method).resolves(state('198.18.0.2', method === 'setExceptions'));
+      await helper.load(ALL, flow({ type, op: 'add', exceptions: [] }), CREDS);
+      const n = helper.getNode('n1') as unknown as AnyNode;
+      const rec = next('audit');
+      n.receive({ case: { id: 'CASE-7' }, requestedBy: 'playbook:phish' });
+      const a = (await rec).payload as Record<string, unknown>;
+      assert.deepEqual([a.case, a.requestedBy], [{ id: 'CASE-7' }, 'playbook:phish'], type);
+      const circular: Record<string, unknown> = { id: 'C' };
+      circular.self = circular;
+      for (const bad of [{ case: { id: 'a b' } }, { case: { id: 'C', url: 'javascript:alert(1)' } }, { case: 'C-1' }, { requestedBy: 'x'.repeat(129) }, { case: { id: 'C', extra: 1 } }, { requestedBy: { self: circular } }]) {
+        const caught = next('caught');
+        const failed = next('audit');
+        n.receive(bad);
+        assert.equal(((await caught).error as { code: string }).code, 'VALIDATION', `${type} ${Object.keys(bad).join()}`);
+        assert.equal(((await failed).payload as { result: string }).result, 'error', 'the failed action has its record too');
+      }
+      assert.equal(stub.callCount, 1, type);
+      stub.restore();
+      await helper.unload();
+    }
   });
 
   it('close during an operation waits for it, and the message still ends in its output path', async () => {

@@ -3,6 +3,7 @@ import {
   exceptionListSchema,
   exceptionSchema,
   isolateRequestSchema,
+  requestMetaSchema,
   targetSchema,
   validate,
   ValidationError,
@@ -156,6 +157,54 @@ describe('policy: target and request', () => {
     rejects(isolateRequestSchema, { duration: 1.5 }, 'duration');
     rejects(isolateRequestSchema, { duration: '60' }, 'duration');
     rejects(isolateRequestSchema, { duration: 31 * 86400 }, 'duration');
+  });
+});
+
+describe('policy: the case and the requester', () => {
+  it('takes a bounded case id, an http(s) link and a printable requester', () => {
+    const max = { id: 'A'.repeat(60) + '.:#/', url: `https://cases.example/${'中'.repeat(512 - 22)}`, requestedBy: `${'é'.repeat(120)} <a@b>` };
+    assert.equal(max.url.length, 512);
+    const r = validate(isolateRequestSchema, { case: { id: max.id, url: max.url }, requestedBy: max.requestedBy }, 'r');
+    assert.deepEqual([r.case, r.requestedBy], [{ id: max.id, url: max.url }, max.requestedBy]);
+    assert.deepEqual(validate(isolateRequestSchema, { case: { id: 'INC-1' } }, 'r').case, { id: 'INC-1' }, 'the link is optional');
+    for (const url of ['http://10.0.0.5:8080/case?id=1#top', 'HTTPS://Cases.Example/x', 'https://[2001:db8::1]/c']) {
+      assert.equal(validate(requestMetaSchema, { case: { id: 'C', url } }, 'm').case?.url, url);
+    }
+    assert.equal(validate(isolateRequestSchema, {}, 'r').case, undefined);
+  });
+
+  it('refuses over-long, unprintable or foreign values, and links that are not http(s) to a host', () => {
+    for (const schema of [isolateRequestSchema, requestMetaSchema]) {
+      rejects(schema, { case: { id: 'A'.repeat(65) } }, 'case.id');
+      rejects(schema, { case: { id: '' } }, 'case.id');
+      for (const id of ['INC 42', 'INC-42\n', 'INC;42', 'ünï', '$(id)', 'a\u0000']) rejects(schema, { case: { id } }, 'case.id');
+      rejects(schema, { case: 'INC-42' }, 'case');
+      rejects(schema, { case: { id: 'INC-42', comment: 'x' } }, 'case');
+      rejects(schema, { case: { url: 'https://cases.example/1' } }, 'case.id');
+      rejects(schema, { case: { id: 'C', url: `https://cases.example/${'a'.repeat(512 - 21)}` } }, 'case.url');
+      for (const url of [
+        'javascript:alert(1)',
+        'ftp://cases.example/1',
+        'file:///etc/passwd',
+        'data:text/html,x',
+        'cases.example/1',
+        'https:///cases.example',
+        'https:cases.example',
+        'https://user:pw@cases.example/1',
+        'https://cases.example/a b',
+        'https://cases.example/\u001b[31m',
+        'https://cases.example/\u202e',
+        'https://',
+        '',
+      ]) {
+        rejects(schema, { case: { id: 'C', url } }, 'case.url');
+      }
+      rejects(schema, { requestedBy: 'x'.repeat(129) }, 'requestedBy');
+      rejects(schema, { requestedBy: '' }, 'requestedBy');
+      for (const by of ['alice\nroot', 'alice\u001b[2J', 'al\u0007', 'alice\u202eevil', 'al\u200bice', 'a\u2028b', 'a\u0085b', '\ud800']) rejects(schema, { requestedBy: by }, 'requestedBy');
+      rejects(schema, { requestedBy: 42 }, 'requestedBy');
+    }
+    assert.equal(validate(requestMetaSchema, { requestedBy: 'x'.repeat(128) }, 'm').requestedBy?.length, 128);
   });
 });
 

@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
 import { disjointUnion, parseAddr, type Box } from '../../src/driver/net';
-import { expandPresets } from '../../src/driver';
+import { expandPresets, isolateRequestSchema, validate } from '../../src/driver';
 import { ALL_SETS, cgroupOf, encodeState, ownerRules, renderConfirm, renderElements, renderIsolate, renderRelease, renderRollback, renderUnisolate, renderUpdate, type StateDoc } from '../../src/driver/ruleset';
 import { decodeState, parseTable } from '../../src/driver/state';
 import { tamperFindings } from '../../src/driver/tamper';
@@ -226,6 +226,29 @@ describe('state', () => {
     for (const c of comments) assert.ok(Buffer.byteLength(c) <= 128, c);
     assert.deepEqual(decodeState(comments), doc);
     assert.deepEqual(decodeState([...comments].reverse()), doc);
+  });
+
+  it('a maximal record (the longest reason, case and requester the request takes) round-trips in comments of at most 128 bytes, key for key', () => {
+    const req = validate(isolateRequestSchema, {
+      // the costliest characters: a control character is 6 bytes of JSON, a CJK one 3 bytes of UTF-8
+      reason: '\u0001'.repeat(1024),
+      case: { id: 'Z'.repeat(64), url: `https://cases.example/${'中'.repeat(490)}` },
+      requestedBy: '中'.repeat(128),
+    }, 'request');
+    const max: StateDoc = { v: 1, since: doc.since, reason: req.reason!, case: req.case, requestedBy: req.requestedBy, mode: 'enforce', expiresAt: null, management: doc.management, exceptions: doc.exceptions, persist: true };
+    const comments = encodeState(max);
+    for (const c of comments) assert.ok(Buffer.byteLength(c) <= 128, c);
+    const back = decodeState(comments);
+    assert.deepEqual(back, max);
+    // the same text, so an isolate built on a read compares equal to one built on its own record
+    assert.equal(JSON.stringify(back), JSON.stringify(max));
+    assert.deepEqual(renderIsolate('t', back, 3), renderIsolate('t', max, 3));
+    // a record without them is the record of before (no keys, so old tables read the same)
+    assert.ok(!('case' in decodeState(encodeState(doc))) && !('requestedBy' in decodeState(encodeState(doc))));
+    // what the request refuses, the read refuses too: root on the host cannot pass more through it
+    assert.throws(() => decodeState(encodeState({ ...max, requestedBy: 'x\u001b[2J' })), /isolation record invalid/);
+    assert.throws(() => decodeState(encodeState({ ...max, case: { id: 'a b' } })), /isolation record invalid/);
+    assert.throws(() => decodeState(encodeState({ ...max, case: { id: 'C', url: 'javascript:x' } })), /isolation record invalid/);
   });
 
   it('refuses incomplete or foreign records', () => {

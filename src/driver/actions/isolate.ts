@@ -106,13 +106,21 @@ async function applyIsolation(s: HostSession, plan: Plan, current: Known | null,
   };
 }
 
-/** The record the isolation keeps on the host: since and reason carried over from `current`. */
+/**
+ * The record the isolation keeps on the host: since, and each of reason, case and requester
+ * when the request leaves it out, carried over from `current`.
+ */
 function docOf(plan: Plan, current: Known | null, now: Date): StateDoc {
   const { req } = plan;
+  const kase = req.case ?? current?.doc.case;
+  const requestedBy = req.requestedBy ?? current?.doc.requestedBy;
   return {
     v: 1,
     since: current?.doc.since ?? now.toISOString(),
     reason: req.reason ?? current?.doc.reason ?? null,
+    // absent when none: the record (and the table) of an isolation without them is as before
+    ...(kase !== undefined ? { case: kase } : {}),
+    ...(requestedBy !== undefined ? { requestedBy } : {}),
     mode: req.mode,
     expiresAt: req.duration > 0 ? new Date(now.getTime() + req.duration * 1000).toISOString() : null,
     management: plan.management,

@@ -2,6 +2,7 @@
 import type { Node } from 'node-red';
 import { hostText, IsolationError, MAX_ERROR_MESSAGE, type ApplyInfo, type HostState } from '../../driver';
 import type { Msg } from './message';
+import { auditedRequest } from './request';
 
 /** An error as a flow sees it in an audit record or a fan-out row: its code and a clean, bounded message. */
 export function errorSummary(e: Error): { code: string; message: string } {
@@ -15,6 +16,9 @@ export interface AuditRecord {
   host: string | null;
   action: string;
   reason: string | null;
+  /** the request's case and requester (the message's, else the host's record): this record is the authority */
+  case: { id: string; url?: string } | null;
+  requestedBy: string | null;
   result: 'ok' | 'error';
   error?: { code: string; message: string };
   isolated?: boolean;
@@ -42,6 +46,7 @@ export function auditMessage(node: Node, action: string, msg: Msg, host: string 
     action,
     // the reason may come back from the host's own record: bounded and clean like any host text
     reason: boundedReason(typeof msg.reason === 'string' ? msg.reason : result instanceof Error ? null : result.reason),
+    ...auditedRequest(msg, result),
     result: result instanceof Error ? 'error' : 'ok',
     digest: info.digest ?? null,
   };

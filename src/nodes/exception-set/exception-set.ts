@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { Exception, ExceptionOp } from '../../driver';
-import { arrayField, handleInput, sharedDriver, startConfig } from '../common';
+import { arrayField, checkedRequestMeta, handleInput, sharedDriver, startConfig } from '../common';
 import { MIGRATIONS } from './migrations';
 
 interface ExceptionSetConfig extends NodeDef {
@@ -21,6 +21,8 @@ export = function (RED: NodeAPI): void {
       config.target,
       (target, msg, info) => driver.setExceptions(target, (msg.op ?? config.op ?? 'add') as ExceptionOp, [...exceptions, ...arrayField(msg, 'exceptions')], info),
       'exception-set',
+      // msg.case and msg.requestedBy go to the audit record only (checked first: a bad one changes nothing)
+      checkedRequestMeta,
     );
   }
   RED.nodes.registerType('exception-set', ExceptionSetNode);

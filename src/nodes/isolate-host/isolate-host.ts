@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ValidationError, type Exception, type IsolateRequestInput, type PresetName } from '../../driver';
-import { arrayField, handleInput, sharedDriver, startConfig, wallOf, type Msg } from '../common';
+import { arrayField, handleInput, requestMetaOf, sharedDriver, startConfig, wallOf, type Msg } from '../common';
 import { MIGRATIONS } from './migrations';
 
 interface IsolateHostConfig extends NodeDef {
@@ -56,6 +56,9 @@ export = function (RED: NodeAPI): void {
         exceptions: [...exceptions, ...(allowOverrides ? arrayField(msg, 'exceptions') : [])] as Exception[],
         mode: (from.mode ?? config.mode ?? 'enforce') as IsolateRequestInput['mode'],
         reason: msg.reason === undefined || msg.reason === null ? undefined : (msg.reason as string),
+        // like the reason, the case and requester describe the request, not the isolation's shape:
+        // taken from any message, checked by the driver's schema
+        ...(requestMetaOf(msg) as Pick<IsolateRequestInput, 'case' | 'requestedBy'>),
         force: (from.force ?? config.force ?? false) as boolean,
         verify: config.verify !== false,
         wall: wallOf(msg, config.wall),

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { handleInput, sharedDriver, startConfig, wallOf } from '../common';
+import { checkedRequestMeta, handleInput, sharedDriver, startConfig, wallOf } from '../common';
 import { MIGRATIONS } from './migrations';
 
 export = function (RED: NodeAPI): void {
@@ -7,7 +7,8 @@ export = function (RED: NodeAPI): void {
   function UnisolateHostNode(this: Node, saved: NodeDef & { target: string; wall?: string }) {
     RED.nodes.createNode(this, saved);
     const config = startConfig(this, saved, MIGRATIONS);
-    handleInput(RED, this, config.target, (target, msg, info) => driver.unisolate(target, { wall: wallOf(msg, config.wall) }, info), 'unisolate');
+    // msg.case and msg.requestedBy go to the audit record only (checked first: a bad one changes nothing)
+    handleInput(RED, this, config.target, (target, msg, info) => driver.unisolate(target, { wall: wallOf(msg, config.wall) }, info), 'unisolate', checkedRequestMeta);
   }
   RED.nodes.registerType('unisolate-host', UnisolateHostNode);
 };
