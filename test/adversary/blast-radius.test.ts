@@ -41,7 +41,9 @@ function flows(lab: Lab, audit: string) {
     { id: `in${url}`, type: 'http in', z: 'tab', url, method: 'post', wires: [[`cp${url}`]] },
     { id: `cp${url}`, type: 'function', z: 'tab', func: 'msg.hosts = msg.payload.hosts;\nmsg.reason = "blast radius";\nreturn msg;', outputs: 1, wires: [[next]] },
   ];
-  return [
+  // a node with a place on the tab (x, y): without one the runtime takes it for a config node
+  const place = (nodes: Record<string, unknown>[]) => nodes.map((n, i) => (n.z ? { x: 200, y: 40 + 40 * i, ...n } : n));
+  return place([
     { id: 'tab', type: 'tab', label: 'blast radius' },
     {
       id: 'tgt',
@@ -64,7 +66,7 @@ function flows(lab: Lab, audit: string) {
     { id: 'answer', type: 'change', z: 'tab', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"rows": payload, "fleet": fleet}', tot: 'jsonata' }], wires: [['resp']] },
     { id: 'audit', type: 'file', z: 'tab', filename: audit, filenameType: 'str', appendNewline: true, createDir: false, overwriteFile: 'false', encoding: 'none' },
     ...httpAnswerNodes(),
-  ];
+  ]);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -72,7 +74,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('adversary: a message names more hosts than the node acts on (real runtime, real lab hosts)', function () {
   this.timeout(120_000);
   const lab = useLab({ hosts: 2, tables: [TABLE] });
-  const red = useNodeRed({ quiet: true });
+  const red = useNodeRed();
   const driver = useDriver();
   const auditFile = () => path.join(red.userDir, 'audit.jsonl');
   const root = (i: number): TargetInput => ({ host: lab.hosts[i].v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, knownHosts: lab.hosts[i].knownHosts, timeoutMs: 15_000 });
