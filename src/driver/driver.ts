@@ -67,7 +67,7 @@ export interface DriverOptions {
   protectRefreshMs?: number;
 }
 
-/** a fleet-wide sweep (msg.hosts names up to 1000) keeps every connection warm for the next one */
+/** a fleet-wide sweep (msg.hosts names up to isolationTargetMaxHosts, 1000 by default) keeps every connection warm for the next one */
 const DEFAULT_MAX_CONNECTIONS = 1000;
 
 export class IsolationDriver {

@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'SERVERS_UNKNOWN'
   | 'OUTPUT_LIMIT'
   | 'PROTECTED_HOST'
-  | 'PROTECTED_UNRESOLVED';
+  | 'PROTECTED_UNRESOLVED'
+  | 'BLAST_RADIUS';
 
 /** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
 export const MAX_HOST_TEXT = 2048;
@@ -124,6 +125,21 @@ export class ProtectedUnresolvedError extends IsolationError {
       { unresolved: name, role, why },
     );
     this.unresolved = name;
+  }
+}
+
+/**
+ * `msg.hosts` names more hosts than the node may act on in one message (its `maxHosts`, bounded
+ * by the runtime setting `isolationTargetMaxHosts`): the message is refused as a whole, before
+ * any connection, and no host is changed. `asked` is how many distinct hosts it named.
+ */
+export class BlastRadiusError extends IsolationError {
+  readonly asked: number;
+  readonly maxHosts: number;
+  constructor(asked: number, maxHosts: number, why: string) {
+    super('BLAST_RADIUS', `msg.hosts names ${asked} hosts, more than this node acts on in one message (${maxHosts}, ${why}); refused, no host was contacted`, { asked, maxHosts });
+    this.asked = asked;
+    this.maxHosts = maxHosts;
   }
 }
 

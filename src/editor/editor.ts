@@ -16,7 +16,7 @@
  *   migrated(type, node, prefix) / version(type): the node's config at the current version, and it
  *   targetPrepare(node) / targetSave(node): isolation-target's form, from its field list (fields.ts)
  *   validExceptions, validPresets, validHost, validUsername, validList(kind, name), validServers(name),
- *   validDuration, validNumber(name, min, max, integer):
+ *   validDuration, validMaxHosts, validNumber(name, min, max, integer):
  *     `validate` functions for node defaults: true, or a message saying what is wrong
  */
 import { currentVersion, migrate, type Config } from '../nodes/common/migrate';
@@ -43,7 +43,15 @@ declare global {
   interface Window {
     hostIsolationRules?: Rules;
     hostIsolation?: unknown;
+    /** Node-RED's editor: its settings hold the runtime settings the pack exports (settings.ts) */
+    RED?: { settings?: Record<string, unknown> };
   }
+}
+
+/** isolationTargetMaxHosts as the runtime exports it (settings.ts); 1000 when an older runtime exports none. */
+function runtimeMaxHosts(): number {
+  const v = window.RED?.settings?.isolationTargetMaxHosts;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 1 ? v : 1000;
 }
 
 /** Node-RED's marker, in a password credential's input, for a value it keeps and does not send. */
@@ -266,6 +274,12 @@ const api = {
   validNumber,
   /** seconds until the host releases itself: blank or 0 (none) up to the driver's maximum */
   validDuration: ((v, opt) => verdict(rules().numberProblem(v, 0, rules().MAX_DURATION, true), opt, 'duration')) as Validator,
+  /** hosts one msg.hosts may name: blank (the node's default) or 1 up to the runtime's isolationTargetMaxHosts */
+  validMaxHosts: ((v, opt) => {
+    const max = runtimeMaxHosts();
+    const p = rules().numberProblem(v, 1, max, true);
+    return verdict(p && /between/.test(p) ? `${p} (isolationTargetMaxHosts in settings.js)` : p, opt, 'maxHosts');
+  }) as Validator,
 };
 
 export type HostIsolationEditor = typeof api;

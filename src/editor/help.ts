@@ -21,6 +21,8 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
     "the host must never be isolated (the target's <code>protectedHosts</code>, or this controller itself, by name or by an address its name resolves to); nothing was connected",
   PROTECTED_UNRESOLVED:
     "a protected name of the target (or its jump host's name) has never resolved on this controller, so what it protects is unknown: every isolation through the target is refused until it resolves (shown at deploy; a name that resolved once keeps its last good addresses through a DNS outage); list hosts that only resolve behind a bastion by address or CIDR; nothing was connected",
+  BLAST_RADIUS:
+    "<code>msg.hosts</code> names more hosts than the node acts on in one message (its <code>Max hosts</code>, at most the runtime setting <code>isolationTargetMaxHosts</code>); <code>err.details</code> has <code>asked</code> and <code>maxHosts</code>; the whole message is refused and no host was contacted",
   HOST_KEY_MISMATCH: 'the host key is not the pinned one (or is unknown or revoked); nothing was sent',
   AUTH_FAILED: 'login refused, or the private key could not be decrypted',
   UNREACHABLE: 'connection refused, no route, or lost',
@@ -74,9 +76,12 @@ export function sharedHelp(): Record<string, string> {
     'host-inputs': `<dt class="optional">host <span class="property-type">string</span></dt>
     <dd>the host to act on, if not the target's own; it must be on the target's allowlist (else ${code('HOST_NOT_ALLOWED')}, before any connection).</dd>
     <dt class="optional">hosts <span class="property-type">array</span></dt>
-    <dd>up to 1000 hosts to act on at once (not with <code>msg.host</code>): the message goes on once, when every
+    <dd>hosts to act on at once (not with <code>msg.host</code>), at most the node's <b>Max hosts</b> (isolate-host and
+      exception-set: 10 for a new node; unisolate-host and isolation-status: the runtime's <code>isolationTargetMaxHosts</code>,
+      1000 unless settings.js says otherwise), distinct hosts counted: more is one ${code('BLAST_RADIUS')} error for the whole
+      message, before any connection. The message goes on once, when every
       host has answered, with <code>payload</code> one <code>{ host, ok, state }</code> or <code>{ host, ok: false, error: { code, message } }</code>
-      per host, in the order given. A host that fails, fails alone.</dd>`,
+      per host, in the order given, and <code>fleet</code> <code>{ asked, maxHosts }</code>. A host that fails, fails alone.</dd>`,
     outputs: `<h3>Outputs</h3>
   <ol class="node-ports">
   <li>State
@@ -96,11 +101,12 @@ export function sharedHelp(): Record<string, string> {
   <li>Audit record
   <dl class="message-properties">
     <dt>payload <span class="property-type">object</span></dt>
-    <dd><code>{ when, node, host, action, reason, case, requestedBy, result, error?, isolated, state, changed, mode, since, expiresAt, exceptions, digest }</code>
+    <dd><code>{ when, node, host, action, reason, case, requestedBy, result, error?, isolated, state, changed, mode, since, expiresAt, exceptions, digest, fleet? }</code>
       for every action, also a failed one (then with <code>error: { code, message }</code>); <code>case</code> and
       <code>requestedBy</code> are the message's, else the host's record (this record is the authority: root on the host
       can rewrite its copy); <code>digest</code> is the
-      sha256 of the nft batch the action applied. <code>topic</code> is <code>host-isolation/audit</code>.</dd>
+      sha256 of the nft batch the action applied; <code>fleet</code> <code>{ asked, maxHosts }</code> for a <code>msg.hosts</code>
+      message (a refused one too: one record, <code>host</code> null). <code>topic</code> is <code>host-isolation/audit</code>.</dd>
   </dl>
   </li>
   </ol>`,

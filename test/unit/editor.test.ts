@@ -11,6 +11,7 @@ import * as vm from 'vm';
 import { allowedHostsSchema, exceptionSchema, ICMP_TYPES, PRESET_NAMES, PRESETS, targetSchema } from '../../src/driver';
 import { hostSchema, MAX_DURATION } from '../../src/driver/policy';
 import { ERROR_MEANINGS, expandShared, sharedHelp, stateFields } from '../../src/editor/help';
+import { settingsDeclaration } from '../../src/nodes/common/settings';
 import * as rules from '../../src/editor/rules';
 import { exceptionArb } from '../fuzz/properties';
 import { REPO_ROOT } from '../lab/nodered';
@@ -123,6 +124,36 @@ describe('editor rules from the driver', function () {
       { numRuns: 300 },
     );
     assert.match(String(R.exceptionsProblem([{ direction: 'in', proto: 'tcp' }, { direction: 'in', proto: 'tcp', port: 99999 }], ICMP_TYPES)), /^exception 2: port/);
+  });
+});
+
+describe('editor: Max hosts (the blast radius of one msg.hosts)', () => {
+  /** resources/editor.js run alone, with the driver rules and the settings the runtime exports */
+  function editorApi(exported: Record<string, unknown>): { validMaxHosts: (v: unknown, opt?: { label?: string }) => true | string } {
+    const file = path.join(REPO_ROOT, 'resources', 'editor.js');
+    const window: Record<string, unknown> = { hostIsolationRules: driverRules(), RED: { settings: exported } };
+    vm.runInNewContext(fs.readFileSync(file, 'utf8'), { window }, { filename: file });
+    return window.hostIsolation as ReturnType<typeof editorApi>;
+  }
+
+  it('checks a whole number from 1 up to the runtime\'s isolationTargetMaxHosts (1000 when none is exported); blank is the default', () => {
+    const api = editorApi({ isolationTargetMaxHosts: 50 });
+    for (const ok of ['', undefined, 1, '10', 50]) assert.equal(api.validMaxHosts(ok), true, String(ok));
+    assert.equal(api.validMaxHosts(51), 'maxHosts: must be between 1 and 50 (isolationTargetMaxHosts in settings.js)');
+    assert.equal(api.validMaxHosts(0), 'maxHosts: must be between 1 and 50 (isolationTargetMaxHosts in settings.js)');
+    assert.equal(api.validMaxHosts('2.5'), 'maxHosts: must be a whole number');
+    assert.equal(editorApi({}).validMaxHosts(1000), true);
+    assert.notEqual(editorApi({}).validMaxHosts(1001), true);
+  });
+
+  it('new isolate-host and exception-set nodes start at 10, unisolate-host blank (the runtime bound); the setting is exported to the editor with its default', () => {
+    const html = (type: string) => fs.readFileSync(path.join(REPO_ROOT, 'src', 'nodes', type, `${type}.html`), 'utf8');
+    for (const type of ['isolate-host', 'exception-set']) assert.match(html(type), /maxHosts: \{ value: 10, validate: function \(v, opt\) \{ return window\.hostIsolation\.validMaxHosts\(v, opt\); \} \}/, type);
+    assert.match(html('unisolate-host'), /maxHosts: \{ value: '', validate/);
+    assert.ok(!html('isolation-status').includes('maxHosts'), 'a read has no cap of its own');
+    for (const type of ['isolate-host', 'exception-set', 'unisolate-host']) assert.ok(html(type).includes('id="node-input-maxHosts"'), `${type}: the field`);
+    assert.deepEqual(settingsDeclaration().isolationTargetMaxHosts, { exportable: true, value: 1000 });
+    assert.deepEqual(settingsDeclaration().isolationTargetPoolSize, { exportable: false });
   });
 });
 

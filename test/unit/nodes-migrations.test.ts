@@ -113,15 +113,33 @@ describe('config versions and migrations', () => {
       wall: '',
       persist: false,
       allowOverrides: false,
-      version: 1,
+      maxHosts: 1000,
+      version: 2,
     });
     const given = { presets: ['ssh'], verify: false, allowOverrides: true, duration: '60' };
     assert.deepEqual({ ...migrate(given, NODE_MIGRATIONS['isolate-host']).config, ...given }, migrate(given, NODE_MIGRATIONS['isolate-host']).config);
     const t = migrate({ host: 'h' }, NODE_MIGRATIONS['isolation-target']).config as Record<string, unknown>;
     assert.deepEqual([t.port, t.timeout, t.sudo, t.jumpPort, t.dnsServers], [22, 20, false, 22, []]);
-    assert.deepEqual(migrate({}, NODE_MIGRATIONS['exception-set']).config, { op: 'add', exceptions: [], version: 1 });
+    assert.deepEqual(migrate({}, NODE_MIGRATIONS['exception-set']).config, { op: 'add', exceptions: [], maxHosts: 1000, version: 2 });
     assert.deepEqual(migrate({}, NODE_MIGRATIONS['unisolate-host']).config, { wall: '', version: 1 });
     assert.deepEqual(migrate({}, NODE_MIGRATIONS['isolation-status']).config, { check: false, version: 1 });
+  });
+});
+
+describe('the blast-radius cap and saved flows (version 2)', () => {
+  it('a config saved before the cap keeps the limit it had (1000); a new one (version 2) keeps what it says, blank included', () => {
+    for (const type of ['isolate-host', 'exception-set']) {
+      const steps = NODE_MIGRATIONS[type];
+      assert.equal(currentVersion(steps), 2, type);
+      assert.equal((migrate({ version: 1 }, steps).config as Record<string, unknown>).maxHosts, 1000, `${type}: version 1 -> 1000`);
+      assert.equal((migrate({}, steps).config as Record<string, unknown>).maxHosts, 1000, `${type}: no version -> 1000`);
+      assert.equal(migrate({ version: 1, maxHosts: 50 }, steps).config.maxHosts, 50, `${type}: a value given is kept`);
+      assert.equal(migrate({ version: 2, maxHosts: 10 }, steps).config.maxHosts, 10, `${type}: a new node keeps 10`);
+      assert.equal(migrate({ version: 2, maxHosts: '' }, steps).config.maxHosts, '', `${type}: blank stays blank (the node's default)`);
+    }
+    // release and status need no step: a node without maxHosts has the runtime's bound, as before
+    assert.equal(currentVersion(NODE_MIGRATIONS['unisolate-host']), 1);
+    assert.equal(currentVersion(NODE_MIGRATIONS['isolation-status']), 1);
   });
 });
 
@@ -160,6 +178,25 @@ describe('a flow saved by the pack before versions', function () {
       password: undefined,
     });
     assert.deepEqual(req, { duration: 0, presets: [], exceptions: [], mode: 'enforce', reason: undefined, force: false, verify: true, wall: undefined, persist: false });
+  });
+
+  it('isolate-host saved before the cap still takes a 1000-host msg.hosts, as it did; 1001 is BLAST_RADIUS', async () => {
+    const iso = sb.stub(driver, 'isolate').callsFake(async (t) => state(String((t as { host: string }).host)));
+    const target = { ...OLD_TARGET, allowedHosts: ['10.0.0.0/8'] };
+    await helper.load(ALL, [target, ...flow({ type: 'isolate-host' }).slice(1)], CREDS);
+    const hosts = Array.from({ length: 1000 }, (_, i) => `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}`);
+    const got = next('out', 8000);
+    (helper.getNode('n1') as unknown as AnyNode).receive({ hosts });
+    const msg = await got;
+    assert.equal((msg.payload as unknown[]).length, 1000);
+    assert.deepEqual(msg.fleet, { asked: 1000, maxHosts: 1000 });
+    assert.equal(iso.callCount, 1000);
+    const n = helper.getNode('n1') as unknown as AnyNode & { error: sinon.SinonSpy };
+    (helper.getNode('n1') as unknown as AnyNode).receive({ hosts: [...hosts, '10.9.9.9'] });
+    await new Promise((r) => setTimeout(r, 100));
+    const err = n.error.getCalls().filter((c) => c.thisValue === n).map((c) => c.args[0] as { code?: string })[0];
+    assert.equal(err?.code, 'BLAST_RADIUS');
+    assert.equal(iso.callCount, 1000, 'the refused message reached no host');
   });
 
   it('fields saved as null count as left out, as they did', async () => {

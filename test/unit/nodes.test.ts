@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProtectedUnresolvedError, ValidationError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
-import { driverOptions, SETTINGS } from '../../src/nodes/common';
+import { DEFAULT_MAX_HOSTS, driverOptions, fleetCap, fleetLimit, SETTINGS } from '../../src/nodes/common';
 import { REPO_ROOT } from '../lab/nodered';
 import { sharedDriver } from '../../src/nodes/common';
 
@@ -273,6 +273,133 @@ describe('nodes', function () {
       n.receive(bad);
       assert.equal(((await caught).error as { code: string }).code, 'VALIDATION', JSON.stringify(bad));
     }
+  });
+
+  /** n hosts of the target's allowlist (198.18.0.0/24) */
+  const fleet = (n: number) => Array.from({ length: n }, (_, i) => `198.18.0.${i + 11}`);
+
+  it('blast radius: a new isolate-host takes at most 10 hosts per msg.hosts; 11 is one BLAST_RADIUS error, no driver call and no connection, with asked and the cap', async () => {
+    const iso = sb.spy(driver, 'isolate');
+    const opened = driver.connections + driver.bastionConnections;
+    // a node as the editor makes it now: version 2, maxHosts 10
+    await helper.load(ALL, flow({ type: 'isolate-host', version: 2, maxHosts: 10 }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const audits: Record<string, unknown>[] = [];
+    (helper.getNode('audit') as unknown as AnyNode).on('input', (m) => audits.push(m.payload as Record<string, unknown>));
+    const caught = next('caught');
+    const quiet = nothing('out', 300);
+    n.receive({ hosts: fleet(11), reason: 'mass slip' });
+    const err = (await caught).error as { code: string; message: string };
+    assert.equal(err.code, 'BLAST_RADIUS');
+    assert.match(err.message, /names 11 hosts, more than this node acts on in one message \(10, this node's Max hosts\)/);
+    assert.equal(await quiet, true, 'no answer on output 1');
+    assert.equal(iso.callCount, 0, 'the driver was never asked');
+    assert.equal(driver.connections + driver.bastionConnections, opened, 'no connection was opened');
+    assert.equal(audits.length, 1, 'one audit record for the refused message');
+    assert.deepEqual([audits[0].host, audits[0].result, (audits[0].error as { code: string }).code, audits[0].fleet], [null, 'error', 'BLAST_RADIUS', { asked: 11, maxHosts: 10 }]);
+    assert.deepEqual(n.status.lastCall.args[0].text, 'BLAST_RADIUS');
+  });
+
+  it('blast radius: at the cap the fleet runs, msg.fleet and every audit record say asked and the cap; a host named twice counts once', async () => {
+    const iso = sb.stub(driver, 'isolate').callsFake(async (t) => state(String((t as { host: string }).host)));
+    await helper.load(ALL, flow({ type: 'isolate-host', version: 2, maxHosts: 10 }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const audits: Record<string, unknown>[] = [];
+    (helper.getNode('audit') as unknown as AnyNode).on('input', (m) => audits.push(m.payload as Record<string, unknown>));
+    const out = next('out');
+    n.receive({ hosts: [...fleet(10), '198.18.0.11'] });
+    const msg = await out;
+    assert.equal((msg.payload as unknown[]).length, 10);
+    assert.deepEqual(msg.fleet, { asked: 10, maxHosts: 10 });
+    assert.equal(iso.callCount, 10);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(audits.length, 10);
+    for (const a of audits) assert.deepEqual(a.fleet, { asked: 10, maxHosts: 10 });
+    // a single host is never capped, and its record has no fleet
+    const one = next('out');
+    n.receive({ host: '198.18.0.40' });
+    await one;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(audits[audits.length - 1].fleet, undefined);
+  });
+
+  it('blast radius: blank Max hosts is the node default (isolate-host, exception-set: 10); unisolate-host and isolation-status default to the runtime bound', async () => {
+    sb.stub(driver, 'isolate').callsFake(async (t) => state(String((t as { host: string }).host)));
+    sb.stub(driver, 'setExceptions').callsFake(async (t) => state(String((t as { host: string }).host)));
+    sb.stub(driver, 'unisolate').callsFake(async (t) => notIsolated(String((t as { host: string }).host)));
+    sb.stub(driver, 'status').callsFake(async (t) => state(String((t as { host: string }).host)));
+    for (const [node, n, code] of [
+      [{ type: 'isolate-host', version: 2, maxHosts: '' }, 11, 'BLAST_RADIUS'],
+      [{ type: 'exception-set', version: 2, maxHosts: 10 }, 11, 'BLAST_RADIUS'],
+      [{ type: 'exception-set', version: 2, maxHosts: 11 }, 11, null],
+      [{ type: 'unisolate-host', version: 1 }, 200, null],
+      [{ type: 'unisolate-host', version: 1, maxHosts: '' }, 200, null],
+      [{ type: 'unisolate-host', version: 1, maxHosts: 3 }, 4, 'BLAST_RADIUS'],
+      [{ type: 'isolation-status', version: 1 }, 200, null],
+    ] as const) {
+      await helper.load(ALL, flow({ ...node }), CREDS);
+      const hosts = Array.from({ length: n }, (_, i) => `198.18.${Math.floor(i / 200)}.${(i % 200) + 1}`);
+      if (code) {
+        const caught = next('caught');
+        (helper.getNode('n1') as unknown as AnyNode).receive({ hosts });
+        assert.equal(((await caught).error as { code: string }).code, code, JSON.stringify(node));
+      } else {
+        const out = next('out');
+        (helper.getNode('n1') as unknown as AnyNode).receive({ hosts });
+        const msg = await out;
+        assert.equal((msg.fleet as { asked: number }).asked, n, JSON.stringify(node));
+        assert.equal((msg.fleet as { maxHosts: number }).maxHosts, node.type === 'exception-set' ? 11 : 1000, JSON.stringify(node));
+      }
+      await helper.unload();
+    }
+  });
+
+  it('blast radius: the runtime bound (isolationTargetMaxHosts) wins over a larger Max hosts, which the node says at deploy', async () => {
+    const iso = sb.spy(driver, 'isolate');
+    helper.settings({ isolationTargetMaxHosts: 5 } as Record<string, unknown>);
+    try {
+      await helper.load(ALL, flow({ type: 'isolate-host', version: 2, maxHosts: 50 }), CREDS);
+      assert.deepEqual(warnings('n1'), ['Max hosts 50 is more than isolationTargetMaxHosts (5) in settings.js: at most 5 hosts per message']);
+      const caught = next('caught');
+      (helper.getNode('n1') as unknown as AnyNode).receive({ hosts: fleet(6) });
+      const err = (await caught).error as { code: string; message: string };
+      assert.equal(err.code, 'BLAST_RADIUS');
+      assert.match(err.message, /\(5, isolationTargetMaxHosts in settings\.js\)/);
+      assert.equal(iso.callCount, 0);
+    } finally {
+      helper.settings({});
+    }
+  });
+
+  it('blast radius: the cap from Max hosts and the bound, pure', () => {
+    const said: string[] = [];
+    const warn = (t: string) => said.push(t);
+    assert.deepEqual(fleetCap(undefined, 10, 1000, warn), { maxHosts: 10, why: "this node's Max hosts (its default)" });
+    assert.deepEqual(fleetCap('', 10, 1000, warn), { maxHosts: 10, why: "this node's Max hosts (its default)" });
+    assert.deepEqual(fleetCap(' 25 ', 10, 1000, warn), { maxHosts: 25, why: "this node's Max hosts" });
+    assert.deepEqual(fleetCap(null, null, 1000, warn), { maxHosts: 1000, why: 'isolationTargetMaxHosts in settings.js' });
+    assert.deepEqual(fleetCap(undefined, 10, 4, warn), { maxHosts: 4, why: 'isolationTargetMaxHosts in settings.js' }, 'a default above the bound: the bound, silently');
+    assert.deepEqual(said, []);
+    assert.equal(fleetCap(2000, 10, 1000, warn).maxHosts, 1000);
+    assert.equal(said.length, 1);
+    for (const bad of [0, -1, 1.5, 'ten', {}, true]) assert.equal(fleetCap(bad, 10, 1000).problem?.code, 'VALIDATION', JSON.stringify(bad));
+    assert.equal(fleetLimit({}), DEFAULT_MAX_HOSTS);
+    assert.equal(fleetLimit({ isolationTargetMaxHosts: 50 }), 50);
+    for (const bad of [0, 1.5, '50', 100_001]) assert.throws(() => fleetLimit({ isolationTargetMaxHosts: bad }), /settings\.isolationTargetMaxHosts/);
+  });
+
+  it('blast radius: an invalid saved Max hosts fails every msg.hosts message with VALIDATION, a single host still works', async () => {
+    const iso = sb.stub(driver, 'isolate').callsFake(async (t) => state(String((t as { host: string }).host)));
+    await helper.load(ALL, flow({ type: 'isolate-host', version: 2, maxHosts: 'lots' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    const caught = next('caught');
+    n.receive({ hosts: fleet(2) });
+    assert.equal(((await caught).error as { code: string }).code, 'VALIDATION');
+    assert.equal(iso.callCount, 0);
+    const out = next('out');
+    n.receive({ host: '198.18.0.11' });
+    await out;
+    assert.equal(iso.callCount, 1);
   });
 
   it('msg.hosts: protected hosts are refused with PROTECTED_HOST in their own rows, before any connection (the real driver)', async () => {
@@ -658,6 +785,8 @@ describe('nodes', function () {
       isolationTargetPoolSize: d.pool.maxConnections,
       isolationTargetIdleTimeout: d.pool.idleMs / 1000,
       isolationTargetVerifyWindow: d.ctx.verifyWindowS,
+      // not the driver's: the nodes' bound on msg.hosts (fanout.ts)
+      isolationTargetMaxHosts: fleetLimit({}),
     };
     assert.deepEqual(Object.keys(effective).sort(), Object.keys(SETTINGS).sort());
     const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');

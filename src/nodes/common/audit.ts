@@ -31,13 +31,15 @@ export interface AuditRecord {
   exceptions?: number;
   /** sha256 of the nft batch this action applied (null for reads) */
   digest: string | null;
+  /** msg.hosts only: how many distinct hosts the message asked for, and the node's cap */
+  fleet?: { asked: number; maxHosts: number };
 }
 
 function boundedReason(reason: string | null): string | null {
   return reason === null ? null : hostText(reason, 1024);
 }
 
-export function auditMessage(node: Node, action: string, msg: Msg, host: string | null, result: HostState | Error, info: ApplyInfo): { topic: string; payload: AuditRecord } {
+export function auditMessage(node: Node, action: string, msg: Msg, host: string | null, result: HostState | Error, info: ApplyInfo, fleet?: { asked: number; maxHosts: number }): { topic: string; payload: AuditRecord } {
   const record: AuditRecord = {
     when: new Date().toISOString(),
     node: { id: node.id, type: node.type, name: node.name ?? '' },
@@ -49,6 +51,7 @@ export function auditMessage(node: Node, action: string, msg: Msg, host: string 
     ...auditedRequest(msg, result),
     result: result instanceof Error ? 'error' : 'ok',
     digest: info.digest ?? null,
+    ...(fleet ? { fleet } : {}),
   };
   if (result instanceof Error) {
     record.error = errorSummary(result);

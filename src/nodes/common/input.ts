@@ -3,10 +3,11 @@
  * also when the node is closed while an operation runs.
  */
 import type { Node, NodeAPI } from 'node-red';
-import { hostText, IsolationError, MAX_ERROR_MESSAGE, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../../driver';
+import { BlastRadiusError, hostText, IsolationError, MAX_ERROR_MESSAGE, targetForHost, ValidationError, type ApplyInfo, type HostState, type TargetInput } from '../../driver';
 import { auditMessage } from './audit';
-import { fanOut } from './fanout';
+import { fanOut, fleetCap, type FleetCap } from './fanout';
 import type { Action, Msg } from './message';
+import { fleetLimit } from './settings';
 import { Status } from './status';
 import { allowedHostsOf, targetOf, type TargetNode } from './target';
 
@@ -15,7 +16,9 @@ import { allowedHostsOf, targetOf, type TargetNode } from './target';
  * what the node takes from it, also when `msg.hosts` names many hosts; a throw ends the message
  * in its error), resolve the target (allowlist first, before any connection), run the action with
  * what `prepare` returned, then `send` the message with the state as payload, or `done(err)` with
- * the driver's coded error. `close` waits for running operations, which the driver bounds in
+ * the driver's coded error. `cap` bounds how many hosts one `msg.hosts` may name (default: the
+ * runtime's isolationTargetMaxHosts); over it, the message is one BLAST_RADIUS error before any
+ * connection. `close` waits for running operations, which the driver bounds in
  * time, so none is dropped on a redeploy.
  */
 export function handleInput<P = undefined>(
@@ -25,6 +28,7 @@ export function handleInput<P = undefined>(
   actionWith: (target: TargetInput, msg: Msg, info: ApplyInfo, prepared: P) => Promise<HostState>,
   actionName: string = node.type,
   prepare?: (msg: Msg) => P,
+  cap: FleetCap = fleetCap(undefined, null, fleetLimit(RED.settings as unknown as Record<string, unknown>)),
 ): void {
   const status = new Status(RED, node);
   const inflight = new Set<Promise<void>>();
@@ -57,7 +61,7 @@ export function handleInput<P = undefined>(
         const prepared = (prepare ? prepare(msg) : undefined) as P;
         const action: Action = (t, m, i) => actionWith(t, m, i, prepared);
         if (msg.hosts !== undefined && msg.hosts !== null) {
-          await fanOut(node, status, cfg, msg, action, actionName, send);
+          await fanOut(node, status, cfg, msg, action, actionName, send, cap);
           done();
           return;
         }
@@ -77,7 +81,8 @@ export function handleInput<P = undefined>(
         if (!(e instanceof IsolationError)) e.message = hostText(e.message, MAX_ERROR_MESSAGE);
         status.failed(e);
         // the record of a failed action still goes out; the message itself ends in the error
-        send([null, auditMessage(node, actionName, msg, host, e, info)]);
+        const fleet = e instanceof BlastRadiusError ? { asked: e.asked, maxHosts: e.maxHosts } : undefined;
+        send([null, auditMessage(node, actionName, msg, host, e, info, fleet)]);
         done(e);
       } finally {
         running--;

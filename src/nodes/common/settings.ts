@@ -8,9 +8,12 @@
 import { z } from 'zod';
 import { validate, type DriverOptions } from '../../driver';
 
+/** The most isolationTargetMaxHosts may be. */
+export const MAX_HOSTS_CEILING = 100_000;
+
 interface Setting {
-  /** the driver option it sets (left out: the driver's own default) */
-  option: keyof DriverOptions;
+  /** the driver option it sets (left out: the driver's own default); none: a limit the nodes apply (`fleetLimit`) */
+  option?: keyof DriverOptions;
   schema: z.ZodNumber;
   /** setting unit -> driver option unit */
   scale: number;
@@ -42,11 +45,35 @@ export const SETTINGS: Record<string, Setting> = {
     scale: 1,
     doc: 'verify-then-commit: seconds after which the host rolls an unconfirmed isolation back by itself',
   },
+  isolationTargetMaxHosts: {
+    schema: z.number().int().min(1).max(MAX_HOSTS_CEILING),
+    scale: 1,
+    doc: "most hosts one message's msg.hosts may name, whatever a node's own Max hosts says (the blast radius of one message)",
+  },
 };
 
-/** What `registerType` takes: the settings this pack reads, not exported to the editor (so no default to declare). */
-export function settingsDeclaration(): Record<string, { exportable: boolean }> {
-  return Object.fromEntries(Object.keys(SETTINGS).map((name) => [name, { exportable: false }]));
+/** isolationTargetMaxHosts when settings.js leaves it out: the limit msg.hosts always had. */
+export const DEFAULT_MAX_HOSTS = 1000;
+
+/**
+ * The runtime's bound on the hosts of one message (isolationTargetMaxHosts), validated like the
+ * driver's settings (a bad value throws a ValidationError naming it).
+ */
+export function fleetLimit(settings: Record<string, unknown>): number {
+  const v = settings.isolationTargetMaxHosts ?? undefined;
+  const parsed = validate(z.object({ isolationTargetMaxHosts: SETTINGS.isolationTargetMaxHosts.schema.optional() }), { isolationTargetMaxHosts: v }, 'settings');
+  return parsed.isolationTargetMaxHosts ?? DEFAULT_MAX_HOSTS;
+}
+
+/**
+ * What `registerType` takes: the settings this pack reads. Only isolationTargetMaxHosts is exported
+ * to the editor (with its default, for a settings.js that leaves it out), so a node's Max hosts
+ * field can say what the runtime allows; the driver's limits stay on the server.
+ */
+export function settingsDeclaration(): Record<string, { exportable: boolean; value?: number }> {
+  return Object.fromEntries(
+    Object.keys(SETTINGS).map((name) => [name, name === 'isolationTargetMaxHosts' ? { exportable: true, value: DEFAULT_MAX_HOSTS } : { exportable: false }]),
+  );
 }
 
 /**
@@ -60,7 +87,7 @@ export function driverOptions(settings: Record<string, unknown>): DriverOptions 
   const opts: DriverOptions = {};
   for (const [name, s] of Object.entries(SETTINGS)) {
     const v = parsed[name];
-    if (v !== undefined) (opts as Record<string, number>)[s.option] = Math.round(v * s.scale);
+    if (v !== undefined && s.option !== undefined) (opts as Record<string, number>)[s.option] = Math.round(v * s.scale);
   }
   return opts;
 }

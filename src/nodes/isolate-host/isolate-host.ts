@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ValidationError, type Exception, type IsolateRequestInput, type PresetName } from '../../driver';
-import { arrayField, handleInput, requestMetaOf, sharedDriver, startConfig, wallOf, type Msg } from '../common';
+import { arrayField, DEFAULT_NODE_MAX_HOSTS, fleetCap, fleetLimit, handleInput, requestMetaOf, sharedDriver, startConfig, wallOf, type Msg } from '../common';
 import { MIGRATIONS } from './migrations';
 
 interface IsolateHostConfig extends NodeDef {
@@ -15,6 +15,8 @@ interface IsolateHostConfig extends NodeDef {
   persist?: boolean;
   /** let msg.mode, msg.force, msg.persist, msg.duration, msg.presets and msg.exceptions decide */
   allowOverrides?: boolean;
+  /** most hosts one msg.hosts may name (blank: 10); never more than isolationTargetMaxHosts */
+  maxHosts?: number | string;
 }
 
 /**
@@ -27,7 +29,8 @@ const OVERRIDE_FIELDS = ['mode', 'force', 'persist', 'duration', 'presets', 'exc
 const present = (v: unknown) => v !== undefined && v !== null;
 
 export = function (RED: NodeAPI): void {
-  const driver = sharedDriver(RED.settings as unknown as Record<string, unknown>);
+  const settings = RED.settings as unknown as Record<string, unknown>;
+  const driver = sharedDriver(settings);
   function IsolateHostNode(this: Node, saved: IsolateHostConfig) {
     RED.nodes.createNode(this, saved);
     const config = startConfig(this, saved, MIGRATIONS);
@@ -66,7 +69,9 @@ export = function (RED: NodeAPI): void {
       };
     };
 
-    handleInput(RED, this, config.target, (target, _msg, info, req) => driver.isolate(target, req, info), 'isolate', prepare);
+    // the blast radius of one message: a fleet isolation is allowed on purpose, in the node, never by the message
+    const cap = fleetCap(config.maxHosts, DEFAULT_NODE_MAX_HOSTS, fleetLimit(settings), (t) => this.warn(t));
+    handleInput(RED, this, config.target, (target, _msg, info, req) => driver.isolate(target, req, info), 'isolate', prepare, cap);
   }
   RED.nodes.registerType('isolate-host', IsolateHostNode);
 };

@@ -20,4 +20,11 @@ export const MIGRATIONS: readonly Migration[] = [
       allowOverrides: false,
     }),
   },
+  {
+    version: 2,
+    why:
+      'msg.hosts is capped per node (maxHosts; new nodes: 10): a flow saved before keeps the limit it had, ' +
+      '1000 hosts per message (a fleet sweep that worked keeps working), still bounded by isolationTargetMaxHosts',
+    up: fillDefaults({ maxHosts: 1000 }),
+  },
 ];
