@@ -9,6 +9,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Page } from 'playwright-core';
 import { wiredExamples } from '../../scripts/demo';
+import { currentVersion } from '../../src/nodes/common/migrate';
+import { MIGRATIONS as ISOLATE_MIGRATIONS } from '../../src/nodes/isolate-host/migrations';
 import { chromiumAvailable, launchChromium, type Chromium } from '../lab/browser';
 import { createLab, requireLab, type Lab } from '../lab/lab';
 import { REPO_ROOT, requireRuntime, runtimes, startNodeRed, type NodeRed } from '../lab/nodered';
@@ -187,7 +189,7 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     const node = await page.evaluate((nid) => RED.nodes.node(nid), id);
     assert.ok((node.presets as string[]).includes('icmp'));
     assert.equal(node.allowOverrides, true, 'the msg overrides checkbox is saved');
-    assert.equal(node.version, 1, 'saved at the current config version (the example had none)');
+    assert.equal(node.version, currentVersion(ISOLATE_MIGRATIONS), 'saved at the current config version (the example had none)');
     // a new node: no preset, and the message does not decide
     const defaults = await page.evaluate(() => {
       const d = (RED.nodes.getType('isolate-host') as unknown as { defaults: Record<string, { value: unknown }> }).defaults;
