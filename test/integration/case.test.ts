@@ -4,8 +4,9 @@
  * request, and refused before anything reaches the host when they are out of bounds.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
-import { dropTables, useDriver, useLab } from '../lab/fixtures';
+import { IsolationError, type TargetInput } from '../../src/driver';
+import { dropTables, useDriver, useLab, withDriver } from '../lab/fixtures';
+import { labTarget } from '../lab/lab';
 
 const TABLE = 'nrhi_case';
 
@@ -16,8 +17,7 @@ describe('the case and requester on the lab host', function () {
   let target: TargetInput;
 
   before(() => {
-    const h = lab.hosts[0];
-    target = { host: h.v4, username: lab.users.root.username, privateKey: lab.users.root.privateKey, knownHosts: h.knownHosts, table: TABLE, timeoutMs: 15_000 };
+    target = labTarget(lab, 0, TABLE, 15_000, {}, 'root');
   });
   afterEach(() => dropTables(lab, TABLE, [0]));
 
@@ -38,13 +38,8 @@ describe('the case and requester on the lab host', function () {
 
     const st = await driver.isolate(target, { presets: ['ssh'], reason, case: kase, requestedBy });
     assert.deepEqual([st.isolated, st.case, st.requestedBy, st.reason], [true, kase, requestedBy, reason]);
-    const fresh = new IsolationDriver();
-    try {
-      const read = await fresh.status(target);
-      assert.deepEqual([read.isolated, read.case, read.requestedBy, read.reason], [true, kase, requestedBy, reason]);
-    } finally {
-      await fresh.close();
-    }
+    const read = await withDriver((fresh) => fresh.status(target));
+    assert.deepEqual([read.isolated, read.case, read.requestedBy, read.reason], [true, kase, requestedBy, reason]);
 
     // isolated: an oversized case (and a bad link, a control character) changes nothing, not even the generation
     const before = await listing();
@@ -56,11 +51,7 @@ describe('the case and requester on the lab host', function () {
   });
 });
 
-async function assertRefused(p: Promise<unknown>): Promise<void> {
-  await p.then(
-    () => assert.fail('expected VALIDATION, got success'),
-    (err: unknown) => {
-      assert.ok(err instanceof IsolationError && err.code === 'VALIDATION', `expected VALIDATION, got ${String(err)}`);
-    },
-  );
+/** Refused with VALIDATION (node's assert.rejects, checked by code). */
+function assertRefused(p: Promise<unknown>): Promise<void> {
+  return assert.rejects(p, (err: unknown) => err instanceof IsolationError && err.code === 'VALIDATION');
 }
