@@ -18,6 +18,7 @@ import { createRequire } from 'module';
 import * as path from 'path';
 import { utils } from 'ssh2';
 import { Worker } from 'worker_threads';
+import { Slots } from './scheduler';
 
 /** What ssh2 is given to log in with. */
 export interface KeyMaterial {
@@ -178,8 +179,7 @@ function unlockInWorker(privateKey: string, passphrase: string, running: Set<Wor
 export class KeyCache {
   private readonly entries = new Map<string, Promise<Unlocked>>();
   private readonly running = new Set<Worker>();
-  private readonly waiting: (() => void)[] = [];
-  private active = 0;
+  private readonly slots = new Slots(MAX_WORKERS);
   /** decryptions started (for tests and the benchmark) */
   decryptions = 0;
 
@@ -207,17 +207,11 @@ export class KeyCache {
     return got;
   }
 
-  private async unlock(privateKey: string, passphrase: string): Promise<Unlocked> {
-    if (this.active >= MAX_WORKERS) await new Promise<void>((r) => this.waiting.push(r));
-    else this.active++;
-    try {
+  private unlock(privateKey: string, passphrase: string): Promise<Unlocked> {
+    return this.slots.run(() => {
       this.decryptions++;
-      return await unlockInWorker(privateKey, passphrase, this.running, this.timeoutMs);
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
+      return unlockInWorker(privateKey, passphrase, this.running, this.timeoutMs);
+    });
   }
 
   /** Forgets every decrypted key and stops the decryptions under way. */
