@@ -127,7 +127,13 @@ describe('adversary: the guard lock is root\'s, its waits fit the time left, a s
             if (!back) await sleep(100);
           }
           assert.ok(back, 'healed once the lock was let go');
+          // the guard writes its heal record just after the table is back: read status until it has
+          // (bounded: 30 reads, 100 ms apart)
           st = await driver.status(target());
+          for (let n = 0; n < 30 && !(st.healed && st.healed.count >= 1 && st.guard); n++) {
+            await sleep(100);
+            st = await driver.status(target());
+          }
           assert.equal(st.state, 'isolated');
           assert.equal(st.guard, true);
           assert.equal(st.guardStalledSince, undefined);

@@ -24,16 +24,25 @@ import { PREFLIGHT } from '../../src/driver/host/preflight';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT } from '../../src/driver/host/servers';
 
 /**
- * An ed25519 key pair from ssh2's generator that ssh2 itself can read back: about 1 in 256 of the
+ * A key pair from ssh2's generator that ssh2 itself can read back: about 1 in 256 of the ed25519
  * pairs it makes are malformed (it strips a public key's leading zero byte: mscdex/ssh2#1513, open
- * in 1.17.0), which made a test that builds a host key fail now and then. Bounded: 16 tries.
+ * in 1.17.0), which made a test that builds a key fail now and then. An encrypted pair is read back
+ * with its passphrase. Bounded: 16 tries.
  */
-export function ed25519KeyPair(): { private: string; public: string } {
+export function keyPair(
+  type: 'ed25519' | 'ecdsa' | 'rsa' = 'ed25519',
+  opts: { bits?: number; passphrase?: string; cipher?: string; rounds?: number } = {},
+): { private: string; public: string } {
   for (let i = 0; i < 16; i++) {
-    const key = utils.generateKeyPairSync('ed25519');
-    if (!(utils.parseKey(key.private) instanceof Error) && !(utils.parseKey(key.public) instanceof Error)) return key;
+    const key = utils.generateKeyPairSync(type as 'ed25519', opts as Parameters<typeof utils.generateKeyPairSync>[1]);
+    if (!(utils.parseKey(key.private, opts.passphrase) instanceof Error) && !(utils.parseKey(key.public) instanceof Error)) return key;
   }
-  throw new Error('ssh2 made 16 unreadable ed25519 key pairs in a row');
+  throw new Error(`ssh2 made 16 unreadable ${type} key pairs in a row`);
+}
+
+/** An unencrypted ed25519 pair ssh2 reads back (see keyPair). */
+export function ed25519KeyPair(): { private: string; public: string } {
+  return keyPair('ed25519');
 }
 
 export type ExecKind = 'whoami' | 'nft' | 'apply' | 'status' | 'preflight' | 'discover' | 'lookup' | 'other';

@@ -12,7 +12,7 @@ import { IsolationDriver, type IsolationError } from '../../src/driver';
 import { KeyCache, unlockKey } from '../../src/driver/keys';
 import { targetSchema, validate, type TargetInput } from '../../src/driver/policy';
 import { connect, ConnectionPool } from '../../src/driver/transport';
-import { FakeHost } from '../fake/host';
+import { ed25519KeyPair, FakeHost, keyPair } from '../fake/host';
 
 const PASS = 'correct horse';
 
@@ -24,8 +24,8 @@ describe('keys with a passphrase: decrypted once, off the event loop (no root)',
   let slow: { private: string; public: string };
 
   before(() => {
-    enc = utils.generateKeyPairSync('ed25519', { passphrase: PASS, cipher: 'aes256-ctr', rounds: 16 });
-    slow = utils.generateKeyPairSync('ed25519', { passphrase: PASS, cipher: 'aes256-ctr', rounds: 48 });
+    enc = keyPair('ed25519', { passphrase: PASS, cipher: 'aes256-ctr', rounds: 16 });
+    slow = keyPair('ed25519', { passphrase: PASS, cipher: 'aes256-ctr', rounds: 48 });
   });
   beforeEach(async () => {
     host = await new FakeHost().start();
@@ -55,7 +55,7 @@ describe('keys with a passphrase: decrypted once, off the event loop (no root)',
     for (const [type, opts] of kinds) {
       // RSA keys are slow to make: one cipher for them (the cipher does not depend on the key type)
       for (const cipher of type === 'rsa' ? ciphers.slice(0, 1) : ciphers) {
-        const k = utils.generateKeyPairSync(type as 'ed25519', { ...opts, passphrase: PASS, cipher, rounds: 1 });
+        const k = keyPair(type as 'ed25519' | 'ecdsa' | 'rsa', { ...opts, passphrase: PASS, cipher, rounds: 1 });
         const got = unlockKey(k.private, PASS);
         assert.ok(!('error' in got), `${type} ${cipher}: ${JSON.stringify(got)}`);
         assert.equal(got.passphrase, undefined, `${type} ${cipher}: decrypted, no passphrase needed`);
@@ -173,7 +173,7 @@ describe('keys with a passphrase: decrypted once, off the event loop (no root)',
 
 /** A bastion on loopback (ssh2's Server): key logins for `jump`, forwards every channel to the fake host. */
 async function startBastion(host: FakeHost, publicKey: string): Promise<{ port: number; knownHosts: string; logins: () => number; close: () => Promise<void> }> {
-  const hostKey = utils.generateKeyPairSync('ed25519');
+  const hostKey = ed25519KeyPair();
   const allowed = utils.parseKey(publicKey);
   if (allowed instanceof Error) throw allowed;
   let logins = 0;
