@@ -18,6 +18,8 @@ describe('the local release command (issue 23)', () => {
     const boot = at('/etc/systemd/system/node-red-isolation-nrhi_x.service /etc/systemd/system/sysinit.target.wants/node-red-isolation-nrhi_x.service');
     const table = at('nft delete table inet nrhi_x');
     assert.ok(guard < timers && timers < boot && boot < table, c);
+    const again = c.indexOf('systemctl stop nrhi-guard-nrhi_x.service', timers);
+    assert.ok(again > timers && again < boot, 'the guard stopped once more after the timers (a rollback unit may have re-armed it)');
     assert.ok(c.endsWith('nft delete table inet nrhi_x'), 'its exit code is whether the table was there to delete');
     assert.doesNotMatch(c, /\$/, 'no shell expansion but the globs of the table\'s own files');
     assert.match(c, /rm -f \/run\/nrhi-guard\/nrhi_x\.\* \/run\/nrhi-release\/nrhi_x\.\* /);

@@ -10,7 +10,8 @@
  * 1. the guard's unit stopped (it would re-apply the table otherwise);
  * 2. the release timer's units stopped (a timer's batch only ever releases, or restores an
  *    isolation whose expiry element it deletes first: with the table gone it fails and changes
- *    nothing, but it is stopped all the same, with its re-arming of the guard);
+ *    nothing, but it is stopped all the same), then the guard's unit once more: a verify window's
+ *    rollback unit that fired between the two may have re-armed it, and is stopped now;
  * 3. the guard's and the timers' files under /run removed, and the boot unit of persist and its
  *    enabling link removed (so a reboot does not bring the table back), systemd told;
  * 4. the table deleted.
@@ -25,6 +26,8 @@ export function localReleaseCommand(table: string): string {
   return [
     `systemctl stop ${t(GUARD_UNIT)}.service 2>/dev/null`,
     `systemctl stop ${t(TIMER_UNIT)}.timer ${t(TIMER_UNIT)}.service 2>/dev/null`,
+    // once more: a verify window's rollback unit, stopped just now, may have re-armed it meanwhile
+    `systemctl stop ${t(GUARD_UNIT)}.service 2>/dev/null`,
     `rm -f ${GUARD_DIR}/${table}.* ${TIMER_DIR}/${table}.* ${t(BOOT_UNIT)} ${t(BOOT_WANTS)}`,
     'systemctl daemon-reload 2>/dev/null',
     `nft delete table inet ${table}`,
