@@ -99,6 +99,12 @@ export interface HostState {
    */
   guardStalledSince?: string;
   /**
+   * status, a host with the pack's table (isolated or audit): the one command root at the host's
+   * console runs to release it without the controller (guard, timers, boot unit, then the table:
+   * src/driver/host/local-release.ts, docs/operations.md); absent otherwise
+   */
+  localRelease?: string;
+  /**
    * whether this action changed the host: isolate (isolated now, or a different isolation, versus
    * already isolated exactly so), unisolate (released versus was not isolated), exception-set and
    * a mode switch (something differed); false for status

@@ -12,6 +12,7 @@ import { editFindings, inspectCommands, parseInspected } from '../tamper';
 import type { HostState } from '../state';
 import { type ApplyHeader } from '../host/apply-input';
 import { severFilters } from '../host/sever';
+import { localReleaseNotice } from '../host/local-release';
 import { refusal } from '../host/preflight';
 import { claimOf, firstGeneration, retryClaim, type Known } from '../claim';
 import { presetServers, resolveUsers, type HostSession } from '../session';
@@ -135,7 +136,8 @@ function timerOf(target: Target, req: IsolateRequest, doc: StateDoc, gen: number
     // no timer to arm and none known to cancel: leave the host's timers alone
     seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
     release: renderRelease(target.table, doc),
-    notice: req.wall,
+    // the notice ends with how root at the console releases the host without the controller
+    notice: req.wall !== undefined ? `${req.wall}\n\n${localReleaseNotice(target.table)}` : undefined,
     releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
     // a new isolation replaces the old one's boot unit too: installed, or removed
     boot: bootOf(target.table, doc, gen),
