@@ -17,6 +17,13 @@ interface IsolateHostConfig extends NodeDef {
   allowOverrides?: boolean;
   /** most hosts one msg.hosts may name (blank: 10); never more than isolationTargetMaxHosts */
   maxHosts?: number | string;
+  /**
+   * the blocking probe: an address the host must fail to reach once isolated (blank: none), and
+   * its TCP port (blank: 443). No config version step: a flow saved before has none, which is
+   * what blank means
+   */
+  probeAddr?: string;
+  probePort?: number | string;
 }
 
 /**
@@ -24,9 +31,19 @@ interface IsolateHostConfig extends NodeDef {
  * weaken an isolation through any of them (audit instead of enforce, a release after a second,
  * exceptions of its own), so they count only when the node is configured to let the message decide.
  */
-const OVERRIDE_FIELDS = ['mode', 'force', 'persist', 'duration', 'presets', 'exceptions'] as const;
+const OVERRIDE_FIELDS = ['mode', 'force', 'persist', 'duration', 'presets', 'exceptions', 'probe'] as const;
 
 const present = (v: unknown) => v !== undefined && v !== null;
+
+/** The request's probe field: none at all without a probe (a request without one is as before). */
+const probeField = (probe: IsolateRequestInput['probe']): Pick<IsolateRequestInput, 'probe'> => (probe === undefined ? {} : { probe });
+
+/** The node's probe as the driver takes it (checked there): none when its address is blank. */
+function probeOf(addr: unknown, port: unknown): IsolateRequestInput['probe'] {
+  if (typeof addr !== 'string' || addr.trim() === '') return undefined;
+  const p = port === undefined || port === null || port === '' ? undefined : Number(port);
+  return { addr: addr.trim(), ...(p === undefined ? {} : { port: p }) };
+}
 
 export = function (RED: NodeAPI): void {
   const settings = RED.settings as unknown as Record<string, unknown>;
@@ -66,6 +83,8 @@ export = function (RED: NodeAPI): void {
         verify: config.verify !== false,
         wall: wallOf(msg, config.wall),
         persist: (from.persist ?? config.persist ?? false) as boolean,
+        // a message's probe could roll an isolation back (one its exceptions let through): an override
+        ...probeField(allowOverrides && present(msg.probe) ? (msg.probe as IsolateRequestInput['probe']) : probeOf(config.probeAddr, config.probePort)),
       };
     };
 
