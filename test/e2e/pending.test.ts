@@ -12,6 +12,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { wiredExamples } from '../../scripts/demo';
 import { stopNodeRed, useLab } from '../lab/fixtures';
 import type { Lab } from '../lab/lab';
 import { httpAnswerNodes, httpIn, labTargetNode, payloadToMsg, placeNodes, startNodeRed, type NodeRed } from '../lab/nodered';
@@ -180,5 +181,38 @@ describe('hosts that are away: pending isolations in a real Node-RED runtime aga
     assert.equal(await onHost(0), true, 'applied after the restart');
     const un = await red.request('POST', '/unisolate', { host: h.v4 });
     assert.equal(un.status, 200);
+  });
+
+  it('the fleet page of example 05 shows a pending host as pending, not as an error row', async () => {
+    const h = lab.hosts[1];
+    const fleet = (wiredExamples(lab) as Record<string, unknown>[])
+      .filter((n) => n.z === 'f5' || n.id === 'f5' || n.id === 't5')
+      .map((n) => {
+        if (n.id === 'hp5') return { ...n, rules: [{ t: 'set', p: 'hosts', pt: 'msg', to: JSON.stringify([lab.hosts[2].v4, h.v4]), tot: 'json' }] };
+        if (n.id === 't5') return { ...n, allowedHosts: lab.hosts.map((x) => x.v4), timeout: 5 };
+        return n;
+      });
+    await red.deploy([
+      ...flows(lab, dir),
+      ...fleet,
+      ...placeNodes([
+        httpIn('in-iso5', 'post', '/isolate5', 'm-iso5'),
+        payloadToMsg('m-iso5', ['host'], 'iso5'),
+        { id: 'iso5', type: 'isolate-host', z: 'tab', target: 't5', presets: [], exceptions: [], mode: 'enforce', verify: true, pendingFor: 120, maxHosts: 10, wires: [['route'], []] },
+      ]),
+    ]);
+    await away(1);
+    const iso = await red.request('POST', '/isolate5', { host: h.v4 });
+    assert.equal((iso.body as Record<string, any>).state, 'pending', JSON.stringify(iso.body));
+    const html = await until('the fleet page with its table', 30_000, async () => {
+      const t = await (await fetch(`${red.url}/fleet`, { signal: AbortSignal.timeout(20_000) })).text();
+      return t.includes('<table id="fleet">') ? t : undefined;
+    });
+    assert.match(html, new RegExp(`<tr data-host="${h.v4.replace(/\./g, '\\.')}" data-state="pending">`), html);
+    assert.match(html, /pending until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+    assert.match(html, /attempts, last UNREACHABLE/);
+    assert.match(html, /pending: <b>1<\/b>/);
+    assert.match(html, new RegExp(`<tr data-host="${lab.hosts[2].v4.replace(/\./g, '\\.')}" data-state="free">`));
+    // the host stays away: the lab drops its tables at the end, and Node-RED stops with the entry
   });
 });
