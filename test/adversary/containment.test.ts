@@ -5,26 +5,16 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import { IsolationDriver, IsolationError, type TargetInput } from '../../src/driver';
+import { IsolationDriver, type TargetInput } from '../../src/driver';
 import { nftInput } from '../../src/driver/host/apply';
 import { renderIsolate, renderRollback, type StateDoc } from '../../src/driver/ruleset';
 import { connect } from '../../src/driver/transport';
 import { validate, targetSchema, type Exception } from '../../src/driver/policy';
-import { dropTables, useDriver, useLab } from '../lab/fixtures';
+import { dropTables, useDriver, useLab, expectCode } from '../lab/fixtures';
 import { SUDOERS_LINES } from '../lab/lab';
 
 const TABLE = 'nrhi_adv';
 
-async function expectCode(p: Promise<unknown>, code: string): Promise<IsolationError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof IsolationError, `expected IsolationError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, got success`);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

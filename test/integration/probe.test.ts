@@ -5,22 +5,12 @@
  * PROBE_REACHED and the host holds what it held before, free or the previous isolation.
  */
 import { strict as assert } from 'assert';
-import { IsolationError, type TargetInput } from '../../src/driver';
-import { dropTables, useDriver, useLab } from '../lab/fixtures';
+import { type TargetInput } from '../../src/driver';
+import { dropTables, useDriver, useLab, expectCode } from '../lab/fixtures';
 
 const TABLE = 'nrhi_probe';
 const PORT = 7311;
 
-async function expectCode(p: Promise<unknown>, code: string): Promise<IsolationError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof IsolationError, `expected IsolationError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected error ${code}, got success`);
-}
 
 describe('blocking probe on the lab host', function () {
   this.timeout(120_000);

@@ -13,7 +13,7 @@
  * runtime this machine lacks: the suite is pending with the reason printed, and fails with CI=true
  * (need.ts). What a suite undoes itself before the lab goes goes in `teardown(fn)`.
  */
-import { IsolationDriver, type DriverOptions } from '../../src/driver';
+import { IsolationDriver, IsolationError, type DriverOptions } from '../../src/driver';
 import { launchChromium, type Chromium } from './browser';
 import { containerAvailable, createContainer, guardSuites, type ContainerHost, type Suite } from './container';
 import { createLab, requireLab, type Lab, type LabOptions } from './lab';
@@ -227,4 +227,17 @@ export function noUnhandledRejections(): unknown[] {
     assert.deepEqual(unhandled, [], 'no unhandled rejection');
   });
   return unhandled;
+}
+
+/** Awaits `p` and asserts that it fails with an IsolationError of `code` (or one of `code`); returns it. */
+export async function expectCode(p: Promise<unknown>, code: string | string[]): Promise<IsolationError> {
+  const codes = Array.isArray(code) ? code : [code];
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof IsolationError, `expected IsolationError, got ${String(err)}`);
+    assert.ok(codes.includes(err.code), `expected ${codes.join('|')}, got ${err.code}: ${err.message}`);
+    return err;
+  }
+  assert.fail(`expected error ${codes.join('|')}, got success`);
 }
