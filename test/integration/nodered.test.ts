@@ -192,8 +192,17 @@ for (const rt of runtimes()) describe(`nodes in a real Node-RED runtime (${rt.la
         await iso.close();
       }
       assert.equal((await red.request('POST', '/inject/i5')).status, 200);
+      // the file node may be caught between creating the file and writing it: read until it parses (bounded)
+      const read = () => {
+        try {
+          return JSON.parse(fs.readFileSync(out, 'utf8')) as unknown;
+        } catch {
+          return undefined;
+        }
+      };
       const deadline = Date.now() + 20_000;
-      while (!fs.existsSync(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      while (read() === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      assert.ok(fs.existsSync(out), 'the sweep wrote its summary');
       const summary = JSON.parse(fs.readFileSync(out, 'utf8')) as { checked: number; isolated: string[]; audit: string[]; notIsolated: string[]; failed: { host: string; error: string }[] };
       assert.equal(summary.checked, 4);
       assert.deepEqual(summary.isolated, [h2.v4]);
