@@ -18,6 +18,43 @@ cap nftb '{"nftables":[{"add":{"table":{"family":"inet","name":"nrhi_preflight_p
 if [ -d /run/systemd/system ]; then p systemd yes; else p systemd no; fi
 if [ -d /etc/systemd/system ]; then p unitdir yes; else p unitdir no; fi
 if [ -f /etc/protocols ]; then p protocols yes; else p protocols no; fi
+lf=; lnet() { [ -n "$lf" ] || lf=$1; }
+if [ -r /etc/nsswitch.conf ]; then
+  while read -r a b; do
+    case "$a" in passwd:*|group:*|shadow:*|initgroups:*) ;; *) continue;; esac
+    k=${a%%:*}; set -f; set -- ${a#*:} $b; set +f
+    for w in "$@"; do case "$w" in \#*) break;; files|systemd|compat|db|\[*|*\]) ;; *) lnet "nsswitch:$k:$w";; esac; done
+  done </etc/nsswitch.conf
+elif [ -e /etc/nsswitch.conf ]; then lnet nsswitch:unreadable; fi
+sl=/etc/ssh/sshd_config
+for f in /etc/ssh/sshd_config.d/*.conf; do [ ! -e "$f" ] || sl="$sl $f"; done
+set -f; for f in $sl; do
+  if [ ! -r "$f" ]; then lnet "sshd:unreadable:$f"; continue; fi
+  while read -r a b c; do
+    case "$a" in *=*) b=${a#*=}; a=${a%%=*};; esac
+    case "$a" in
+      [aA][uU][tT][hH][oO][rR][iI][zZ][eE][dD][kK][eE][yY][sS][cC][oO][mM][mM][aA][nN][dD]|[aA][uU][tT][hH][oO][rR][iI][zZ][eE][dD][pP][rR][iI][nN][cC][iI][pP][aA][lL][sS][cC][oO][mM][mM][aA][nN][dD]) case "$b" in [nN][oO][nN][eE]|'') ;; *) lnet "sshd:$a";; esac;;
+      [gG][sS][sS][aA][pP][iI][aA][uU][tT][hH][eE][nN][tT][iI][cC][aA][tT][iI][oO][nN]|[kK][eE][rR][bB][eE][rR][oO][sS][aA][uU][tT][hH][eE][nN][tT][iI][cC][aA][tT][iI][oO][nN]|[uU][sS][eE][dD][nN][sS]) case "$b" in [yY][eE][sS]) lnet "sshd:$a";; esac;;
+      [iI][nN][cC][lL][uU][dD][eE]) [ "$b" = '/etc/ssh/sshd_config.d/*.conf' ] && [ -z "$c" ] || lnet sshd:Include;;
+    esac
+  done <"$f"
+done; set +f
+pl=/etc/pam.d/sshd; pn=0; ps=
+while [ -n "$pl" ] && [ $pn -lt 16 ]; do
+  set -f; set -- $pl; f=$1; shift; pl="$*"; set +f; pn=$((pn + 1))
+  case " $ps " in *" $f "*) continue;; esac; ps="$ps $f"
+  if [ ! -r "$f" ]; then lnet "pam:unreadable:$f"; continue; fi
+  while read -r l; do
+    set -f; set -- $l; set +f; inc=
+    for w in "$@"; do
+      case "$w" in \#*) break;; esac
+      if [ -n "$inc" ]; then inc=; case "$w" in /*) pl="$pl $w";; *[!A-Za-z0-9._-]*|'') lnet pam:include;; *) pl="$pl /etc/pam.d/$w";; esac; continue; fi
+      case "$w" in @include|include|substack) inc=1;; *.so) m=${w##*/}; case "${m%.so}" in pam_unix|pam_deny|pam_permit|pam_env|pam_limits|pam_systemd|pam_loginuid|pam_keyinit|pam_selinux|pam_motd|pam_mail|pam_nologin|pam_umask|pam_lastlog|pam_lastlog2|pam_faildelay|pam_cap|pam_access|pam_time|pam_securetty|pam_shells|pam_mkhomedir|pam_succeed_if|pam_faillock|pam_tally2|pam_pwquality|pam_cracklib|pam_rootok|pam_xauthority|pam_wheel|pam_namespace|pam_listfile|pam_warn|pam_echo|pam_issue|pam_group|pam_localuser|pam_pwhistory|pam_sepermit|pam_timestamp|pam_usertype|pam_systemd_home|pam_gnome_keyring) ;; *) lnet "pam:$m";; esac;; esac
+    done
+  done <"$f"
+done
+[ -z "$pl" ] || lnet pam:depth
+if [ -z "$lf" ]; then p login local; else p login "net $lf"; fi
 if [ "$mode" != full ]; then printf 'nrhi-cap end .\n'; exit 0; fi
 if command -v ss >/dev/null 2>&1; then
   p ss yes

@@ -16,6 +16,7 @@ const BOOKWORM = [
   'nrhi-cap systemd yes',
   'nrhi-cap unitdir yes',
   'nrhi-cap protocols no',
+  'nrhi-cap login local',
   'nrhi-cap ss yes',
   'nrhi-cap ss-rc 0',
   'nrhi-cap ss-out ',
@@ -45,6 +46,7 @@ describe('preflight: parsing what a host says it can do', () => {
         sudo: null,
         nftablesConf: { present: true, flushesRuleset: true, serviceEnabled: true },
         protocols: false,
+        login: { network: false, via: null },
         root: true,
         unknown: {},
         limits: undefined,
@@ -52,6 +54,28 @@ describe('preflight: parsing what a host says it can do', () => {
     );
     assert.ok(c.limits.some((l) => /nft 1\.0\.6.*socket cgroupv2/.test(l)), c.limits.join('; '));
     assert.ok(c.limits.some((l) => /flushes the ruleset/.test(l)), c.limits.join('; '));
+  });
+
+  it('login: local, a finding of the network, or unknown (which verify treats as the network: it logs in)', () => {
+    assert.deepEqual(parseCapabilities(withLine(BOOKWORM, 'login', 'net nsswitch:passwd:sss'), 'root', 'full', NOW).login, { network: true, via: 'nsswitch:passwd:sss' });
+    assert.deepEqual(parseCapabilities(withLine(BOOKWORM, 'login', 'net pam:pam_sss.so'), 'root', 'full', NOW).login, { network: true, via: 'pam:pam_sss.so' });
+    for (const lie of ['locally', 'net ', 'net a b', 'net $(reboot)', `net ${'x'.repeat(200)}`]) {
+      const c = parseCapabilities(withLine(BOOKWORM, 'login', lie), 'root', 'full', NOW);
+      assert.deepEqual(c.login, { network: null, via: null }, lie);
+      assert.equal(c.unknown['login.network'], 'unexpected answer');
+    }
+    const none = parseCapabilities(BOOKWORM.replace(/^nrhi-cap login .*\n/m, ''), 'root', 'gate', NOW);
+    assert.deepEqual(none.login, { network: null, via: null });
+  });
+
+  it('the login question is answered with shell builtins only (no program started for it)', () => {
+    for (const script of [PREFLIGHT.root, PREFLIGHT.sudo]) {
+      const at = script.indexOf('lf=; lnet()');
+      const end = script.indexOf('p login local');
+      assert.ok(at > 0 && end > at);
+      const part = script.slice(at, end);
+      assert.doesNotMatch(part, /\$\((?!\()|`|\b(grep|sed|awk|cat|tr|head|ls|find)\b/);
+    }
   });
 
   it('nft off the SSH user\'s PATH but run by sudo (secure_path) is present: never NFT_MISSING', () => {

@@ -72,6 +72,14 @@ export interface Capabilities {
   };
   /** /etc/protocols exists (the pack's batches do not need it; other tools on the host may) */
   protocols: boolean | null;
+  /**
+   * Whether logging in over SSH may depend on the network (LOGIN_LOCAL): accounts from a directory
+   * (nsswitch), sshd's AuthorizedKeysCommand, GSSAPI or Kerberos, UseDNS, a PAM module not known to
+   * be local. Verify-then-commit proves such a host with a full login over a fresh connection; a
+   * host whose login is local, with a fresh TCP connection answered by its sshd. `via`: the first
+   * finding (null when local or unknown).
+   */
+  login: { network: boolean | null; via: string | null };
   /** the SSH user is uid 0 */
   root: boolean | null;
   /** why each null field is not known, by its path (`nft.version`, `sudo.persist`, …) */
@@ -151,6 +159,7 @@ function preflightScript(nft: string, priv: string): string {
     'if [ -d /run/systemd/system ]; then p systemd yes; else p systemd no; fi',
     `if [ -d ${BOOT_UNIT_DIR} ]; then p unitdir yes; else p unitdir no; fi`,
     'if [ -f /etc/protocols ]; then p protocols yes; else p protocols no; fi',
+    ...loginLines(),
     `if [ "$mode" != full ]; then printf '${TAG} end .\\n'; exit 0; fi`,
     'if command -v ss >/dev/null 2>&1; then',
     '  p ss yes',
@@ -181,6 +190,77 @@ function preflightScript(nft: string, priv: string): string {
   return lines.join('\n');
 }
 
+/** `[aA][bB]…`: a shell pattern that matches `word` in any case (sshd's keywords and values are not case-sensitive). */
+function anyCase(word: string): string {
+  return word.replace(/[a-z]/g, (c) => `[${c}${c.toUpperCase()}]`);
+}
+
+/**
+ * The PAM modules known to decide a login from the host's own files: any other module in sshd's
+ * PAM stack (pam_sss, pam_ldap, pam_krb5, pam_winbind, pam_radius, pam_exec, pam_mount, …) counts
+ * as one that may need the network.
+ */
+export const PAM_LOCAL = [
+  'pam_unix', 'pam_deny', 'pam_permit', 'pam_env', 'pam_limits', 'pam_systemd', 'pam_loginuid', 'pam_keyinit', 'pam_selinux',
+  'pam_motd', 'pam_mail', 'pam_nologin', 'pam_umask', 'pam_lastlog', 'pam_lastlog2', 'pam_faildelay', 'pam_cap', 'pam_access', 'pam_time',
+  'pam_securetty', 'pam_shells', 'pam_mkhomedir', 'pam_succeed_if', 'pam_faillock', 'pam_tally2', 'pam_pwquality', 'pam_cracklib',
+  'pam_rootok', 'pam_xauthority', 'pam_wheel', 'pam_namespace', 'pam_listfile', 'pam_warn', 'pam_echo', 'pam_issue', 'pam_group',
+  'pam_localuser', 'pam_pwhistory', 'pam_sepermit', 'pam_timestamp', 'pam_usertype', 'pam_systemd_home', 'pam_gnome_keyring',
+] as const;
+
+/** The nsswitch sources that are the host's own files. */
+const NSS_LOCAL = ['files', 'systemd', 'compat', 'db'] as const;
+
+/**
+ * The `login` answer (LOGIN_LOCAL), with shell builtins only: `local`, or `net WHAT` naming the
+ * first finding. Read: the passwd, group, shadow and initgroups lines of /etc/nsswitch.conf;
+ * /etc/ssh/sshd_config and the files of its Debian Include (any other Include, an unreadable file,
+ * counts as network: it cannot be read); sshd's PAM stack from /etc/pam.d/sshd with its includes
+ * (at most 16 files). What cannot be read counts as network: the verify then logs in.
+ */
+function loginLines(): string[] {
+  const kw = (k: string) => anyCase(k);
+  return [
+    'lf=; lnet() { [ -n "$lf" ] || lf=$1; }',
+    'if [ -r /etc/nsswitch.conf ]; then',
+    '  while read -r a b; do',
+    '    case "$a" in passwd:*|group:*|shadow:*|initgroups:*) ;; *) continue;; esac',
+    '    k=${a%%:*}; set -f; set -- ${a#*:} $b; set +f',
+    `    for w in "$@"; do case "$w" in \\#*) break;; ${NSS_LOCAL.join('|')}|\\[*|*\\]) ;; *) lnet "nsswitch:$k:$w";; esac; done`,
+    '  done </etc/nsswitch.conf',
+    'elif [ -e /etc/nsswitch.conf ]; then lnet nsswitch:unreadable; fi',
+    'sl=/etc/ssh/sshd_config',
+    'for f in /etc/ssh/sshd_config.d/*.conf; do [ ! -e "$f" ] || sl="$sl $f"; done',
+    'set -f; for f in $sl; do',
+    '  if [ ! -r "$f" ]; then lnet "sshd:unreadable:$f"; continue; fi',
+    '  while read -r a b c; do',
+    '    case "$a" in *=*) b=${a#*=}; a=${a%%=*};; esac',
+    '    case "$a" in',
+    `      ${kw('authorizedkeyscommand')}|${kw('authorizedprincipalscommand')}) case "$b" in ${kw('none')}|'') ;; *) lnet "sshd:$a";; esac;;`,
+    `      ${kw('gssapiauthentication')}|${kw('kerberosauthentication')}|${kw('usedns')}) case "$b" in ${kw('yes')}) lnet "sshd:$a";; esac;;`,
+    `      ${kw('include')}) [ "$b" = '/etc/ssh/sshd_config.d/*.conf' ] && [ -z "$c" ] || lnet sshd:Include;;`,
+    '    esac',
+    '  done <"$f"',
+    'done; set +f',
+    'pl=/etc/pam.d/sshd; pn=0; ps=',
+    'while [ -n "$pl" ] && [ $pn -lt 16 ]; do',
+    '  set -f; set -- $pl; f=$1; shift; pl="$*"; set +f; pn=$((pn + 1))',
+    '  case " $ps " in *" $f "*) continue;; esac; ps="$ps $f"',
+    '  if [ ! -r "$f" ]; then lnet "pam:unreadable:$f"; continue; fi',
+    '  while read -r l; do',
+    '    set -f; set -- $l; set +f; inc=',
+    '    for w in "$@"; do',
+    '      case "$w" in \\#*) break;; esac',
+      '      if [ -n "$inc" ]; then inc=; case "$w" in /*) pl="$pl $w";; *[!A-Za-z0-9._-]*|\'\') lnet pam:include;; *) pl="$pl /etc/pam.d/$w";; esac; continue; fi',
+    `      case "$w" in @include|include|substack) inc=1;; *.so) m=\${w##*/}; case "\${m%.so}" in ${PAM_LOCAL.join('|')}) ;; *) lnet "pam:$m";; esac;; esac`,
+    '    done',
+    '  done <"$f"',
+    'done',
+    '[ -z "$pl" ] || lnet pam:depth',
+    'if [ -z "$lf" ]; then p login local; else p login "net $lf"; fi',
+  ];
+}
+
 /** The two constant preflight commands: as root, and through `sudo -n`. */
 export const PREFLIGHT = {
   root: preflightScript(NFT, ''),
@@ -195,7 +275,7 @@ export function preflightInput(target: Pick<Target, 'sudo' | 'table'>, mode: 'ga
   return { cmd: target.sudo ? PREFLIGHT.sudo : PREFLIGHT.root, stdin: `${target.table}\n${mode}\n` };
 }
 
-const KEYS = ['kernel', 'uid', 'nft', 'nft-v', 'list-rc', 'list', 'cg-rc', 'cg', 'ss', 'ss-rc', 'ss-out', 'destroy', 'systemd', 'unitdir', 'protocols', 'conf', 'svc', 'persist', 'end'] as const;
+const KEYS = ['kernel', 'uid', 'nft', 'nft-v', 'list-rc', 'list', 'cg-rc', 'cg', 'ss', 'ss-rc', 'ss-out', 'destroy', 'systemd', 'unitdir', 'protocols', 'login', 'conf', 'svc', 'persist', 'end'] as const;
 type Key = (typeof KEYS)[number];
 
 const SUDO_REFUSED = /sudo: .*(password is required|not allowed|not in the sudoers|may not run|a terminal is required)|Sorry, user .* is not allowed to execute/i;
@@ -313,6 +393,7 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
   const running = yesNo('systemd', 'systemd.running');
   const unitDir = yesNo('unitdir', 'systemd.unitDir');
   const protocols = yesNo('protocols', 'protocols');
+  const login = loginOf(v.get('login'), missing, unknown);
 
   const { confPresent, flushes, serviceEnabled } = nftablesConf(v, why, unknown);
 
@@ -338,12 +419,22 @@ export function parseCapabilities(text: string, privilege: 'root' | 'sudo', mode
     sudo: sudoCaps,
     nftablesConf: { present: confPresent, flushesRuleset: flushes, serviceEnabled },
     protocols,
+    login,
     root,
     unknown,
     limits: [],
   };
   caps.limits = limitsOf(caps);
   return caps;
+}
+
+/** The `login` answer: `local`, or `net WHAT` (WHAT held to a plain pattern); anything else unknown. */
+function loginOf(a: string | undefined, missing: string, unknown: Record<string, string>): Capabilities['login'] {
+  if (a === 'local') return { network: false, via: null };
+  const m = a === undefined ? null : /^net ([A-Za-z0-9_.:/@*=+-]{1,160})$/.exec(a);
+  if (m) return { network: true, via: m[1] };
+  unknown['login.network'] = a === undefined ? missing : 'unexpected answer';
+  return { network: null, via: null };
 }
 
 /** /etc/nftables.conf and its service, from the `conf` and `svc` answers (`why`: the reason a missing one gets). */
