@@ -144,11 +144,11 @@ if [ "$p" = - ]; then
 elif [ -n "$p" ]; then
   mv -f "$u.new" "$u" && ln -sf "$u" "/etc/systemd/system/sysinit.target.wants/node-red-isolation-$t.service" || exit 94
 fi
-ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac
-case "$ns" in *[!0-9]*) ns=0;; esac
-tag="nrhi-release:$t:$ns:"
+ns=; nstag() { ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac
+  case "$ns" in *[!0-9]*|'') ns=0;; esac
+  tag="nrhi-release:$t:$ns:"; }
 ptime() { sv=; pst=; read -r pst <"/proc/$1/stat" 2>/dev/null || return 0; pst=${pst##*) }; set -- $pst; [ $# -lt 20 ] || { shift 19; sv=$1; }; }
-tdir() { if [ -O / ]; then td=/run/nrhi-release; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }
+tdir() { [ -n "$ns" ] || nstag; if [ -O / ]; then td=/run/nrhi-release; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }
 tlive() { tl=; tok=; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && [ -f "$tf" ] && [ ! -L "$tf" ] && [ -O "$tf" ] || return 0; tok=1; while read -r q qs _; do case "$q$qs" in *[!0-9]*|"") continue;; esac; ptime "$q"; [ "$sv" != "$qs" ] || tl="$tl $q"; done <"$tf"; }
 if [ "$secs" != keep ]; then
   tdir; tlive; for q in $tl; do kill -- "-$q" 2>/dev/null || kill "$q" 2>/dev/null; done; [ -z "$tok" ] || rm -f "$tf"

@@ -91,16 +91,18 @@ export function timerLines(nft: string, priv: string): string[] {
   return [
     // a timer is tagged with the table AND this network namespace: the same table name in another
     // namespace of the machine (a container, another lab host) is another host's isolation
-    'ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
-    'case "$ns" in *[!0-9]*) ns=0;; esac',
-    `tag="${TIMER_TAG}"`,
+    // (asked only where a timer is cancelled, armed or looked for: a change that keeps the
+    // timers starts no program for it)
+    'ns=; nstag() { ns=$(readlink /proc/self/ns/net 2>/dev/null); case "$ns" in net:?*?) ns=${ns#net:?}; ns=${ns%?};; *) ns=0;; esac',
+    '  case "$ns" in *[!0-9]*|\'\') ns=0;; esac',
+    `  tag="${TIMER_TAG}"; }`,
     // a timer that is a process of the session is found by its record, never by its name (any
     // local user can run a process so named: exec -a). The record, `PID START` lines (START: field
     // 22 of /proc/PID/stat, so that a recycled pid is not taken for it), lives in a directory only
     // this account (and root) can write: root's under ${TIMER_DIR}, another account's in its home,
     // else in /tmp under its uid; a record not owned by this account, or a link, is not believed
     'ptime() { sv=; pst=; read -r pst <"/proc/$1/stat" 2>/dev/null || return 0; pst=${pst##*) }; set -- $pst; [ $# -lt 20 ] || { shift 19; sv=$1; }; }',
-    `tdir() { if [ -O / ]; then td=${TIMER_DIR}; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }`,
+    `tdir() { [ -n "$ns" ] || nstag; if [ -O / ]; then td=${TIMER_DIR}; elif [ -n "$HOME" ] && [ -d "$HOME" ] && [ ! -L "$HOME" ] && [ -O "$HOME" ] && [ -w "$HOME" ]; then td=$HOME/.nrhi-release; else td=/tmp/nrhi-release-$(id -u); fi; tf="$td/session.$ns.$t"; }`,
     'tlive() { tl=; tok=; [ -d "$td" ] && [ ! -L "$td" ] && [ -O "$td" ] && [ -f "$tf" ] && [ ! -L "$tf" ] && [ -O "$tf" ] || return 0; tok=1; while read -r q qs _; do case "$q$qs" in *[!0-9]*|"") continue;; esac; ptime "$q"; [ "$sv" != "$qs" ] || tl="$tl $q"; done <"$tf"; }',
     'if [ "$secs" != keep ]; then',
     // each timer is a session of its own (setsid): kill its whole process group, its sleep too
