@@ -226,7 +226,7 @@ export class ManagementUnknownError extends IsolationError {
 }
 
 /**
- * After applying, a fresh SSH connection to the host failed. `rolledBack` says whether the
+ * After applying, a new connection to the host (a TCP connection its sshd answers, or a fresh SSH login where login may ask the network) failed. `rolledBack` says whether the
  * controller undid the change; if it could not, the host undoes it by itself at `rollbackAt`.
  */
 export class VerifyFailedError extends IsolationError {
@@ -235,8 +235,8 @@ export class VerifyFailedError extends IsolationError {
     super(
       'VERIFY_FAILED',
       rolledBack
-        ? `host ${host} did not answer a fresh SSH connection after isolating${why}; the isolation was rolled back`
-        : `host ${host} did not answer a fresh SSH connection after isolating${why}; the host rolls the isolation back by itself at ${rollbackAt}`,
+        ? `host ${host} did not answer a new connection after isolating${why}; the isolation was rolled back`
+        : `host ${host} did not answer a new connection after isolating${why}; the host rolls the isolation back by itself at ${rollbackAt}`,
       { host, rolledBack, rollbackAt },
       options,
     );

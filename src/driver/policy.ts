@@ -301,7 +301,7 @@ export const isolateRequestSchema = z.strictObject({
   duration: z.number().int().min(0).max(MAX_DURATION).default(0),
   /** isolate even when the management channel cannot be determined (lockout risk) */
   force: z.boolean().default(false),
-  /** verify-then-commit: prove a fresh SSH connection still works, else roll back */
+  /** verify-then-commit: prove a new connection still reaches the host, else roll back */
   verify: z.boolean().default(true),
   /** told to logged-in users once the isolation is in (and, with a duration, when it ends by itself) */
   wall: wallSchema.optional(),

@@ -28,7 +28,7 @@ import { type ApplyHeader } from './host/apply-input';
 import { EXIT } from './host/commands';
 import { lockWaitS } from './host/guard';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput, parseDiscovery, parseLookup, SERVER_KINDS, type ServerKind } from './host/servers';
-import { connect, neverStarted, nftError, type ConnectionPool, type ExecResult, type OpenStream, type SshConnection } from './transport';
+import { connect, neverStarted, nftError, reachSsh, type ConnectionPool, type ExecResult, type OpenStream, type SshConnection } from './transport';
 import { CGROUPV2_NEEDS, MAX_PREFLIGHT_OUTPUT, parseCapabilities, preflightInput, type Capabilities } from './host/preflight';
 import type { Beliefs } from './claim';
 import type { Deadline } from './scheduler';
@@ -59,10 +59,16 @@ export type HostServers = Record<ServerKind, { addrs: string[]; from: string } |
 /** What each connection's host told it, asked once per connection (a failed question is asked again). */
 export class Learned {
   private readonly caps = new WeakMap<SshConnection, Promise<Capabilities>>();
+  private readonly answered = new WeakMap<SshConnection, Capabilities>();
   private readonly servers = new WeakMap<SshConnection, Promise<HostServers>>();
 
   capabilities(conn: SshConnection, ask: () => Promise<Capabilities>, again = false): Promise<Capabilities> {
-    return once(this.caps, conn, ask, again);
+    return once(this.caps, conn, ask, again, (c) => this.answered.set(conn, c));
+  }
+
+  /** What the connection's host last answered to the preflight, if it has (without asking). */
+  knownCapabilities(conn: SshConnection): Capabilities | undefined {
+    return this.answered.get(conn);
   }
 
   hostServers(conn: SshConnection, ask: () => Promise<HostServers>): Promise<HostServers> {
@@ -70,15 +76,20 @@ export class Learned {
   }
 }
 
-function once<V>(map: WeakMap<SshConnection, Promise<V>>, conn: SshConnection, ask: () => Promise<V>, again = false): Promise<V> {
+function once<V>(map: WeakMap<SshConnection, Promise<V>>, conn: SshConnection, ask: () => Promise<V>, again = false, answered?: (v: V) => void): Promise<V> {
   let p = again ? undefined : map.get(conn);
   if (!p) {
     p = ask();
     map.set(conn, p);
     const mine = p;
-    p.catch(() => {
-      if (map.get(conn) === mine) map.delete(conn);
-    });
+    p.then(
+      (v) => {
+        if (map.get(conn) === mine) answered?.(v);
+      },
+      () => {
+        if (map.get(conn) === mine) map.delete(conn);
+      },
+    );
   }
   return p;
 }
@@ -115,11 +126,19 @@ export class HostSession {
     }
   }
 
-  /** A session of this operation over a new connection of its own (verify-then-commit's proof), closed by `close`. */
+  /**
+   * A session of this operation over a new connection of its own (verify-then-commit's proof of a
+   * login), closed by `close`. It only proves the login: it asks nothing of the host.
+   */
   async fresh(what: string): Promise<HostSession> {
     const s = new HostSession(this.ctx, this.target, this.deadline);
-    s.connection = await connect(this.target, this.remaining(what), this.ctx.pool.bastions, this.ctx.openStream);
+    s.connection = await connect(this.target, this.remaining(what), this.ctx.pool.bastions, this.ctx.openStream, { endpoints: false });
     return s;
+  }
+
+  /** Proves that a new TCP connection reaches the host's sshd (through the same bastion), with no login (see reachSsh). */
+  reach(what: string): Promise<void> {
+    return reachSsh(this.target, this.remaining(what), this.ctx.pool.bastions, this.ctx.openStream);
   }
 
   close(): void {
@@ -174,8 +193,20 @@ export class HostSession {
 
   /** One batch, bare or through the apply script (`timer`); the host's lock wait, unless set, fits the time left. */
   nft(batch: Batch, timer?: ApplyHeader): Promise<ExecResult> {
-    const { cmd, stdin } = nftInput(this.target, batch, timer && timer.lockWaitS === undefined ? { ...timer, lockWaitS: lockWaitS(this.deadline.msLeft) } : timer);
+    const header = timer ? this.guardCopies(timer.lockWaitS === undefined ? { ...timer, lockWaitS: lockWaitS(this.deadline.msLeft) } : timer) : timer;
+    const { cmd, stdin } = nftInput(this.target, batch, header);
     return this.exec(cmd, stdin, 'remote command');
+  }
+
+  /**
+   * A host this connection knows runs no systemd can run no guard (the apply script starts one only
+   * under systemd): the guard's copies (its `guard` and `rearm` batches, each a whole isolate) are
+   * not sent to it. Where that is not known, they are.
+   */
+  guardCopies(h: ApplyHeader): ApplyHeader {
+    const caps = this.connection ? this.ctx.learned.knownCapabilities(this.connection) : undefined;
+    if (caps?.systemd.running !== false || (!h.guard && !h.rearm)) return h;
+    return { ...h, ...(h.guard ? { guard: null } : {}), ...(h.rearm ? { rearm: null } : {}) };
   }
 
   /** Applies one batch (with the apply script when `timer` is given); returns what the host printed. */

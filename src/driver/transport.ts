@@ -6,6 +6,7 @@
  */
 import { createHash } from 'crypto';
 import { NodeSSH } from 'node-ssh';
+import * as net from 'net';
 import type { Duplex } from 'stream';
 import type { Client, ClientChannel } from 'ssh2';
 import {
@@ -506,7 +507,7 @@ function openForward(client: Client, target: Target, timeoutMs: number, targetLa
  * passphrase are decrypted once per `bastions` (its `keys`: the pool's); without `bastions`, ssh2
  * parses them on this connect.
  */
-export async function connect(target: Target, timeoutMs: number, bastions?: Bastions, openStream?: OpenStream): Promise<SshConnection> {
+export async function connect(target: Target, timeoutMs: number, bastions?: Bastions, openStream?: OpenStream, opts: { endpoints?: boolean } = {}): Promise<SshConnection> {
   const label = labelOf(target);
   const deadline = Date.now() + timeoutMs;
   let ssh: NodeSSH;
@@ -532,6 +533,8 @@ export async function connect(target: Target, timeoutMs: number, bastions?: Bast
   }
   const conn = new SshConnection(ssh, label);
   if (release) conn.onClosed(release);
+  // a connection that only proves a login (verify's fresh one) has no use for its endpoints
+  if (opts.endpoints === false) return conn;
   try {
     // the same time limit covers login and this first command
     const who = await conn.exec(COMMANDS.whoami, '', Math.max(1, deadline - Date.now()));
@@ -541,6 +544,69 @@ export async function connect(target: Target, timeoutMs: number, bastions?: Bast
     throw err;
   }
   return conn;
+}
+
+/** The most an SSH server's first line may be before the proof gives up on it (RFC 4253: 255 bytes). */
+const IDENT_MAX = 255;
+
+/**
+ * Proves that a NEW connection reaches the target's sshd through the host's ruleset, as fast as
+ * that can be proved: a new TCP connection (a new source port, so no connection-tracking state
+ * carries it) to the target's SSH port, through the same bastion when there is one, answered
+ * within `timeoutMs` by an SSH identification line (`SSH-`), then closed. No login, no exec: the
+ * verify of a host whose login does not depend on the network (see Capabilities.login).
+ */
+export async function reachSsh(target: Target, timeoutMs: number, bastions?: Bastions, openStream?: OpenStream): Promise<void> {
+  const label = labelOf(target);
+  const deadline = Date.now() + timeoutMs;
+  let stream: Duplex;
+  let release: (() => void) | undefined;
+  if (target.jump) {
+    const via = bastions ?? new Bastions(0);
+    const fwd = await via.forward(target, timeoutMs);
+    stream = fwd.stream;
+    release = () => {
+      fwd.stream.close();
+      fwd.release();
+    };
+  } else if (openStream) {
+    stream = await withTimeout(openStream(target.dial ?? target.host, target.port, timeoutMs), timeoutMs, () => new TimeoutError(label, 'SSH connect', timeoutMs)).catch((err: unknown) => {
+      throw classifyConnectError(label, err, null, timeoutMs);
+    });
+  } else {
+    stream = net.connect({ host: target.dial ?? target.host, port: target.port });
+    (stream as net.Socket).setNoDelay(true);
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let got = Buffer.alloc(0);
+      const timer = setTimeout(() => done(new TimeoutError(label, 'SSH connect (new connection)', timeoutMs)), Math.max(1, deadline - Date.now()));
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        stream.removeListener('data', onData);
+        stream.removeListener('error', onError);
+        stream.removeListener('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onData = (d: Buffer) => {
+        got = Buffer.concat([got, d]).subarray(0, IDENT_MAX + 2);
+        // RFC 4253 lets a server send other lines before its identification: one must start SSH- within the bound
+        if (/(^|\n)SSH-/.test(got.toString('latin1'))) done();
+        else if (got.length > IDENT_MAX) done(new UnreachableError(label, 'a new connection was answered, but not by an SSH server'));
+      };
+      const onError = (err: Error) => done(classifyConnectError(label, err, null, timeoutMs));
+      const onClose = () => done(new UnreachableError(label, 'a new connection was closed before the SSH server answered'));
+      stream.on('data', onData);
+      stream.once('error', onError);
+      stream.once('close', onClose);
+    });
+  } finally {
+    // whatever the stream says once the proof is over is not heard (and never an uncaught error)
+    stream.on('error', () => undefined);
+    if (release) release();
+    else stream.destroy();
+  }
 }
 
 /**

@@ -34,7 +34,7 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
   PRIVILEGE: 'sudo refused, or the user may not change the firewall',
   CONCURRENT_CHANGE: 'another controller kept changing the isolation between our read and our write (6 tries), or released or replaced it while it was being verified',
   MANAGEMENT_UNKNOWN: 'the management channel could not be determined; isolating could lock us out',
-  VERIFY_FAILED: 'after isolating, a fresh SSH connection failed; the isolation was rolled back (see <code>rolledBack</code>)',
+  VERIFY_FAILED: 'after isolating, a new connection to the host\'s sshd (or a fresh SSH login, where login may ask the network) failed; the isolation was rolled back (see <code>rolledBack</code>)',
   UNSUPPORTED:
     "the host cannot do what was asked: its nft takes no JSON input, <code>persist</code> without systemd, a <code>unit</code>/<code>cgroup</code> exception its nft refuses (the message names the host's nft version and the feature); found by the preflight before the first isolate of each connection, so nothing was applied",
   SERVERS_UNKNOWN:

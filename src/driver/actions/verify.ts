@@ -1,6 +1,6 @@
 /**
  * Verify, then commit (like a router's "commit confirmed"): the isolation goes in with a rollback
- * armed on the host, in the same exec; then a fresh SSH connection must reach the host and
+ * armed on the host, in the same exec; then a new connection must reach the host (see confirm: a TCP connection sshd answers, or a full login) and
  * confirm, which disarms the rollback and arms the real release timer. If the fresh connection
  * fails, the controller rolls back at once over the connection that still works; if even that
  * fails, the host rolls back by itself when the window closes.
@@ -37,7 +37,7 @@ export interface Verified {
   inspect?: Batch;
   /** the blocking probe, tried once the isolation is in and before the confirm */
   probe?: Probe;
-  /** prove a fresh SSH connection (verify); false: a probe alone, confirmed over this connection */
+  /** prove a new connection (verify); false: a probe alone, confirmed over this connection */
   fresh: boolean;
 }
 
@@ -117,14 +117,22 @@ export async function applyVerified(s: HostSession, v: Verified): Promise<{ out:
 
 /** Over a fresh connection (through the same bastion, when there is one), or for a probe alone this one: the confirm. */
 async function confirm(s: HostSession, v: Verified, deadline: number, out: string): Promise<string> {
-  const fresh = v.fresh ? await s.fresh('verify: fresh SSH connect') : s;
+  // what the proof must show: that a NEW connection still reaches the host's sshd through the new
+  // ruleset (the management rules match address and port, not connection state). Where logging
+  // in does not depend on the network (the preflight's login: no directory accounts, no
+  // AuthorizedKeysCommand, GSSAPI, Kerberos or UseDNS, no PAM module not known to be local), a new
+  // TCP connection answered by sshd proves it; anywhere else (or not known), a full login does.
+  // Either way the confirm then goes over a connection that works: the login's, or this one
+  const login = v.fresh ? s.ctx.learned.knownCapabilities(s.conn)?.login.network !== false : false;
+  if (v.fresh && !login) await s.reach('verify: fresh TCP connect');
+  const fresh = login ? await s.fresh('verify: fresh SSH connect') : s;
   try {
     // its lock wait fits what is left; after a lock held through the whole first wait (the
     // guard unit ended), one try: the time goes to the confirm, not to waiting on it again
     const left = fresh.remaining('verify: confirm');
     const wait = parseGuardBlocked(out) ? 1 : lockWaitS(left);
     const batch = renderConfirm(s.target.table, deadline, v.doc);
-    const { cmd, stdin } = nftInput(s.target, batch, { ...v.release, lockWaitS: wait });
+    const { cmd, stdin } = nftInput(s.target, batch, s.guardCopies({ ...v.release, lockWaitS: wait }));
     const res = await fresh.exec(cmd, stdin, 'verify: confirm', { timeoutMs: left });
     if (res.code !== 0) throw applyError(s.host, res, batch, v.release);
     // the guard unit is what the confirm left (it re-arms it with the confirmed isolation, or
@@ -143,12 +151,16 @@ async function rollBack(s: HostSession, current: Known | null, rb: Rollback): Pr
     // more time than any wait on the host (past the operation's deadline if need be), and a
     // lock wait well inside it: a rollback cut short leaves the host to its own timer
     const budget = fallbackRollback(s.deadline.msLeft);
-    const { cmd, stdin } = nftInput(target, rb.batch, {
-      seconds: left,
-      release: left > 0 ? rb.prevRelease : null,
-      guard: current ? guardUnitCopy(target.table, current.doc, current.gen + 2) : null,
-      lockWaitS: budget.lockWaitS,
-    });
+    const { cmd, stdin } = nftInput(
+      target,
+      rb.batch,
+      s.guardCopies({
+        seconds: left,
+        release: left > 0 ? rb.prevRelease : null,
+        guard: current ? guardUnitCopy(target.table, current.doc, current.gen + 2) : null,
+        lockWaitS: budget.lockWaitS,
+      }),
+    );
     const res = await s.exec(cmd, stdin, 'verify: rollback', { timeoutMs: budget.timeoutMs });
     const rolledBack = res.code === 0;
     // the previous isolation, back as generation + 2 (renderRollback)
