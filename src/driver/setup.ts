@@ -64,9 +64,15 @@ const publicKeySchema = z
     if (!m) return fail('must be an OpenSSH public key line: TYPE BASE64 [COMMENT], without options, printable ASCII');
     const [, type, b64, comment] = m;
     if (!(KEY_TYPES as readonly string[]).includes(type)) return fail(`key type ${JSON.stringify(type.slice(0, 40))} is not one of ${KEY_TYPES.join(', ')}`);
-    const blob = Buffer.from(b64, 'base64');
-    const n = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
-    if (blob.toString('base64') !== b64 || n !== type.length || blob.subarray(4, 4 + n).toString('latin1') !== type || blob.length < 4 + n + 16) {
+    // atob and btoa (one byte a character), not Buffer: the editor runs this renderer in the browser too
+    let blob: string;
+    try {
+      blob = atob(b64);
+    } catch {
+      return fail(`the base64 blob is not a ${type} key`);
+    }
+    const n = blob.length >= 4 ? ((blob.charCodeAt(0) << 24) | (blob.charCodeAt(1) << 16) | (blob.charCodeAt(2) << 8) | blob.charCodeAt(3)) >>> 0 : -1;
+    if (btoa(blob) !== b64 || n !== type.length || blob.slice(4, 4 + n) !== type || blob.length < 4 + n + 16) {
       return fail(`the base64 blob is not a ${type} key`);
     }
     const c = comment?.trim();

@@ -10,6 +10,7 @@ import { execFileSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import * as vm from 'vm';
 import { run, USAGE } from '../../src/bin/host-setup';
 import { hostSetup, renderAnsible, renderShell, setupSpec, shQuote, sudoersFileName, type HostSetupInput } from '../../src/driver/setup';
 import { sudoersLines, SUDOERS_FEATURES } from '../../src/driver/sudoers';
@@ -233,5 +234,46 @@ describe('host set-up (issue 23: enrolling a host)', () => {
       }
       assert.match(err, /^host-setup: publicKey: must be an OpenSSH public key line/);
     });
+  });
+
+  it("the editor's bundle (resources/host-setup.js) runs alone, without node's Buffer, and renders exactly what the library renders", () => {
+    const file = path.join(REPO_ROOT, 'resources', 'host-setup.js');
+    // what a browser has: a window, atob and btoa; no Buffer, no require
+    const window: { hostIsolationSetup?: { hostSetup(i: HostSetupInput): string; FEATURES: string[]; DEFAULT_TABLE: string } } = {};
+    vm.runInNewContext(fs.readFileSync(file, 'utf8'), { window, atob, btoa }, { filename: file });
+    const S = window.hostIsolationSetup;
+    assert.ok(S, 'window.hostIsolationSetup');
+    assert.deepEqual([...S.FEATURES], ALL);
+    assert.equal(S.DEFAULT_TABLE, setupSpec({ user: 'isolator', publicKey: KEY }).table);
+    for (const type of ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256']) {
+      const inputs: HostSetupInput[] = [
+        { user: 'isolator', publicKey: keyLine(type) },
+        { user: 'soc_iso', table: 'fleet_b', features: ALL, publicKey: keyLine(type, ''), format: 'ansible' },
+        { user: 'root', features: ['isolate', 'guard'], publicKey: keyLine(type), format: 'sh' },
+      ];
+      for (const input of inputs) {
+        assert.equal(S.hostSetup(input), hostSetup(input), JSON.stringify(input));
+      }
+    }
+    // refusals: the same messages
+    const refused: HostSetupInput[] = [
+      { user: 'Root', publicKey: KEY },
+      { user: 'isolator', publicKey: 'ssh-ed25519 AAAAA' },
+      { user: 'isolator', publicKey: KEY.replace(/^ssh-ed25519/, 'ssh-rsa') },
+      { user: 'isolator', table: 'a-b', publicKey: '-----BEGIN OPENSSH PRIVATE KEY-----' },
+    ];
+    for (const input of refused) {
+      const msg = (f: () => unknown) => {
+        try {
+          f();
+        } catch (e) {
+          return (e as Error).message;
+        }
+        return '(rendered)';
+      };
+      const want = msg(() => hostSetup(input));
+      assert.match(want, /^host-setup: /);
+      assert.equal(msg(() => S.hostSetup(input)), want);
+    }
   });
 });
