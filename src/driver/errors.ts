@@ -23,7 +23,8 @@ export type ErrorCode =
   | 'OUTPUT_LIMIT'
   | 'PROTECTED_HOST'
   | 'PROTECTED_UNRESOLVED'
-  | 'BLAST_RADIUS';
+  | 'BLAST_RADIUS'
+  | 'PROBE_REACHED';
 
 /** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
 export const MAX_HOST_TEXT = 2048;
@@ -284,5 +285,24 @@ export class ServersUnknownError extends IsolationError {
 export class OutputLimitError extends IsolationError {
   constructor(host: string, limit: number) {
     super('OUTPUT_LIMIT', `${host} sent more than ${limit} bytes of output for one command; reading stopped and the connection was closed`, { host, limitBytes: limit });
+  }
+}
+
+/**
+ * The blocking probe: once the isolation was in, the host still reached the probe address (a TCP
+ * handshake completed, or a RST came back), so some path the table does not cut carries traffic.
+ * `rolledBack` says whether the controller put back what the host held before (no isolation of
+ * ours, or the previous one); if it could not, the host does by itself at `rollbackAt`.
+ */
+export class ProbeReachedError extends IsolationError {
+  readonly rolledBack: boolean;
+  constructor(host: string, probe: { addr: string; port: number }, outcome: string, rolledBack: boolean, rollbackAt: string) {
+    super(
+      'PROBE_REACHED',
+      `host ${host} still reached the probe ${probe.addr} port ${probe.port} (${outcome}) with the isolation in: ` +
+        (rolledBack ? 'the isolation was rolled back' : `the host rolls the isolation back by itself at ${rollbackAt}`),
+      { host, probe: { addr: probe.addr, port: probe.port }, outcome, rolledBack, rollbackAt },
+    );
+    this.rolledBack = rolledBack;
   }
 }

@@ -3,6 +3,7 @@
  * Parsed values are canonical (addresses normalised, ports as numbers or "lo-hi"), so equal
  * exceptions compare equal and the rendered ruleset is deterministic.
  */
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { HostNotAllowedError, ValidationError } from './errors';
 import { parseAddr } from './net';
@@ -223,6 +224,69 @@ export const unisolateRequestSchema = z.strictObject({
 });
 export type UnisolateRequestInput = z.input<typeof unisolateRequestSchema>;
 
+/** The port a probe tries when it names none: HTTPS, what a host's traffic out mostly is. */
+export const DEFAULT_PROBE_PORT = 443;
+
+/**
+ * The blocking probe: an address (IPv4 or IPv6, one host, no CIDR) and a TCP port that the host
+ * must fail to reach once the isolation is in. Loopback, unspecified and multicast addresses are
+ * refused: the table always lets loopback through, and the others prove nothing.
+ */
+export const probeSchema = z
+  .strictObject({
+    addr: z.string().max(64),
+    port: portNumber.default(DEFAULT_PROBE_PORT),
+    proto: z.literal('tcp', { message: 'proto must be "tcp": only a TCP handshake proves a path (a UDP datagram that got out need not be answered)' }).default('tcp'),
+  })
+  .transform((v, ctx) => {
+    const p = parseAddr(v.addr);
+    if (!p || p.text.includes('/')) {
+      ctx.addIssue({ code: 'custom', path: ['addr'], message: `probe addr must be one IPv4 or IPv6 address (no CIDR): ${JSON.stringify(v.addr.slice(0, 80))}` });
+      return z.NEVER;
+    }
+    const ip = ipaddr.parse(p.text);
+    const range = ip.range();
+    if (['loopback', 'unspecified', 'multicast', 'broadcast'].includes(range)) {
+      ctx.addIssue({ code: 'custom', path: ['addr'], message: `probe addr ${p.text} is a ${range} address: it proves nothing about the isolation` });
+      return z.NEVER;
+    }
+    return { addr: p.text, port: v.port, proto: v.proto };
+  });
+export type Probe = z.output<typeof probeSchema>;
+
+/** Whether an address (or CIDR) `net` holds the single address `addr`. */
+export function addrCovers(net: string, addr: string): boolean {
+  const n = parseAddr(net);
+  const a = parseAddr(addr);
+  return n !== null && a !== null && n.family === a.family && a.interval[0] >= n.interval[0] && a.interval[1] <= n.interval[1];
+}
+
+/** Whether an exception's port (a number or "lo-hi") takes `port`; an exception without one takes every port. */
+function portTakes(p: number | string | undefined, port: number): boolean {
+  if (p === undefined) return true;
+  if (typeof p === 'number') return p === port;
+  const [lo, hi] = p.split('-').map(Number);
+  return port >= lo && port <= hi;
+}
+
+/**
+ * Why this probe proves nothing with these exceptions and management addresses (a string), or
+ * null: an outbound address exception (not an owner one: those are what the probe is for) that
+ * lets the host open TCP to it, or a management address or network that holds it.
+ */
+export function probeConflict(probe: Probe, exceptions: readonly Exception[], management: readonly { addr: string; port?: number }[]): string | null {
+  for (const m of management) {
+    if (addrCovers(m.addr, probe.addr)) return `it is the management address ${m.addr}`;
+  }
+  for (const e of exceptions) {
+    if (e.direction !== 'out' || isOwnerException(e) || (e.proto !== 'tcp' && e.proto !== 'any')) continue;
+    if ((e.addr === undefined || addrCovers(e.addr, probe.addr)) && portTakes(e.port, probe.port)) {
+      return `the exception out ${e.proto} ${e.addr ?? 'any address'}${e.port !== undefined ? ` port ${e.port}` : ''} lets the host reach it`;
+    }
+  }
+  return null;
+}
+
 export const isolateRequestSchema = z.strictObject({
   presets: presetListSchema.default([]),
   exceptions: exceptionListSchema.default([]),
@@ -245,9 +309,14 @@ export const isolateRequestSchema = z.strictObject({
   persist: z.boolean().default(false),
   /** the servers the dns, ntp and ldap/ldaps presets open to (over the target's, over the host's own) */
   servers: serversSchema.optional(),
+  /** once the isolation is in, the host must fail to reach this address: else it is rolled back (PROBE_REACHED) */
+  probe: probeSchema.optional(),
 }).refine((r) => !(r.persist && r.duration > 0), {
   path: ['persist'],
   message: 'persist is for isolations that last until unisolated: it cannot be combined with a duration',
+}).refine((r) => !(r.probe && r.mode === 'audit'), {
+  path: ['probe'],
+  message: 'a probe proves that traffic is cut: audit mode cuts nothing (use it with mode "enforce")',
 });
 export type IsolateRequest = z.infer<typeof isolateRequestSchema>;
 export type IsolateRequestInput = z.input<typeof isolateRequestSchema>;

@@ -80,6 +80,13 @@ export interface HostState {
    * `warnings`)
    */
   severed: number | null;
+  /**
+   * isolate with a probe: the host tried to reach the probe address once the isolation was in,
+   * and could not (`reached` is always false here: a reached probe is a PROBE_REACHED error);
+   * `outcome` how the connect ended (`timeout`, or `failed` with `detail`), `ms` how long the try
+   * took as the controller measured it. Absent without a probe
+   */
+  probe?: { addr: string; port: number; proto: 'tcp'; reached: false; outcome: 'timeout' | 'failed'; detail?: string; ms: number };
   /** what the action could not fully do, said plainly (e.g. connections left open); empty when all went as asked */
   warnings: string[];
   /**
@@ -98,6 +105,12 @@ export interface HostState {
    * so that it heals nothing (then `guard` is false and `warnings` says so); absent otherwise
    */
   guardStalledSince?: string;
+  /**
+   * status, a host with the pack's table (isolated or audit): the one command root at the host's
+   * console runs to release it without the controller (guard, timers, boot unit, then the table:
+   * src/driver/host/local-release.ts, docs/operations.md); absent otherwise
+   */
+  localRelease?: string;
   /**
    * whether this action changed the host: isolate (isolated now, or a different isolation, versus
    * already isolated exactly so), unisolate (released versus was not isolated), exception-set and

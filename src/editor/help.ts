@@ -39,6 +39,8 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
     "the host cannot do what was asked: its nft takes no JSON input, <code>persist</code> without systemd, a <code>unit</code>/<code>cgroup</code> exception its nft refuses (the message names the host's nft version and the feature); found by the preflight before the first isolate of each connection, so nothing was applied",
   SERVERS_UNKNOWN:
     "a <code>dns</code>, <code>ntp</code>, <code>ldap</code> or <code>ldaps</code> preset, and the host's servers of that kind could not be found (<code>err.details.kind</code>); name them in <code>servers</code>; nothing was applied",
+  PROBE_REACHED:
+    "the isolation was in and the host still reached the <code>probe</code> address (its TCP handshake completed, or a RST came back): some path the table does not cut carries traffic; the isolation was rolled back to what the host held before (<code>err.details.rolledBack</code>; false: the host does by itself at <code>rollbackAt</code>); <code>err.details.probe</code> and <code>outcome</code> say what was reached and how",
   OUTPUT_LIMIT: 'the host sent more than 4 MiB of output for one command (broken or hostile); reading stopped and the connection was dropped; read the status before relying on the outcome',
 };
 

@@ -3,7 +3,9 @@
  * in this process, no root, no namespace. What the host itself does is the lab tier's.
  */
 import { strict as assert } from 'assert';
-import { IsolationDriver, type IsolationError } from '../../src/driver';
+import { DEFAULT_TABLE, IsolationDriver, type IsolationError } from '../../src/driver';
+import { decodeApplyInput } from '../../src/driver/host/apply-input';
+import { localReleaseCommand } from '../../src/driver/host/local-release';
 import { FakeHost } from '../fake/host';
 
 describe('driver logic on the fake host (no root)', function () {
@@ -44,6 +46,20 @@ describe('driver logic on the fake host (no root)', function () {
     assert.equal(again.changed, false, 'the same request again changes nothing');
     assert.deepEqual(host.execs().map((e) => e.kind), ['apply'], 'warm: one exec');
     assert.equal(host.gen(), gen, 'the same generation');
+  });
+
+  it("the local release (issue 23): the wall notice ends with it, status shows it for an isolated host and not for a free one", async () => {
+    const t = host.target();
+    const cmd = localReleaseCommand(t.table ?? DEFAULT_TABLE);
+    await driver.isolate(t, { verify: false, wall: 'isolated by the SOC' });
+    const notice = Buffer.from(decodeApplyInput(host.execs('apply')[0].stdin).fields.notice, 'base64').toString('utf8');
+    assert.ok(notice.startsWith('isolated by the SOC\n\n'), notice);
+    assert.ok(notice.endsWith(`as root run:\n${cmd}`), notice);
+    assert.equal((await driver.status(t)).localRelease, cmd);
+    host.log.length = 0;
+    await driver.unisolate(t);
+    assert.equal(decodeApplyInput(host.execs('apply')[0].stdin).fields.notice, '', 'no wall asked: no notice');
+    assert.equal((await driver.status(t)).localRelease, undefined, 'free: nothing to release');
   });
 
   it('a stale belief (another controller moved the generation on) is claimed, refused, read and applied once more', async () => {

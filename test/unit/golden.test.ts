@@ -16,6 +16,7 @@ import { targetSchema } from '../../src/driver/policy';
 import { PREFLIGHT, preflightInput } from '../../src/driver/host/preflight';
 import { renderBootUnit, renderIsolate, renderList, renderRelease, type StateDoc } from '../../src/driver/ruleset';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT, lookupInput } from '../../src/driver/host/servers';
+import { probeInput } from '../../src/driver/host/probe';
 
 const DIR = path.resolve(__dirname, '..', '..', '..', 'test', 'golden');
 
@@ -44,6 +45,7 @@ const PROGRAMS: Record<string, string> = {
   'command-whoami.sh': COMMANDS.whoami,
   'command-status.sh': COMMANDS.status,
   'command-sudo-status.sh': COMMANDS.sudoStatus,
+  'command-probe.sh': COMMANDS.probe,
   'preflight-root.sh': PREFLIGHT.root,
   'preflight-sudo.sh': PREFLIGHT.sudo,
   'discover.sh': DISCOVER_SCRIPT,
@@ -63,6 +65,7 @@ const PROGRAMS: Record<string, string> = {
   'stdin-status.txt': statusInput(target, renderList(target.table)).stdin,
   'stdin-preflight.txt': preflightInput(target, 'gate').stdin,
   'stdin-lookup.txt': lookupInput(['ns1.example.org'], ['backup']),
+  'stdin-probe.txt': probeInput({ addr: '2001:db8::7', port: 443, proto: 'tcp' }),
 };
 
 describe('golden: what runs on a host, byte for byte', () => {

@@ -114,7 +114,8 @@ describe('config versions and migrations', () => {
       persist: false,
       allowOverrides: false,
       maxHosts: 1000,
-      version: 2,
+      pendingFor: 0,
+      version: 3,
     });
     const given = { presets: ['ssh'], verify: false, allowOverrides: true, duration: '60' };
     assert.deepEqual({ ...migrate(given, NODE_MIGRATIONS['isolate-host']).config, ...given }, migrate(given, NODE_MIGRATIONS['isolate-host']).config);
@@ -130,7 +131,7 @@ describe('the blast-radius cap and saved flows (version 2)', () => {
   it('a config saved before the cap keeps the limit it had (1000); a new one (version 2) keeps what it says, blank included', () => {
     for (const type of ['isolate-host', 'exception-set']) {
       const steps = NODE_MIGRATIONS[type];
-      assert.equal(currentVersion(steps), 2, type);
+      assert.equal(currentVersion(steps), type === 'isolate-host' ? 3 : 2, type);
       assert.equal((migrate({ version: 1 }, steps).config as Record<string, unknown>).maxHosts, 1000, `${type}: version 1 -> 1000`);
       assert.equal((migrate({}, steps).config as Record<string, unknown>).maxHosts, 1000, `${type}: no version -> 1000`);
       assert.equal(migrate({ version: 1, maxHosts: 50 }, steps).config.maxHosts, 50, `${type}: a value given is kept`);
@@ -140,6 +141,17 @@ describe('the blast-radius cap and saved flows (version 2)', () => {
     // release and status need no step: a node without maxHosts has the runtime's bound, as before
     assert.equal(currentVersion(NODE_MIGRATIONS['unisolate-host']), 1);
     assert.equal(currentVersion(NODE_MIGRATIONS['isolation-status']), 1);
+  });
+});
+
+describe('pending isolations and saved flows (isolate-host version 3)', () => {
+  it('a config saved before "Keep pending" is off (0), as is a new node; a value given is kept', () => {
+    const steps = NODE_MIGRATIONS['isolate-host'];
+    assert.equal(currentVersion(steps), 3);
+    assert.equal((migrate({ version: 2, maxHosts: 10 }, steps).config as Record<string, unknown>).pendingFor, 0);
+    assert.equal((migrate({}, steps).config as Record<string, unknown>).pendingFor, 0);
+    assert.equal(migrate({ version: 2, pendingFor: 3600 }, steps).config.pendingFor, 3600);
+    assert.equal(migrate({ version: 3, pendingFor: 600 }, steps).config.pendingFor, 600);
   });
 });
 

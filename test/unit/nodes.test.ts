@@ -8,7 +8,7 @@ import helper from 'node-red-node-test-helper';
 import * as sinon from 'sinon';
 import * as fs from 'fs';
 import * as path from 'path';
-import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProtectedUnresolvedError, ValidationError, type HostState } from '../../src/driver';
+import { HostKeyMismatchError, IsolationDriver, NotIsolatedError, ProbeReachedError, ProtectedUnresolvedError, ValidationError, type HostState } from '../../src/driver';
 import { notIsolated } from '../../src/driver/state';
 import { DEFAULT_MAX_HOSTS, driverOptions, fleetCap, fleetLimit, SETTINGS } from '../../src/nodes/common';
 import { REPO_ROOT } from '../lab/nodered';
@@ -218,6 +218,38 @@ describe('nodes', function () {
     assert.deepEqual(iso.firstCall.args[1]!.presets, []);
     assert.deepEqual(iso.firstCall.args[1]!.exceptions, []);
     assert.equal(iso.firstCall.args[1]!.mode, 'enforce');
+  });
+
+  it('isolate-host: the probe is the node\'s (port blank: the driver\'s 443); msg.probe counts only with Overrides; PROBE_REACHED reaches a Catch node', async () => {
+    const iso = sb.stub(driver, 'isolate').resolves(state('198.18.0.2'));
+    await helper.load(ALL, flow({ type: 'isolate-host', probeAddr: ' 198.51.100.7 ', probePort: '' }), CREDS);
+    const n = helper.getNode('n1') as unknown as AnyNode;
+    let got = next('out');
+    n.receive({ probe: { addr: '198.51.100.9', port: 80 } });
+    await got;
+    assert.deepEqual(iso.firstCall.args[1]!.probe, { addr: '198.51.100.7' });
+    assert.match(warnings('n1')[0], /^ignored msg\.probe:/);
+    await helper.unload();
+
+    await helper.load(ALL, flow({ type: 'isolate-host', probeAddr: '198.51.100.7', probePort: 8443, allowOverrides: true }), CREDS);
+    const m = helper.getNode('n1') as unknown as AnyNode;
+    got = next('out');
+    m.receive({});
+    await got;
+    assert.deepEqual(iso.secondCall.args[1]!.probe, { addr: '198.51.100.7', port: 8443 });
+    got = next('out');
+    m.receive({ probe: { addr: '198.51.100.9', port: 80 } });
+    await got;
+    assert.deepEqual(iso.thirdCall.args[1]!.probe, { addr: '198.51.100.9', port: 80 });
+    await helper.unload();
+
+    iso.rejects(new ProbeReachedError('198.18.0.2', { addr: '198.51.100.7', port: 443 }, 'connected', true, '2026-12-03T00:00:00.000Z'));
+    await helper.load(ALL, flow({ type: 'isolate-host', probeAddr: '198.51.100.7' }), CREDS);
+    const caught = next('caught');
+    (helper.getNode('n1') as unknown as AnyNode).receive({});
+    const err = (await caught).error as { code: string; message: string };
+    assert.equal(err.code, 'PROBE_REACHED');
+    assert.match(err.message, /198\.51\.100\.7 port 443 \(connected\).*rolled back/);
   });
 
   it('unisolate-host: the wall notice from the node, overridden by msg.wall', async () => {

@@ -10,6 +10,7 @@ import { parseTable, StateParseError, toHostState, withStateRead, type HostState
 import { guardEndedWarning, parseGuardArmed, parseGuardBlocked, parseGuardEnded } from '../host/apply';
 import { type ApplyHeader } from '../host/apply-input';
 import { bootGuardExec } from '../host/boot';
+import { localReleaseCommand } from '../host/local-release';
 import { parseSevered, severWarning, type SeverReport } from '../host/sever';
 import { parseGuard, splitStateRead, statusInput, type GuardReport } from '../host/status';
 import { nftError } from '../transport';
@@ -107,5 +108,6 @@ export function appliedState(target: Target, doc: StateDoc, gen: number, sever: 
     observed: read?.observed ?? [],
     ...(read ? { observedOmitted: read.observedOmitted, fullSets: read.fullSets } : {}),
   });
-  return withGuardUnit(withSevered(base, sever, out), out);
+  // the console's own way out, in every answer that leaves the table on the host (as status says it)
+  return withGuardUnit(withSevered({ ...base, localRelease: localReleaseCommand(target.table) }, sever, out), out);
 }

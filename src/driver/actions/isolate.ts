@@ -4,19 +4,21 @@
  * claimed at the head of the same transaction. Only when that guess was refused does the driver
  * read the host and apply again, once.
  */
-import { NftFailedError, ParseError } from '../errors';
-import { dedupeExceptions, type Exception, type IsolateRequest, type Target } from '../policy';
+import { NftFailedError, ParseError, ValidationError } from '../errors';
+import { dedupeExceptions, probeConflict, type Exception, type IsolateRequest, type Target } from '../policy';
 import { expandPresets } from '../presets';
 import { renderIsolate, renderRelease, type ManagementEndpoint, type StateDoc } from '../ruleset';
 import { editFindings, inspectCommands, parseInspected } from '../tamper';
 import type { HostState } from '../state';
 import { type ApplyHeader } from '../host/apply-input';
 import { severFilters } from '../host/sever';
+import { localReleaseNotice } from '../host/local-release';
 import { refusal } from '../host/preflight';
 import { claimOf, firstGeneration, retryClaim, type Known } from '../claim';
 import { presetServers, resolveUsers, type HostSession } from '../session';
 import { appliedState, assertRenderable, bootOf, claimed, readTable } from './common';
 import { applyVerified } from './verify';
+import { assertProbeTool, probeRecord } from './probe';
 
 /** What the host's users are told when a timed isolation they were told about ends by itself. */
 export const RELEASE_NOTICE = 'The network isolation of this host has ended (timed release).';
@@ -65,6 +67,13 @@ async function planOf(s: HostSession, req: IsolateRequest): Promise<Plan> {
   assertRenderable(exceptions);
   const refused = refusal(s.host, await caps, { persist: req.persist === true, exceptions });
   if (refused) throw refused;
+  if (req.probe) {
+    // a probe the exceptions or the management channel let through proves nothing: refused, and
+    // so is a host without the probe's tool, both before anything is applied
+    const conflict = probeConflict(req.probe, exceptions, management);
+    if (conflict) throw new ValidationError(`invalid request: probe ${req.probe.addr} port ${req.probe.port} proves nothing: ${conflict}`, [{ path: 'request.probe.addr', message: conflict }]);
+    await assertProbeTool(s);
+  }
   const sever = req.mode === 'enforce' ? severFilters(management, exceptions) : undefined;
   return { req, management, exceptions, sever };
 }
@@ -90,12 +99,13 @@ async function applyIsolation(s: HostSession, plan: Plan, current: Known | null,
   // seen, and said, as it is undone. After a read, that read's listing is compared
   const head = claim ? claimOf(target.table, current) : [];
   const inspect = same && claim ? { nftables: inspectCommands(target.table) } : undefined;
-  const out = req.verify
-    ? await applyVerified(s, { doc, gen, current, release, claim: head, sever, inspect })
-    : await s.apply(claimed(head, batch), { ...release, sever, inspect });
+  const { out, probe } = req.verify || req.probe
+    ? await applyVerified(s, { doc, gen, current, release, claim: head, sever, inspect, probe: req.probe, fresh: req.verify })
+    : { out: await s.apply(claimed(head, batch), { ...release, sever, inspect }), probe: undefined };
   s.ctx.beliefs.remember(target, { doc, gen });
   s.ctx.beliefs.madeHere(target, gen);
-  const state = appliedState(target, doc, gen, sever, out);
+  const applied = appliedState(target, doc, gen, sever, out);
+  const state = probe && req.probe ? { ...applied, probe: probeRecord(req.probe, probe) } : applied;
   const edited = same ? editFindings(claim ? parseInspected(out) : (listing ?? null), target.table, renderIsolate(target.table, current.doc, current.gen)) : [];
   if (edited.length === 0) return { ...state, changed: !same };
   return {
@@ -133,9 +143,10 @@ function docOf(plan: Plan, current: Known | null, now: Date): StateDoc {
 function timerOf(target: Target, req: IsolateRequest, doc: StateDoc, gen: number, current: Known | null, batch: ReturnType<typeof renderIsolate>): ApplyHeader {
   return {
     // no timer to arm and none known to cancel: leave the host's timers alone
-    seconds: req.duration === 0 && !req.verify && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
+    seconds: req.duration === 0 && !req.verify && !req.probe && (current === null || current.doc.expiresAt === null) ? 'keep' : req.duration,
     release: renderRelease(target.table, doc),
-    notice: req.wall,
+    // the notice ends with how root at the console releases the host without the controller
+    notice: req.wall !== undefined ? `${req.wall}\n\n${localReleaseNotice(target.table)}` : undefined,
     releaseNotice: req.wall !== undefined && req.duration > 0 ? RELEASE_NOTICE : undefined,
     // a new isolation replaces the old one's boot unit too: installed, or removed
     boot: bootOf(target.table, doc, gen),

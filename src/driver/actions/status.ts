@@ -4,6 +4,7 @@ import { tamperFindings } from '../tamper';
 import { notIsolated, toHostState, type HostState } from '../state';
 import type { GuardReport } from '../host/status';
 import type { HostSession } from '../session';
+import { localReleaseCommand } from '../host/local-release';
 import { readTable } from './common';
 
 export async function status(s: HostSession): Promise<HostState> {
@@ -21,13 +22,13 @@ export async function status(s: HostSession): Promise<HostState> {
     // gone, though this controller left it isolated and no release time had come
     const expiry = before?.doc.expiresAt ? Date.parse(before.doc.expiresAt) : Infinity;
     if (before && s.ctx.now().getTime() < expiry - 2000) {
-      free.tampered = [`the isolation since ${before.doc.since} was removed by something other than this controller`];
+      free.tampered = [`the isolation since ${before.doc.since} was removed by something other than this controller (root on the host: its local release, or tampering)`];
     }
     // the host's guard unit still holds an isolation that is not there: removed behind the pack's back
     if (host.guard && host.guard.state !== 'superseded') free.tampered.push(missingFinding(host.guard));
     return withGuardReport(free, host.guard);
   }
-  const state = toHostState(target.host, current);
+  const state: HostState = { ...toHostState(target.host, current), localRelease: localReleaseCommand(target.table) };
   state.tampered = tamperFindings(current.listing ?? [], target.table, renderIsolate(target.table, current.doc, current.gen));
   // the record can be rewritten with the table: what it says is then no proof
   const foreign = beliefs.foreign(target, current.gen, host.guard);

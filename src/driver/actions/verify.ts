@@ -4,8 +4,15 @@
  * confirm, which disarms the rollback and arms the real release timer. If the fresh connection
  * fails, the controller rolls back at once over the connection that still works; if even that
  * fails, the host rolls back by itself when the window closes.
+ *
+ * With a blocking probe, the host first tries to reach the probe address over the connection that
+ * applied: reached, and it is the same rollback (PROBE_REACHED). Without verify, a probe uses the
+ * same armed rollback and confirms over that same connection (no fresh one is asked for).
  */
-import { ConcurrentChangeError, PrivilegeError, UnsupportedError, VerifyFailedError } from '../errors';
+import { ConcurrentChangeError, IsolationError, PrivilegeError, ProbeReachedError, UnsupportedError, VerifyFailedError } from '../errors';
+import type { Probe } from '../policy';
+import { reached } from '../host/probe';
+import { tryProbe, type ProbeResult } from './probe';
 import { renderConfirm, renderIsolate, renderRelease, renderRollback, type Batch, type StateDoc } from '../ruleset';
 import { guardLines, nftInput, parseGuardBlocked, withoutGuardLines } from '../host/apply';
 import { type ApplyHeader } from '../host/apply-input';
@@ -28,6 +35,17 @@ export interface Verified {
   claim: unknown[];
   sever?: ApplyHeader['sever'];
   inspect?: Batch;
+  /** the blocking probe, tried once the isolation is in and before the confirm */
+  probe?: Probe;
+  /** prove a fresh SSH connection (verify); false: a probe alone, confirmed over this connection */
+  fresh: boolean;
+}
+
+/** A probe that got through: rolled back like a failed verify, said as PROBE_REACHED. */
+class Reached extends Error {
+  constructor(readonly result: ProbeResult) {
+    super(`probe reached (${result.outcome})`);
+  }
 }
 
 /** The rollback the first apply arms, and what restores the previous isolation's own release time. */
@@ -39,8 +57,8 @@ interface Rollback {
   prevExpiry: number | null;
 }
 
-/** Applies, proves a fresh connection gets through, confirms; returns what the host printed. */
-export async function applyVerified(s: HostSession, v: Verified): Promise<string> {
+/** Applies, tries the probe, proves a fresh connection gets through, confirms; returns what the host printed and the probe's result. */
+export async function applyVerified(s: HostSession, v: Verified): Promise<{ out: string; probe?: ProbeResult }> {
   const { target } = s;
   const { doc, gen, current, release } = v;
   const nowS = Math.floor(s.ctx.now().getTime() / 1000);
@@ -70,8 +88,13 @@ export async function applyVerified(s: HostSession, v: Verified): Promise<string
     lockWaitS: first,
     inspect: v.inspect,
   });
+  let probed: ProbeResult | undefined;
   try {
-    return await confirm(s, v, deadline, out);
+    if (v.probe) {
+      probed = await tryProbe(s, v.probe);
+      if (reached(probed.outcome)) throw new Reached(probed);
+    }
+    return { out: await confirm(s, v, deadline, out), probe: probed };
   } catch (err) {
     // the confirm found its rollback deadline gone: another controller released or replaced this
     // isolation while it was being verified. Theirs is the newer change: nothing to roll back
@@ -82,15 +105,19 @@ export async function applyVerified(s: HostSession, v: Verified): Promise<string
     }
     const rolledBack = await rollBack(s, current, rb);
     s.ctx.beliefs.forget(target);
+    const rollbackAt = new Date(deadline * 1000).toISOString();
+    if (err instanceof Reached && v.probe) throw new ProbeReachedError(target.host, v.probe, err.result.outcome, rolledBack, rollbackAt);
     // the host answered but could not keep the isolation as asked (persist): say that, not "unreachable"
     if (rolledBack && (err instanceof PrivilegeError || err instanceof UnsupportedError)) throw err;
-    throw new VerifyFailedError(target.host, rolledBack, new Date(deadline * 1000).toISOString(), { cause: err });
+    // no fresh connection was asked for: what failed is said as it is, once it is rolled back
+    if (!v.fresh && rolledBack && err instanceof IsolationError) throw err;
+    throw new VerifyFailedError(target.host, rolledBack, rollbackAt, { cause: err });
   }
 }
 
-/** Over a fresh connection (through the same bastion, when there is one): the confirm. */
+/** Over a fresh connection (through the same bastion, when there is one), or for a probe alone this one: the confirm. */
 async function confirm(s: HostSession, v: Verified, deadline: number, out: string): Promise<string> {
-  const fresh = await s.fresh('verify: fresh SSH connect');
+  const fresh = v.fresh ? await s.fresh('verify: fresh SSH connect') : s;
   try {
     // its lock wait fits what is left; after a lock held through the whole first wait (the
     // guard unit ended), one try: the time goes to the confirm, not to waiting on it again
@@ -104,7 +131,7 @@ async function confirm(s: HostSession, v: Verified, deadline: number, out: strin
     // ends it beside a release timer that is a process of the session)
     return [...withoutGuardLines(out), ...guardLines(res.stdout)].join('\n');
   } finally {
-    fresh.close();
+    if (fresh !== s) fresh.close();
   }
 }
 

@@ -5,6 +5,7 @@
 import { APPLY } from './apply';
 import { NFT_EXEC, WHOAMI } from './commands';
 import { PREFLIGHT } from './preflight';
+import { PROBE } from './probe';
 import { DISCOVER_SCRIPT, LOOKUP_SCRIPT } from './servers';
 import { STATUS } from './status';
 
@@ -17,6 +18,8 @@ export const COMMANDS = {
   whoami: WHOAMI,
   status: STATUS.root,
   sudoStatus: STATUS.sudo,
+  /** the blocking probe: run as the SSH user (a connect needs no privilege) */
+  probe: PROBE,
 } as const;
 
 /** All of them, the preflight's and the server discovery's too: each is pinned by a golden file (test/golden/). */

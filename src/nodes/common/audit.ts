@@ -33,6 +33,8 @@ export interface AuditRecord {
   digest: string | null;
   /** msg.hosts only: how many distinct hosts the message asked for, and the node's cap */
   fleet?: { asked: number; maxHosts: number };
+  /** a pending isolation (the host was away): since, expires, attempts; on an outcome also `outcome` */
+  pending?: unknown;
 }
 
 function boundedReason(reason: string | null): string | null {
@@ -56,6 +58,8 @@ export function auditMessage(node: Node, action: string, msg: Msg, host: string 
   if (result instanceof Error) {
     record.error = errorSummary(result);
   } else {
+    const pending = (result as unknown as { pending?: unknown }).pending;
+    if (pending !== undefined) record.pending = pending;
     Object.assign(record, { isolated: result.isolated, state: result.state, changed: result.changed, mode: result.mode, since: result.since, expiresAt: result.expiresAt, exceptions: result.exceptions.length });
   }
   return { topic: 'host-isolation/audit', payload: record };

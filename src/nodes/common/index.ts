@@ -6,6 +6,7 @@ export * from './fanout';
 export * from './input';
 export * from './message';
 export * from './migrate';
+export * from './pending';
 export * from './request';
 export * from './settings';
 export * from './status';

@@ -71,9 +71,12 @@ export function fleetLimit(settings: Record<string, unknown>): number {
  * field can say what the runtime allows; the driver's limits stay on the server.
  */
 export function settingsDeclaration(): Record<string, { exportable: boolean; value?: number }> {
-  return Object.fromEntries(
-    Object.keys(SETTINGS).map((name) => [name, name === 'isolationTargetMaxHosts' ? { exportable: true, value: DEFAULT_MAX_HOSTS } : { exportable: false }]),
-  );
+  return {
+    ...Object.fromEntries(Object.keys(SETTINGS).map((name) => [name, name === 'isolationTargetMaxHosts' ? { exportable: true, value: DEFAULT_MAX_HOSTS } : { exportable: false }])),
+    // pending isolations (common/pending.ts): the context store that keeps them, the first retry's wait in seconds
+    isolationTargetPendingStore: { exportable: false },
+    isolationTargetPendingBackoff: { exportable: false },
+  };
 }
 
 /**

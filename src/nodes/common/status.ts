@@ -32,6 +32,9 @@ export type StatusKey =
   | 'isolatedWarnings'
   | 'audit'
   | 'free'
+  | 'pending'
+  | 'pendingApplied'
+  | 'pendingEnded'
   | 'failed'
   | 'error';
 
@@ -97,7 +100,10 @@ export class Status {
    */
   state(state: HostState): void {
     const vars = { host: state.host, since: state.since ? new Date(state.since).toISOString().slice(11, 16) : '?' };
-    if (state.state === 'isolated' && state.warnings.length > 0) this.set('yellow', 'dot', 'isolatedWarnings', vars);
+    if ((state.state as string) === 'pending') {
+      const p = (state as unknown as { pending?: { expires?: string } }).pending;
+      this.set('yellow', 'ring', 'pending', { host: state.host, until: p?.expires ? p.expires.slice(11, 16) : '?' });
+    } else if (state.state === 'isolated' && state.warnings.length > 0) this.set('yellow', 'dot', 'isolatedWarnings', vars);
     else if (state.state === 'isolated') this.set('green', 'dot', 'isolated', vars);
     else if (state.state === 'audit') this.set('yellow', 'ring', 'audit', vars);
     else this.set('grey', 'ring', 'free', vars);

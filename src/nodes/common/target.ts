@@ -7,6 +7,7 @@ import type { Node } from 'node-red';
 import { allowedHostsSchema, IsolationDriver, IsolationError, targetSchema, validate, ValidationError, type TargetInput } from '../../driver';
 import { parseKnownHosts } from '../../driver/knownhosts';
 import type { TargetConfig, TargetCredentials } from '../isolation-target/fields';
+import type { PendingQueue } from './pending';
 
 export type { TargetConfig, TargetCredentials } from '../isolation-target/fields';
 
@@ -21,6 +22,8 @@ export interface TargetNode extends Node<TargetCredentials> {
   protection?: Promise<IsolationError | null>;
   /** the isolation-target named as `jumpTarget`, looked up when an action needs it */
   jumpNode?: () => TargetNode | null;
+  /** the pending isolations of this target (hosts that are away), kept in its context */
+  pending?: PendingQueue;
 }
 
 /** The jump host of a config node, if it names one; the driver validates every field of it. */

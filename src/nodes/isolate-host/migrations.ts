@@ -27,4 +27,11 @@ export const MIGRATIONS: readonly Migration[] = [
       '1000 hosts per message (a fleet sweep that worked keeps working), still bounded by isolationTargetMaxHosts',
     up: fillDefaults({ maxHosts: 1000 }),
   },
+  {
+    version: 3,
+    why:
+      'a host that is away (UNREACHABLE, SSH connect TIMEOUT) may keep its isolation pending (pendingFor, seconds): ' +
+      'a flow saved before keeps the behaviour it had, the error at once (pendingFor 0, off; also the default of new nodes)',
+    up: fillDefaults({ pendingFor: 0 }),
+  },
 ];

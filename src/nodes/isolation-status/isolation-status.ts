@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ValidationError } from '../../driver';
-import { handleInput, sharedDriver, startConfig } from '../common';
+import { handleInput, isAway, pendingState, pendingView, sharedDriver, startConfig, type TargetNode } from '../common';
 import { MIGRATIONS } from './migrations';
 
 export = function (RED: NodeAPI): void {
@@ -17,7 +17,17 @@ export = function (RED: NodeAPI): void {
         if (msg.check !== undefined && msg.check !== null && typeof msg.check !== 'boolean') {
           throw new ValidationError('msg.check must be true or false', [{ path: 'msg.check', message: 'not a boolean' }]);
         }
-        const state = await driver.status(target);
+        // a pending isolation (the host was away when isolate-host asked): said on the answer; while
+        // the host is still away, the answer is that pending state instead of the error
+        const entry = config.target ? (RED.nodes.getNode(config.target) as TargetNode | null)?.pending?.get(target.host) : undefined;
+        let state;
+        try {
+          state = await driver.status(target);
+        } catch (err) {
+          if (entry && isAway(err)) return pendingState(entry);
+          throw err;
+        }
+        if (entry) state = { ...state, pending: pendingView(entry) };
         const check = typeof msg.check === 'boolean' ? msg.check : config.check === true;
         return check ? { ...state, capabilities: await driver.capabilities(target) } : state;
       },

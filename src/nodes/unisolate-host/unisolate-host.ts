@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { checkedRequestMeta, fleetCap, fleetLimit, handleInput, sharedDriver, startConfig, wallOf } from '../common';
+import type { HostState } from '../../driver';
+import { checkedRequestMeta, fleetCap, fleetLimit, handleInput, isAway, pendingState, pendingView, sharedDriver, startConfig, wallOf, type TargetNode } from '../common';
 import { MIGRATIONS } from './migrations';
 
 export = function (RED: NodeAPI): void {
@@ -12,7 +13,28 @@ export = function (RED: NodeAPI): void {
     // bound (isolationTargetMaxHosts), and a user who wants a smaller one sets it
     const cap = fleetCap(config.maxHosts, null, fleetLimit(settings), (t) => this.warn(t));
     // msg.case and msg.requestedBy go to the audit record only (checked first: a bad one changes nothing)
-    handleInput(RED, this, config.target, (target, msg, info) => driver.unisolate(target, { wall: wallOf(msg, config.wall) }, info), 'unisolate', checkedRequestMeta, cap);
+    handleInput(
+      RED,
+      this,
+      config.target,
+      async (target, msg, info) => {
+        // a pending isolation of the host (it was away) ends first: it is never applied after this
+        const queue = config.target ? (RED.nodes.getNode(config.target) as TargetNode | null)?.pending : undefined;
+        const cancelled = queue?.cancel(target.host);
+        const extra = cancelled ? { pendingCancelled: pendingView(cancelled) } : {};
+        try {
+          const state = await driver.unisolate(target, { wall: wallOf(msg, config.wall) }, info);
+          return { ...state, ...extra } as HostState;
+        } catch (err) {
+          // away, and its isolation was only pending: it was never applied, and now never will be
+          if (cancelled && isAway(err)) return { ...pendingState(cancelled), state: 'free', mode: null, reason: null, ...extra } as HostState;
+          throw err;
+        }
+      },
+      'unisolate',
+      checkedRequestMeta,
+      cap,
+    );
   }
   RED.nodes.registerType('unisolate-host', UnisolateHostNode);
 };
