@@ -15,7 +15,7 @@
  *   keyBox(prefix, name): a private key box that shows a stored key as stored, never as __PWRD__
  *   migrated(type, node, prefix) / version(type): the node's config at the current version, and it
  *   targetPrepare(node) / targetSave(node): isolation-target's form, from its field list (fields.ts)
- *   setupSection(): isolation-target's "Host set-up" section (the host-setup command's renderer)
+ *   setupSection(translate?): isolation-target's "Host set-up" section (the host-setup command's renderer)
  *   validExceptions, validPresets, validHost, validUsername, validList(kind, name), validServers(name),
  *   validDuration, validMaxHosts, validNumber(name, min, max, integer):
  *     `validate` functions for node defaults: true, or a message saying what is wrong
@@ -238,8 +238,13 @@ function targetPrepare(node: Config): void {
     $(`#node-config-input-${k}Text`).val((Array.isArray(v) ? v : []).join('\n'));
   }
   for (const k of Object.keys(TARGET_FIELDS) as TargetFieldName[]) if (TARGET_FIELDS[k].input === 'key') keyBox('node-config-input', k);
-  setupSection();
+  setupSection(typeof node._ === 'function' ? (node._ as Translate) : undefined);
 }
+
+/** a node definition's translator (Node-RED's `this._`): a catalog key of its node set to its text */
+type Translate = (key: string) => string;
+/** isolation-target's i18n namespace in the editor: the node set's id, `<module>/<set>` (package.json node-red.nodes) */
+const TARGET_NS = '@soc-playbooks/node-red-host-isolation/isolation-target';
 
 /** where Node-RED serves the pack's resources, relative to the editor's page (as the nodes' HTML loads them) */
 const SETUP_SCRIPT = 'resources/@soc-playbooks/node-red-host-isolation/host-setup.js';
@@ -269,9 +274,12 @@ function setupRenderer(): Promise<SetupRenderer> {
  * is never read: the public key is pasted. A refused input shows the renderer's message instead of
  * a script. Nothing of the section is saved with the node.
  */
-function setupSection(): void {
-  // the catalog's text (locales/<lang>/isolation-target.json: isolation-target.setup.*)
-  const say = (k: string) => (window.RED?._ ? window.RED._(`isolation-target.setup.${k}`) : k);
+function setupSection(translate?: Translate): void {
+  // the catalog's text (locales/<lang>/isolation-target.json: isolation-target.setup.*), through the
+  // node definition's own translator (the edited node's `_`, which adds the node set's namespace);
+  // without it, RED._ with that namespace spelled out
+  const t: Translate = translate ?? ((k) => (window.RED?._ ? window.RED._(`${TARGET_NS}:${k}`) : k));
+  const say = (k: string) => t(`isolation-target.setup.${k}`);
   const S = '#node-config-setup';
   const section = $(S);
   const out = $(`${S}-output`);
