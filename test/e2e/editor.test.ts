@@ -197,6 +197,11 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     // root: only the key (as setup.ts renders it)
     await page.fill('#node-config-input-username', 'root');
     assert.equal(await out.textContent(), hostSetup({ ...input, user: 'root', format: 'ansible' }));
+    await page.selectOption('#node-config-setup-format', 'sh');
+    const rootScript = hostSetup({ ...input, user: 'root', format: 'sh' });
+    assert.equal(await out.textContent(), rootScript);
+    assert.doesNotMatch(rootScript, /sudoers\.d|visudo|useradd/, 'root: only the key');
+    assert.equal(await page.locator('#node-config-setup-error').isVisible(), false);
     // refused: the renderer's message, no script
     await page.fill('#node-config-input-username', 'Soc-Iso');
     await error.waitFor({ state: 'visible' });
