@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'nodes/**/*.js', 'eslint.config.mjs', 'resources/driver-rules.js', 'resources/editor.js', 'test/runtimes/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'nodes/**/*.js', 'eslint.config.mjs', 'resources/driver-rules.js', 'resources/editor.js', 'resources/host-setup.js', 'test/runtimes/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

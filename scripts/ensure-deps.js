@@ -36,7 +36,8 @@ const LAB = {
 };
 const NEEDS = {
   // the container hosts (test/lab/container.ts): systemd-nspawn boots debootstrap trees
-  test: { ...LAB, chromium: 'chromium', 'systemd-nspawn': 'systemd-container', debootstrap: 'debootstrap' },
+  // ansible-playbook: the adversary test runs the generated Ansible tasks against a container host
+  test: { ...LAB, chromium: 'chromium', 'systemd-nspawn': 'systemd-container', debootstrap: 'debootstrap', 'ansible-playbook': 'ansible-core' },
   demo: LAB,
   bench: { ...LAB, ssh: 'openssh-client' },
 };

@@ -10,12 +10,13 @@
  *   a private temporary directory BEFORE anything under /etc/sudoers.d is touched (a refused check
  *   changes nothing there), then moved in with one rename. Run twice, the
  *   second run changes nothing (the sudoers file is replaced only when its text differs).
- * - `ansible`: the same as an Ansible task list (ansible.builtin.getent, ansible.builtin.user,
- *   ansible.posix.authorized_key, ansible.builtin.copy with `validate: visudo -cf %s`).
+ * - `ansible`: the same as an Ansible task list of ansible.builtin modules only (ansible-core:
+ *   getent, user, stat and assert, file, lineinfile, copy with `validate: /usr/sbin/visudo -cf %s`).
  *
  * Every value the output embeds passes the schema below first (the driver's own patterns) and is
- * quoted for its language (single quotes for sh, JSON strings for YAML): no shell or YAML text is
- * made of unchecked input. The user `root` needs no sudoers lines: then only the key is installed.
+ * quoted for its language (single quotes for sh, JSON strings for YAML, and `!unsafe` where free
+ * text reaches Ansible, so no Jinja in it is evaluated): no shell or YAML text is made of unchecked
+ * input. The user `root` needs no sudoers lines: then only the key is installed.
  */
 import { z } from 'zod';
 import { DEFAULT_TABLE, tableNameSchema } from './policy';
@@ -35,6 +36,12 @@ export const KEY_TYPES = [
   'sk-ssh-ed25519@openssh.com',
   'sk-ecdsa-sha2-nistp256@openssh.com',
 ] as const;
+
+/** visudo where sudo puts it (Debian, RHEL, SUSE): the Ansible tasks name it (`validate` runs no shell) */
+export const VISUDO = '/usr/sbin/visudo';
+
+/** The @includedir line /etc/sudoers needs for sudo to read /etc/sudoers.d (grep -E) */
+const INCLUDEDIR_RE = '^[@#]includedir[[:space:]]+/etc/sudoers\\.d/?[[:space:]]*$';
 
 /** The shell a new account gets: plain, fast to start (the design's "Measuring" note). */
 export const SETUP_SHELL = '/bin/sh';
@@ -64,9 +71,15 @@ const publicKeySchema = z
     if (!m) return fail('must be an OpenSSH public key line: TYPE BASE64 [COMMENT], without options, printable ASCII');
     const [, type, b64, comment] = m;
     if (!(KEY_TYPES as readonly string[]).includes(type)) return fail(`key type ${JSON.stringify(type.slice(0, 40))} is not one of ${KEY_TYPES.join(', ')}`);
-    const blob = Buffer.from(b64, 'base64');
-    const n = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
-    if (blob.toString('base64') !== b64 || n !== type.length || blob.subarray(4, 4 + n).toString('latin1') !== type || blob.length < 4 + n + 16) {
+    // atob and btoa (one byte a character), not Buffer: the editor runs this renderer in the browser too
+    let blob: string;
+    try {
+      blob = atob(b64);
+    } catch {
+      return fail(`the base64 blob is not a ${type} key`);
+    }
+    const n = blob.length >= 4 ? ((blob.charCodeAt(0) << 24) | (blob.charCodeAt(1) << 16) | (blob.charCodeAt(2) << 8) | blob.charCodeAt(3)) >>> 0 : -1;
+    if (btoa(blob) !== b64 || n !== type.length || blob.slice(4, 4 + n) !== type || blob.length < 4 + n + 16) {
       return fail(`the base64 blob is not a ${type} key`);
     }
     const c = comment?.trim();
@@ -200,7 +213,7 @@ export function renderShell(spec: SetupSpec): string {
       '# a refused check stops here, before anything under /etc/sudoers.d is touched. Only then are they',
       '# copied beside the file (a name with a dot: sudo skips it) and moved in, in one rename',
       `file=${q(file)}`,
-      'grep -Eq \'^[@#]includedir[[:space:]]+/etc/sudoers\\.d/?[[:space:]]*$\' /etc/sudoers || say "warning: /etc/sudoers has no @includedir /etc/sudoers.d: sudo will not read $file"',
+      `grep -Eq ${q(INCLUDEDIR_RE)} /etc/sudoers || say "warning: /etc/sudoers has no @includedir /etc/sudoers.d: sudo will not read $file"`,
       'work=$(mktemp -d); tmp=',
       'trap \'rm -rf -- "$work"; [ -z "$tmp" ] || rm -f -- "$tmp"\' EXIT',
       'trap \'exit 1\' HUP INT TERM',
@@ -226,47 +239,139 @@ export function renderShell(spec: SetupSpec): string {
   return out.join('\n');
 }
 
-/** The Ansible task list (YAML); every scalar a JSON string, which YAML reads as the same string. */
+/** The variables the task list sets (set_fact, register), all under one prefix so a play's own names are not touched. */
+const ANSIBLE_VAR = 'node_red_host_isolation_setup';
+
+/**
+ * The Ansible task list (YAML), ansible.builtin modules only (ansible-core, nothing from a
+ * collection), the same steps as the script: sudo present; the account created when missing
+ * (getent, then user); its home and primary group read back (getent); ~/.ssh and authorized_keys
+ * refused when they are symbolic links (stat, assert); ~/.ssh 0700 (file); the key line once in
+ * authorized_keys, 0600, the account's (lineinfile, which adds a line only when no line equals it);
+ * the warning about a missing @includedir (command, read only); the sudoers file 0440 root's (copy,
+ * whose `validate` runs visudo -cf on the new text before it is moved into /etc/sudoers.d, and
+ * which leaves a file with the same text alone). Every scalar is a JSON string, which YAML reads
+ * as the same string; the values inside Jinja expressions are checked names (a user name has no
+ * quote or brace).
+ */
 export function renderAnsible(spec: SetupSpec): string {
   const j = (s: string) => JSON.stringify(s);
+  const v = (name: string) => `${ANSIBLE_VAR}_${name}`;
+  const jinja = (expr: string) => j(`{{ ${expr} }}`);
+  const task = (name: string) => `- name: ${j(`node-red-host-isolation: ${name}`)}`;
   if (spec.sudoers?.lines.some((l) => !/^[ -~]*$/.test(l) || /^\s|\s$/.test(l))) throw new Error('host-setup: a sudoers line YAML would read otherwise');
-  const out = [...about(spec).map((l) => `# ${l}`), '# Tasks for a play that runs as root (become: true); ansible.posix.authorized_key needs the ansible.posix collection.'];
-  if (spec.user !== 'root') {
+  const user = spec.user;
+  const entry = `ansible_facts.getent_passwd[${j(user)}]`;
+  const home = `{{ ${v('home')} }}`;
+  const out = [
+    ...about(spec).map((l) => `# ${l}`),
+    '# Tasks for a play that runs as root on the host (become: true); ansible.builtin modules only (ansible-core).',
+    `# They set facts named ${ANSIBLE_VAR}_*. Running them again changes nothing (changed=0).`,
+  ];
+  if (spec.sudoers) {
     out.push(
-      `- name: ${j(`node-red-host-isolation: look up the account ${spec.user}`)}`,
+      task('sudo is installed'),
+      '  ansible.builtin.stat:',
+      `    path: ${j(VISUDO)}`,
+      `  register: ${v('visudo')}`,
+      task('sudo is installed (else stop before anything changes)'),
+      '  ansible.builtin.assert:',
+      `    that: ${j(`${v('visudo')}.stat.exists`)}`,
+      `    fail_msg: ${j(`sudo is not installed (apt-get install sudo): no ${VISUDO}`)}`,
+      '    quiet: true',
+      task(`look up the account ${user}`),
       '  ansible.builtin.getent:',
       '    database: passwd',
-      `    key: ${j(spec.user)}`,
+      `    key: ${j(user)}`,
       '    fail_key: false',
-      `- name: ${j(`node-red-host-isolation: create the account ${spec.user} when missing (a home, a shell, no password: locked)`)}`,
+      task(`create the account ${user} when missing (a home, a shell, no password: locked); an existing one is kept as it is`),
       '  ansible.builtin.user:',
-      `    name: ${j(spec.user)}`,
+      `    name: ${j(user)}`,
       `    shell: ${j(SETUP_SHELL)}`,
       '    create_home: true',
       '    password_lock: true',
-      `  when: ansible_facts.getent_passwd[${j(spec.user)}] is none`,
+      `  when: ${j(`${entry} is none`)}`,
     );
   }
   out.push(
-    `- name: ${j(`node-red-host-isolation: the controller's key for ${spec.user}`)}`,
-    '  ansible.posix.authorized_key:',
-    `    user: ${j(spec.user)}`,
-    `    key: ${j(spec.publicKey)}`,
-    '    state: present',
-    '    manage_dir: true',
+    task(`the home and group of ${user}`),
+    '  ansible.builtin.getent:',
+    '    database: passwd',
+    `    key: ${j(user)}`,
+    task(`the home and group of ${user}, as facts`),
+    '  ansible.builtin.set_fact:',
+    // getent's fields after the name: password, uid, gid, gecos, home, shell
+    `    ${v('home')}: ${jinja(`${entry}[4]`)}`,
+    `    ${v('gid')}: ${jinja(`${entry}[2]`)}`,
+  );
+  // the home as the script's `[ -d ]` sees it (through a link); ~/.ssh and authorized_keys themselves (stat's `islnk`)
+  for (const [name, path, follow] of [
+    ['home_stat', home, true],
+    ['ssh_stat', `${home}/.ssh`, false],
+    ['ak_stat', `${home}/.ssh/authorized_keys`, false],
+  ] as const) {
+    out.push(
+      task(`look at ${path.replace(home, '~')}${follow ? '' : ' (not following links)'}`),
+      '  ansible.builtin.stat:',
+      `    path: ${j(path)}`,
+      `    follow: ${follow}`,
+      `  register: ${v(name)}`,
+    );
+  }
+  out.push(
+    task(`the home of ${user} is a directory, and neither ~/.ssh nor its authorized_keys a symbolic link (not followed as root)`),
+    '  ansible.builtin.assert:',
+    '    that:',
+    `      - ${j(`${v('home')} is match("/.")`)}`,
+    `      - ${j(`${v('home_stat')}.stat.isdir | default(false)`)}`,
+    `      - ${j(`not (${v('ssh_stat')}.stat.islnk | default(false))`)}`,
+    `      - ${j(`not (${v('ak_stat')}.stat.islnk | default(false))`)}`,
+    `    fail_msg: ${j(`${user} has no home directory, or ~/.ssh or ~/.ssh/authorized_keys is a symbolic link`)}`,
+    '    quiet: true',
+    task(`~/.ssh of ${user}: mode 0700, the account's`),
+    '  ansible.builtin.file:',
+    `    path: ${j(`${home}/.ssh`)}`,
+    '    state: directory',
+    `    owner: ${j(user)}`,
+    `    group: ${j(`{{ ${v('gid')} }}`)}`,
+    '    mode: "0700"',
+    task(`the controller's key for ${user}, once, in authorized_keys (mode 0600, the account's)`),
+    '  ansible.builtin.lineinfile:',
+    `    path: ${j(`${home}/.ssh/authorized_keys`)}`,
+    // !unsafe: the key's comment is the caller's text; Ansible must not read a {{ }} in it as a template
+    `    line: !unsafe ${j(spec.publicKey)}`,
+    '    create: true',
+    `    owner: ${j(user)}`,
+    `    group: ${j(`{{ ${v('gid')} }}`)}`,
+    '    mode: "0600"',
   );
   if (spec.sudoers) {
     out.push(
-      `- name: ${j(`node-red-host-isolation: sudoers lines for ${spec.user}, table ${spec.table} (${spec.features.join(', ')})`)}`,
+      task('does /etc/sudoers read /etc/sudoers.d? (read only)'),
+      '  ansible.builtin.command:',
+      '    argv:',
+      '      - grep',
+      '      - -Eq',
+      `      - ${j(INCLUDEDIR_RE)}`,
+      '      - /etc/sudoers',
+      `  register: ${v('includedir')}`,
+      '  changed_when: false',
+      '  failed_when: false',
+      '  check_mode: false',
+      task('warn when sudo would not read the file'),
+      '  ansible.builtin.debug:',
+      `    msg: ${j(`warning: /etc/sudoers has no @includedir /etc/sudoers.d: sudo will not read ${spec.sudoers.file}`)}`,
+      `  when: ${j(`${v('includedir')}.rc != 0`)}`,
+      task(`sudoers lines for ${user}, table ${spec.table} (${spec.features.join(', ')}), checked by visudo -cf before they are moved in`),
       '  ansible.builtin.copy:',
       `    dest: ${j(spec.sudoers.file)}`,
       // a literal block: every line as it is (printable ASCII, checked), indented under `content`
-      '    content: |',
+      '    content: !unsafe |',
       ...spec.sudoers.lines.map((l) => `      ${l}`),
       '    owner: root',
       '    group: root',
       '    mode: "0440"',
-      '    validate: "visudo -cf %s"',
+      `    validate: ${j(`${VISUDO} -cf %s`)}`,
     );
   }
   return `${out.join('\n')}\n`;

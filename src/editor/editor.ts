@@ -15,6 +15,7 @@
  *   keyBox(prefix, name): a private key box that shows a stored key as stored, never as __PWRD__
  *   migrated(type, node, prefix) / version(type): the node's config at the current version, and it
  *   targetPrepare(node) / targetSave(node): isolation-target's form, from its field list (fields.ts)
+ *   setupSection(translate?): isolation-target's "Host set-up" section (the host-setup command's renderer)
  *   validExceptions, validPresets, validHost, validUsername, validList(kind, name), validServers(name),
  *   validDuration, validMaxHosts, validNumber(name, min, max, integer):
  *     `validate` functions for node defaults: true, or a message saying what is wrong
@@ -39,12 +40,20 @@ interface EditableList {
   editableList(method: 'items'): JQuery;
 }
 
+/** resources/host-setup.js (scripts/copy-assets.js): src/driver/setup.ts bundled for the browser */
+interface SetupRenderer {
+  hostSetup(input: { user: string; table: string; features: string[]; publicKey: string; format: 'sh' | 'ansible' }): string;
+  FEATURES: string[];
+  DEFAULT_TABLE: string;
+}
+
 declare global {
   interface Window {
     hostIsolationRules?: Rules;
+    hostIsolationSetup?: SetupRenderer;
     hostIsolation?: unknown;
     /** Node-RED's editor: its settings hold the runtime settings the pack exports (settings.ts) */
-    RED?: { settings?: Record<string, unknown> };
+    RED?: { settings?: Record<string, unknown>; _?: (key: string) => string };
   }
 }
 
@@ -229,6 +238,111 @@ function targetPrepare(node: Config): void {
     $(`#node-config-input-${k}Text`).val((Array.isArray(v) ? v : []).join('\n'));
   }
   for (const k of Object.keys(TARGET_FIELDS) as TargetFieldName[]) if (TARGET_FIELDS[k].input === 'key') keyBox('node-config-input', k);
+  setupSection(typeof node._ === 'function' ? (node._ as Translate) : undefined);
+}
+
+/** a node definition's translator (Node-RED's `this._`): a catalog key of its node set to its text */
+type Translate = (key: string) => string;
+/** isolation-target's i18n namespace in the editor: the node set's id, `<module>/<set>` (package.json node-red.nodes) */
+const TARGET_NS = '@soc-playbooks/node-red-host-isolation/isolation-target';
+
+/** where Node-RED serves the pack's resources, relative to the editor's page (as the nodes' HTML loads them) */
+const SETUP_SCRIPT = 'resources/@soc-playbooks/node-red-host-isolation/host-setup.js';
+let setupLoading: Promise<SetupRenderer> | null = null;
+
+/** The set-up renderer, loaded once when first asked for (it carries zod: not loaded with the editor). */
+function setupRenderer(): Promise<SetupRenderer> {
+  if (window.hostIsolationSetup) return Promise.resolve(window.hostIsolationSetup);
+  setupLoading ??= new Promise<SetupRenderer>((resolve, reject) => {
+    const el = document.createElement('script');
+    el.src = SETUP_SCRIPT;
+    el.onload = () => (window.hostIsolationSetup ? resolve(window.hostIsolationSetup) : reject(new Error('host-setup.js did not define hostIsolationSetup')));
+    el.onerror = () => reject(new Error(`${SETUP_SCRIPT} did not load`));
+    document.head.appendChild(el);
+  }).catch((e: unknown) => {
+    setupLoading = null;
+    throw e;
+  });
+  return setupLoading;
+}
+
+/**
+ * isolation-target's "Host set-up" section (its HTML: target-form.ts targetSetup): the set-up of
+ * this target's account, rendered in the page by the host-setup command's own renderer
+ * (src/driver/setup.ts) for the form's user, the table and features ticked and the public key
+ * pasted here, as a shell script or an Ansible task list. The private key in the credential store
+ * is never read: the public key is pasted. A refused input shows the renderer's message instead of
+ * a script. Nothing of the section is saved with the node.
+ */
+function setupSection(translate?: Translate): void {
+  // the catalog's text (locales/<lang>/isolation-target.json: isolation-target.setup.*), through the
+  // node definition's own translator (the edited node's `_`, which adds the node set's namespace);
+  // without it, RED._ with that namespace spelled out
+  const t: Translate = translate ?? ((k) => (window.RED?._ ? window.RED._(`${TARGET_NS}:${k}`) : k));
+  const say = (k: string) => t(`isolation-target.setup.${k}`);
+  const S = '#node-config-setup';
+  const section = $(S);
+  const out = $(`${S}-output`);
+  const error = $(`${S}-error`);
+  let renderer: SetupRenderer | null = null;
+  const show = (script: string | null, problem: string | null) => {
+    out.text(script ?? '').toggle(script !== null);
+    error.text(problem ?? '').toggle(problem !== null);
+    $(`${S}-copy`).prop('disabled', script === null);
+  };
+  const render = () => {
+    if (!renderer || !section.is(':visible')) return;
+    const features = $(`${S}-features input:checked`)
+      .map(function (this: HTMLElement) {
+        return $(this).attr('data-feature');
+      })
+      .get() as string[];
+    const key = String($(`${S}-key`).val() ?? '');
+    if (key.trim() === '') return show(null, say('needKey'));
+    try {
+      show(
+        renderer.hostSetup({
+          user: String($('#node-config-input-username').val() ?? '').trim(),
+          table: String($(`${S}-table`).val() ?? '').trim(),
+          features,
+          publicKey: key,
+          format: $(`${S}-format`).val() === 'ansible' ? 'ansible' : 'sh',
+        }),
+        null,
+      );
+    } catch (e) {
+      show(null, (e as Error).message);
+    }
+  };
+  $(`${S}-toggle`).on('click', () => {
+    section.toggle();
+    $(`${S}-toggle i`).toggleClass('fa-caret-right', !section.is(':visible')).toggleClass('fa-caret-down', section.is(':visible'));
+    if (!section.is(':visible')) return;
+    if (renderer) return render();
+    show(null, say('loading'));
+    setupRenderer().then(
+      (r) => {
+        renderer = r;
+        render();
+      },
+      (e: unknown) => show(null, (e as Error).message),
+    );
+  });
+  $(`${S}-table, ${S}-key, #node-config-input-username`).on('change keyup input', render);
+  $(`${S}-features input, ${S}-format`).on('change', render);
+  $(`${S}-copy`).on('click', () => {
+    const script = out.text();
+    const fallback = () => {
+      const range = document.createRange();
+      range.selectNodeContents(out[0]);
+      const sel = window.getSelection();
+      sel?.removeAllRanges();
+      sel?.addRange(range);
+      document.execCommand('copy');
+    };
+    if (navigator.clipboard) navigator.clipboard.writeText(script).catch(fallback);
+    else fallback();
+  });
 }
 
 /** Reads the list boxes back into the node (entries split at newlines and commas, blanks dropped), and the version. */
@@ -256,6 +370,7 @@ const api = {
   version,
   targetPrepare,
   targetSave,
+  setupSection,
   validExceptions: ((v, opt) => verdict(rules().exceptionsProblem(v, rules().ICMP_TYPES), opt)) as Validator,
   validPresets: ((v, opt) => {
     const R = rules();

@@ -6,6 +6,8 @@
  */
 import { currentVersion } from '../nodes/common/migrate';
 import { CONFIG_FIELDS, CREDENTIAL_FIELDS, TARGET_FIELDS, type Field, type FieldRule, type TargetFieldName } from '../nodes/isolation-target/fields';
+import { DEFAULT_TABLE } from '../driver/policy';
+import { SUDOERS_FEATURES } from '../driver/sudoers';
 import { NODE_MIGRATIONS } from './migrations';
 
 const PREFIX = 'node-config-input';
@@ -106,6 +108,38 @@ export function targetForm(): string {
   return out.join('\n');
 }
 
+/**
+ * isolation-target's "Host set-up" section, under the form: closed until its button is pressed,
+ * then the set-up of this target's account (src/driver/setup.ts, in the browser: editor.ts
+ * setupSection) for the form's user, the table and features ticked here, and a public key pasted
+ * here. Its inputs are not the node's properties (ids node-config-setup-*): nothing is saved.
+ */
+export function targetSetup(): string {
+  const S = 'node-config-setup';
+  const row = (label: string, icon: string, forId: string, body: string) =>
+    `  <div class="form-row">\n    <label for="${forId}"><i class="fa fa-${icon}"></i> <span data-i18n="isolation-target.setup.${label}"></span></label>\n    ${body}\n  </div>`;
+  const features = SUDOERS_FEATURES.map(
+    (f) =>
+      `<label style="width: auto; margin-right: 12px;" data-i18n="[title]isolation-target.setup.about.${f}"><input type="checkbox" id="${S}-feature-${f}" data-feature="${f}" style="width: auto; vertical-align: top; margin-right: 4px;"${f === 'isolate' ? ' checked disabled' : ''}>${f}</label>`,
+  ).join('');
+  return [
+    `  <div class="form-row nrhi-setup-row">\n    <label><i class="fa fa-terminal"></i> <span data-i18n="isolation-target.setup.title"></span></label>\n    <button type="button" class="red-ui-button" id="${S}-toggle"><i class="fa fa-caret-right"></i> <span data-i18n="isolation-target.setup.show"></span></button>\n  </div>`,
+    `  <div id="${S}" style="display: none;">`,
+    `  <div class="form-tips" data-i18n="[html]isolation-target.setup.tip"></div>`,
+    row('table', 'table', `${S}-table`, `<input type="text" id="${S}-table" value="${attr(DEFAULT_TABLE)}" style="width: 50%;">`),
+    row('features', 'check-square-o', `${S}-feature-persist`, `<span id="${S}-features">${features}</span>`),
+    row('publicKey', 'key', `${S}-key`, `<textarea id="${S}-key" rows="2" style="width: 70%; font-family: monospace;" data-i18n="[placeholder]isolation-target.setup.keyPlaceholder"></textarea>`),
+    row(
+      'format',
+      'file-code-o',
+      `${S}-format`,
+      `<select id="${S}-format" style="width: 160px;"><option value="sh" data-i18n="isolation-target.setup.sh"></option><option value="ansible" data-i18n="isolation-target.setup.ansible"></option></select> <button type="button" class="red-ui-button" id="${S}-copy"><i class="fa fa-clipboard"></i> <span data-i18n="isolation-target.setup.copy"></span></button>`,
+    ),
+    `  <div class="form-row">\n    <div id="${S}-error" class="nrhi-setup-error" style="display: none; color: var(--red-ui-text-color-error, #d00); white-space: pre-wrap;"></div>\n    <pre id="${S}-output" style="display: none; max-height: 320px; overflow: auto; font-size: 11px; white-space: pre;"></pre>\n  </div>`,
+    '  </div>',
+  ].join('\n');
+}
+
 /** The English labels of the form, for the en-US catalog. */
 export function targetLabels(): Record<string, string> {
   return Object.fromEntries((Object.keys(TARGET_FIELDS) as TargetFieldName[]).map((k) => [k, TARGET_FIELDS[k].label]));
@@ -116,7 +150,7 @@ export function editorFragments(): Record<string, string> {
   return {
     'target-defaults': targetDefaults(),
     'target-credentials': targetCredentials(),
-    'target-form': targetForm(),
+    'target-form': `${targetForm()}\n${targetSetup()}`,
     ...Object.fromEntries(Object.entries(NODE_MIGRATIONS).map(([type, m]) => [`version-${type}`, String(currentVersion(m))])),
   };
 }

@@ -8,7 +8,9 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Page } from 'playwright-core';
+import { randomBytes } from 'crypto';
 import { wiredExamples } from '../../scripts/demo';
+import { hostSetup, type HostSetupInput } from '../../src/driver/setup';
 import { currentVersion } from '../../src/nodes/common/migrate';
 import { MIGRATIONS as ISOLATE_MIGRATIONS } from '../../src/nodes/isolate-host/migrations';
 import { chromiumAvailable, launchChromium, type Chromium } from '../lab/browser';
@@ -148,6 +150,72 @@ for (const rt of runtimes()) describe(`the editor of ${rt.label} in headless Chr
     const creds = await page.evaluate((id) => (RED.nodes.node(id) as { credentials?: Record<string, unknown> }).credentials ?? {}, targetId);
     assert.equal(creds.has_privateKey, true, 'still stored');
     assert.notEqual(creds.privateKey, '__PWRD__', 'the marker is never taken for a key');
+  });
+
+  it("shows the host set-up of this target's account: the host-setup command's script and Ansible tasks, for the form's user, the table, features and key given; a refused input shows why", async () => {
+    const targetId = await page.evaluate(() => {
+      let id = '';
+      RED.nodes.eachConfig((n) => {
+        if (!id && n.type === 'isolation-target') id = n.id;
+      });
+      return id;
+    });
+    await page.waitForSelector('#node-config-input-knownHosts', { state: 'detached' });
+    await page.evaluate((id) => RED.editor.editConfig('', 'isolation-target', id), targetId);
+    await page.waitForSelector('#node-config-input-username', { state: 'visible' });
+    await page.waitForTimeout(300);
+    const section = page.locator('#node-config-setup');
+    const out = page.locator('#node-config-setup-output');
+    const error = page.locator('#node-config-setup-error');
+    assert.ok(!(await section.isVisible()), 'closed until asked for');
+    await page.click('#node-config-setup-toggle');
+    await section.waitFor({ state: 'visible' });
+    // no key yet: the section says what it needs (once the renderer has loaded)
+    await page.waitForFunction(() => !!(window as unknown as { hostIsolationSetup?: unknown }).hostIsolationSetup, undefined, { timeout: 20_000 });
+    await page.waitForFunction(() => /Paste the public key/.test(document.getElementById('node-config-setup-error')?.textContent ?? ''), undefined, { timeout: 5_000 });
+    assert.ok(!(await out.isVisible()), 'no script without a key');
+    // a public key line (a random blob: no private half exists)
+    const name = Buffer.from('ssh-ed25519', 'latin1');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(name.length);
+    const key = `ssh-ed25519 ${Buffer.concat([len, name, Buffer.from([0, 0, 0, 32]), randomBytes(32)]).toString('base64')} soc@controller`;
+    await page.fill('#node-config-input-username', 'soc_iso');
+    await page.fill('#node-config-setup-table', 'fleet_b');
+    await checkSurely('#node-config-setup-feature-persist');
+    await checkSurely('#node-config-setup-feature-timer');
+    assert.equal(await page.locator('#node-config-setup-feature-isolate').isChecked(), true, 'isolate: always');
+    await page.fill('#node-config-setup-key', key);
+    const input: HostSetupInput = { user: 'soc_iso', table: 'fleet_b', features: ['isolate', 'persist', 'timer'], publicKey: key };
+    await out.waitFor({ state: 'visible' });
+    assert.equal(await out.textContent(), hostSetup({ ...input, format: 'sh' }), 'the shell script setup.ts renders');
+    assert.ok(!(await error.isVisible()));
+    await page.locator('#node-config-setup-copy').click();
+    await page.waitForTimeout(600);
+    await page.screenshot({ path: shot('isolation-target-host-setup.png') });
+    await page.selectOption('#node-config-setup-format', 'ansible');
+    assert.equal(await out.textContent(), hostSetup({ ...input, format: 'ansible' }), 'the Ansible task list setup.ts renders');
+    // root: only the key (as setup.ts renders it)
+    await page.fill('#node-config-input-username', 'root');
+    assert.equal(await out.textContent(), hostSetup({ ...input, user: 'root', format: 'ansible' }));
+    await page.selectOption('#node-config-setup-format', 'sh');
+    const rootScript = hostSetup({ ...input, user: 'root', format: 'sh' });
+    assert.equal(await out.textContent(), rootScript);
+    assert.doesNotMatch(rootScript, /sudoers\.d|visudo|useradd/, 'root: only the key');
+    assert.equal(await page.locator('#node-config-setup-error').isVisible(), false);
+    // refused: the renderer's message, no script
+    await page.fill('#node-config-input-username', 'Soc-Iso');
+    await error.waitFor({ state: 'visible' });
+    assert.match(await error.innerText(), /^host-setup: user: must be a local user name/);
+    assert.ok(!(await out.isVisible()), 'no script for a refused user');
+    assert.ok(await page.locator('#node-config-setup-copy').isDisabled(), 'nothing to copy');
+    await page.fill('#node-config-input-username', 'soc_iso');
+    await page.fill('#node-config-setup-key', '-----BEGIN OPENSSH PRIVATE KEY-----');
+    assert.match(await error.innerText(), /publicKey: this looks like a private key/);
+    await page.fill('#node-config-setup-key', key);
+    await page.fill('#node-config-setup-table', 'fleet-b');
+    assert.match(await error.innerText(), /^host-setup: table: /);
+    await page.click('#node-config-dialog-cancel');
+    await page.waitForSelector('#node-config-input-knownHosts', { state: 'detached' });
   });
 
   /**

@@ -65,7 +65,7 @@ describe('the packed module, installed as the palette manager installs it', func
       assert.ok(packed.includes(`dist/src/nodes/${t}/${t}.html`), `${t}.html packed`);
       assert.ok(packed.includes(`dist/src/nodes/${t}/locales/en-US/${t}.json`), `${t} locale packed`);
     }
-    for (const f of ['dist/src/driver/index.js', 'resources/driver-rules.js', 'resources/editor.js', 'dist/src/nodes/isolate-host/icons/isolate-host.svg', 'examples/01-alert-to-isolation.json', 'package.json', 'README.md', 'LICENSE']) {
+    for (const f of ['dist/src/driver/index.js', 'resources/driver-rules.js', 'resources/editor.js', 'resources/host-setup.js', 'dist/src/nodes/isolate-host/icons/isolate-host.svg', 'examples/01-alert-to-isolation.json', 'package.json', 'README.md', 'LICENSE']) {
       assert.ok(packed.includes(f), `${f} packed`);
     }
     const allowed = /^(dist\/src\/|resources\/|examples\/|icons\/|README\.md$|LICENSE$|package\.json$)/;
@@ -125,7 +125,7 @@ describe('the packed module, installed as the palette manager installs it', func
         const html = await fetch(`${nr.url}/nodes`, { headers: { accept: 'text/html' } }).then((r) => r.text());
         for (const t of TYPES) assert.ok(html.includes(`data-template-name="${t}"`), `${t} editor template served`);
         assert.ok(!html.includes('#shared'), 'help parts expanded at build');
-        for (const res of ['driver-rules.js', 'editor.js']) {
+        for (const res of ['driver-rules.js', 'editor.js', 'host-setup.js']) {
           const got = await fetch(`${nr.url}/resources/${MODULE}/${res}`);
           assert.equal(got.status, 200, `resources/${MODULE}/${res}`);
           assert.match(await got.text(), /window\.hostIsolation/);

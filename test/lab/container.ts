@@ -50,26 +50,33 @@ export function guardSuites(): Suite[] {
   return (process.env.NRHI_GUARD_SUITES?.split(',') as Suite[] | undefined)?.filter((s) => SUITES.includes(s)) ?? SUITES;
 }
 
-/** The cached tree of `suite`, built (about 1-2 min) when missing. */
-export function ensureTree(suite: Suite): string {
-  const dir = path.join(treeCache(), suite);
+/**
+ * The cached tree of `suite`, built (about 1-2 min) when missing. `packages`: a flavour of the tree
+ * with these packages too, cached beside it (`<suite>+<pkg>...`), so the common trees stay as they
+ * are: python3 for the Ansible run (host-setup.test.ts) brings netbase on trixie, and the other
+ * suites test a host without /etc/protocols.
+ */
+export function ensureTree(suite: Suite, packages: readonly string[] = []): string {
+  for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]{0,60}$/.test(p)) throw new Error(`ensureTree: bad package name ${p}`);
+  const include = [INCLUDE, ...packages].join(',');
+  const dir = path.join(treeCache(), [suite, ...packages].join('+'));
   const stamp = path.join(dir, '.nrhi-include');
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === INCLUDE) return dir;
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === include) return dir;
   fs.mkdirSync(treeCache(), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   const mirror = process.env.NRHI_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
   const t0 = Date.now();
   try {
-    execFileSync('debootstrap', ['--variant=minbase', `--include=${INCLUDE}`, suite, tmp, mirror], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 900_000 });
+    execFileSync('debootstrap', ['--variant=minbase', `--include=${include}`, suite, tmp, mirror], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 900_000 });
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw new Error(`debootstrap ${suite} failed: ${String((err as { stderr?: Buffer }).stderr ?? err).slice(-2000)}`, { cause: err });
   }
-  fs.writeFileSync(path.join(tmp, '.nrhi-include'), INCLUDE);
+  fs.writeFileSync(path.join(tmp, '.nrhi-include'), include);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.renameSync(tmp, dir);
-  console.log(`      (built the ${suite} tree in ${Math.round((Date.now() - t0) / 1000)} s, cached in ${dir})`);
+  console.log(`      (built the ${path.basename(dir)} tree in ${Math.round((Date.now() - t0) / 1000)} s, cached in ${dir})`);
   return dir;
 }
 
@@ -167,10 +174,11 @@ function findInit(pid: number): number | null {
 
 /**
  * Boots container `index` (address offset 100 + index) of `suite` on `lab`. `setup` may write
- * more files into its root before the first boot.
+ * more files into its root before the first boot; `packages`: boot the tree flavour with these
+ * Debian packages too (ensureTree).
  */
-export async function createContainer(lab: Lab, suite: Suite, index: number, opts: { setup?: (root: string) => void } = {}): Promise<ContainerHost> {
-  const tree = ensureTree(suite);
+export async function createContainer(lab: Lab, suite: Suite, index: number, opts: { setup?: (root: string) => void; packages?: readonly string[] } = {}): Promise<ContainerHost> {
+  const tree = ensureTree(suite, opts.packages);
   const base = path.join(lab.dir, `ct${index}`);
   const root = path.join(base, 'root');
   for (const d of ['upper', 'work', 'root']) fs.mkdirSync(path.join(base, d), { recursive: true });

@@ -16,8 +16,9 @@ const deps = require(path.join(REPO_ROOT, 'scripts', 'ensure-deps.js')) as {
 describe('ensure-deps: the set-up of npm test, demo and bench', () => {
   it('names the Debian package of each missing command, once', () => {
     const none = () => false;
-    assert.deepEqual(deps.missingPackages('test', none).packages.sort(), ['chromium', 'debootstrap', 'iproute2', 'iputils-ping', 'nftables', 'openssh-client', 'openssh-server', 'passwd', 'procps', 'sudo', 'systemd-container']);
+    assert.deepEqual(deps.missingPackages('test', none).packages.sort(), ['ansible-core', 'chromium', 'debootstrap', 'iproute2', 'iputils-ping', 'nftables', 'openssh-client', 'openssh-server', 'passwd', 'procps', 'sudo', 'systemd-container']);
     assert.deepEqual(deps.missingPackages('demo', none).packages.includes('chromium'), false, 'the demo needs no browser');
+    assert.deepEqual(deps.missingPackages('demo', none).packages.includes('ansible-core'), false, 'nor Ansible');
     assert.ok(deps.missingPackages('bench', none).commands.includes('ssh'), 'the bench runs the ssh client (its peer)');
     const onlySudoAndPing = (cmd: string) => cmd !== 'sudo' && cmd !== 'visudo' && cmd !== 'ping';
     assert.deepEqual(deps.missingPackages('test', onlySudoAndPing), { packages: ['sudo', 'iputils-ping'], commands: ['sudo', 'visudo', 'ping'] });

@@ -10,6 +10,7 @@ import { execFileSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import * as vm from 'vm';
 import { run, USAGE } from '../../src/bin/host-setup';
 import { hostSetup, renderAnsible, renderShell, setupSpec, shQuote, sudoersFileName, type HostSetupInput } from '../../src/driver/setup';
 import { sudoersLines, SUDOERS_FEATURES } from '../../src/driver/sudoers';
@@ -112,37 +113,97 @@ describe('host set-up (issue 23: enrolling a host)', () => {
   });
 
   describe('the Ansible task list', () => {
-    it('the same steps: getent, user when missing, authorized_key, copy with visudo validate and mode 0440', function () {
+    type Task = Record<string, unknown> & { name?: string };
+    /** the module a task calls (its one key with a dot) */
+    const moduleOf = (t: Task) => Object.keys(t).find((k) => k.includes('.'));
+    /**
+     * The task list as Ansible reads it: js-yaml, with `!unsafe` (Ansible's tag: a string never
+     * templated) read as the plain string it tags. Also returns what each `!unsafe` tagged.
+     */
+    const tasksOf = (load: (text: string) => unknown, text: string) => {
+      const unsafe: string[] = [];
+      for (const m of text.matchAll(/^ +(\w+): !unsafe /gm)) unsafe.push(m[1]);
+      return { tasks: load(text.replace(/: !unsafe /g, ': ')) as Task[], unsafe };
+    };
+
+    it('the same steps with ansible.builtin modules only: sudo present, user when missing, ~/.ssh 0700, the key once (0600), copy with visudo validate and mode 0440', function () {
       const text = hostSetup({ user: 'isolator', table: 'node_red_isolation', features: ['isolate', 'persist'], publicKey: KEY, format: 'ansible' });
       const lines = sudoersLines({ user: 'isolator', table: 'node_red_isolation', features: ['isolate', 'persist'] });
-      assert.match(text, /^ {4}validate: "visudo -cf %s"$/m);
+      assert.match(text, /^ {4}validate: "\/usr\/sbin\/visudo -cf %s"$/m);
       assert.match(text, /^ {4}mode: "0440"$/m);
+      assert.doesNotMatch(text, /ansible\.posix|community\./, 'no collection: ansible-core has them all');
       const load = yamlLoad();
       if (!load) this.skip();
-      const tasks = load!(text) as Record<string, Record<string, unknown> | string>[];
-      assert.deepEqual(
-        tasks.map((t) => Object.keys(t).find((k) => k.includes('.'))),
-        ['ansible.builtin.getent', 'ansible.builtin.user', 'ansible.posix.authorized_key', 'ansible.builtin.copy'],
+      const { tasks, unsafe } = tasksOf(load!, text);
+      assert.deepEqual(unsafe, ['line', 'content'], 'the key line and the sudoers text are never templated');
+      const mods = tasks.map(moduleOf);
+      assert.ok(
+        mods.every((m) => m?.startsWith('ansible.builtin.')),
+        mods.join(', '),
       );
-      assert.deepEqual(tasks[0]['ansible.builtin.getent'], { database: 'passwd', key: 'isolator', fail_key: false });
-      assert.deepEqual(tasks[1]['ansible.builtin.user'], { name: 'isolator', shell: '/bin/sh', create_home: true, password_lock: true });
-      assert.equal(tasks[1].when, 'ansible_facts.getent_passwd["isolator"] is none', 'an existing account is kept as it is, as the script does');
-      assert.deepEqual(tasks[2]['ansible.posix.authorized_key'], { user: 'isolator', key: KEY, state: 'present', manage_dir: true });
-      assert.deepEqual(tasks[3]['ansible.builtin.copy'], {
+      assert.ok(
+        tasks.every((t) => typeof t.name === 'string' && t.name.startsWith('node-red-host-isolation: ')),
+        'every task named',
+      );
+      const one = (mod: string, pick: (t: Task) => boolean = () => true) => {
+        const found = tasks.filter((t) => moduleOf(t) === mod && pick(t));
+        assert.equal(found.length, 1, `one ${mod}`);
+        return { task: found[0], args: found[0][mod] as Record<string, unknown>, at: tasks.indexOf(found[0]) };
+      };
+      // sudo first: the account is not made on a host that cannot take its sudoers lines
+      const visudo = one('ansible.builtin.stat', (t) => (t['ansible.builtin.stat'] as Record<string, unknown>).path === '/usr/sbin/visudo');
+      assert.equal(visudo.at, 0);
+      const look = tasks.findIndex((t) => moduleOf(t) === 'ansible.builtin.getent');
+      assert.deepEqual(tasks[look]['ansible.builtin.getent'], { database: 'passwd', key: 'isolator', fail_key: false });
+      const user = one('ansible.builtin.user');
+      assert.ok(user.at > look && look > visudo.at);
+      assert.deepEqual(user.args, { name: 'isolator', shell: '/bin/sh', create_home: true, password_lock: true });
+      assert.equal(user.task.when, 'ansible_facts.getent_passwd["isolator"] is none', 'an existing account is kept as it is, as the script does');
+      const dir = one('ansible.builtin.file');
+      assert.deepEqual(dir.args, { path: '{{ node_red_host_isolation_setup_home }}/.ssh', state: 'directory', owner: 'isolator', group: '{{ node_red_host_isolation_setup_gid }}', mode: '0700' });
+      const key = one('ansible.builtin.lineinfile');
+      assert.deepEqual(key.args, { path: '{{ node_red_host_isolation_setup_home }}/.ssh/authorized_keys', line: KEY, create: true, owner: 'isolator', group: '{{ node_red_host_isolation_setup_gid }}', mode: '0600' });
+      // the links are refused before anything is written through them
+      const links = one('ansible.builtin.assert', (t) => /symbolic link/.test(String(t.name)));
+      assert.ok(links.at < dir.at && dir.at < key.at);
+      // stat's name for a link is islnk (an unknown name would be undefined, and default(false) would pass it)
+      assert.deepEqual((links.args.that as string[]).filter((c) => /\.stat\.islnk \| default\(false\)\)$/.test(c)).length, 2, String(links.args.that));
+      assert.ok(
+        tasks.filter((t) => moduleOf(t) === 'ansible.builtin.stat').every((t) => typeof (t['ansible.builtin.stat'] as Record<string, unknown>).follow === 'boolean' || (t['ansible.builtin.stat'] as Record<string, unknown>).path === '/usr/sbin/visudo'),
+      );
+      const copy = one('ansible.builtin.copy');
+      assert.deepEqual(copy.args, {
         dest: '/etc/sudoers.d/node-red-host-isolation-node_red_isolation-isolator',
         content: `${lines.join('\n')}\n`,
         owner: 'root',
         group: 'root',
         mode: '0440',
-        validate: 'visudo -cf %s',
+        validate: '/usr/sbin/visudo -cf %s',
       });
-      // names YAML would read as something else stay strings
-      const odd = load!(hostSetup({ user: 'no', publicKey: keyLine('ssh-ed25519', "null: it's #1"), format: 'ansible' })) as Record<string, Record<string, unknown>>[];
-      assert.equal(odd[1]['ansible.builtin.user'].name, 'no');
-      assert.match(String(odd[2]['ansible.posix.authorized_key'].key), / null: it's #1$/);
-      // root: only the key
-      const root = load!(hostSetup({ user: 'root', publicKey: KEY, format: 'ansible' })) as Record<string, unknown>[];
-      assert.deepEqual(root.map((t) => Object.keys(t).find((k) => k.includes('.'))), ['ansible.posix.authorized_key']);
+      assert.equal(copy.at, tasks.length - 1, 'the sudoers file last, as in the script');
+      // the includedir check only reads
+      const grep = one('ansible.builtin.command');
+      assert.equal(grep.task.changed_when, false);
+      assert.equal(grep.task.failed_when, false);
+      assert.deepEqual((grep.args.argv as string[]).slice(-1), ['/etc/sudoers']);
+      // names YAML would read as something else stay strings; a key comment with Jinja is tagged !unsafe
+      const oddKey = keyLine('ssh-ed25519', "null: it's #1 {{ lookup('pipe', 'id') }}");
+      const odd = tasksOf(load!, hostSetup({ user: 'no', publicKey: oddKey, format: 'ansible' })).tasks;
+      assert.equal((odd.find((t) => moduleOf(t) === 'ansible.builtin.user')!['ansible.builtin.user'] as Record<string, unknown>).name, 'no');
+      assert.equal((odd.find((t) => moduleOf(t) === 'ansible.builtin.lineinfile')!['ansible.builtin.lineinfile'] as Record<string, unknown>).line, oddKey);
+      // root: only the key (no sudo check, no user, no sudoers)
+      const root = tasksOf(load!, hostSetup({ user: 'root', publicKey: KEY, format: 'ansible' })).tasks;
+      assert.deepEqual(root.map(moduleOf), [
+        'ansible.builtin.getent',
+        'ansible.builtin.set_fact',
+        'ansible.builtin.stat',
+        'ansible.builtin.stat',
+        'ansible.builtin.stat',
+        'ansible.builtin.assert',
+        'ansible.builtin.file',
+        'ansible.builtin.lineinfile',
+      ]);
+      assert.equal((root[6]['ansible.builtin.file'] as Record<string, unknown>).owner, 'root');
     });
 
     it('refuses a sudoers line a YAML block would read otherwise', () => {
@@ -233,5 +294,46 @@ describe('host set-up (issue 23: enrolling a host)', () => {
       }
       assert.match(err, /^host-setup: publicKey: must be an OpenSSH public key line/);
     });
+  });
+
+  it("the editor's bundle (resources/host-setup.js) runs alone, without node's Buffer, and renders exactly what the library renders", () => {
+    const file = path.join(REPO_ROOT, 'resources', 'host-setup.js');
+    // what a browser has: a window, atob and btoa; no Buffer, no require
+    const window: { hostIsolationSetup?: { hostSetup(i: HostSetupInput): string; FEATURES: string[]; DEFAULT_TABLE: string } } = {};
+    vm.runInNewContext(fs.readFileSync(file, 'utf8'), { window, atob, btoa }, { filename: file });
+    const S = window.hostIsolationSetup;
+    assert.ok(S, 'window.hostIsolationSetup');
+    assert.deepEqual([...S.FEATURES], ALL);
+    assert.equal(S.DEFAULT_TABLE, setupSpec({ user: 'isolator', publicKey: KEY }).table);
+    for (const type of ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256']) {
+      const inputs: HostSetupInput[] = [
+        { user: 'isolator', publicKey: keyLine(type) },
+        { user: 'soc_iso', table: 'fleet_b', features: ALL, publicKey: keyLine(type, ''), format: 'ansible' },
+        { user: 'root', features: ['isolate', 'guard'], publicKey: keyLine(type), format: 'sh' },
+      ];
+      for (const input of inputs) {
+        assert.equal(S.hostSetup(input), hostSetup(input), JSON.stringify(input));
+      }
+    }
+    // refusals: the same messages
+    const refused: HostSetupInput[] = [
+      { user: 'Root', publicKey: KEY },
+      { user: 'isolator', publicKey: 'ssh-ed25519 AAAAA' },
+      { user: 'isolator', publicKey: KEY.replace(/^ssh-ed25519/, 'ssh-rsa') },
+      { user: 'isolator', table: 'a-b', publicKey: '-----BEGIN OPENSSH PRIVATE KEY-----' },
+    ];
+    for (const input of refused) {
+      const msg = (f: () => unknown) => {
+        try {
+          f();
+        } catch (e) {
+          return (e as Error).message;
+        }
+        return '(rendered)';
+      };
+      const want = msg(() => hostSetup(input));
+      assert.match(want, /^host-setup: /);
+      assert.equal(msg(() => S.hostSetup(input)), want);
+    }
   });
 });
