@@ -24,7 +24,11 @@ export type ErrorCode =
   | 'PROTECTED_HOST'
   | 'PROTECTED_UNRESOLVED'
   | 'BLAST_RADIUS'
-  | 'PROBE_REACHED';
+  | 'PROBE_REACHED'
+  /** isolate-host's Keep pending (src/nodes/common/pending.ts): the target keeps as many pending isolations as it may */
+  | 'PENDING_FULL'
+  /** isolate-host's Keep pending: the host did not answer before the pending isolation's bound; it was never applied */
+  | 'PENDING_EXPIRED';
 
 /** Most characters of one piece of host text (stderr, say) kept in an error or a record. */
 export const MAX_HOST_TEXT = 2048;

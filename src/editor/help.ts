@@ -41,6 +41,10 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
     "a <code>dns</code>, <code>ntp</code>, <code>ldap</code> or <code>ldaps</code> preset, and the host's servers of that kind could not be found (<code>err.details.kind</code>); name them in <code>servers</code>; nothing was applied",
   PROBE_REACHED:
     "the isolation was in and the host still reached the <code>probe</code> address (its TCP handshake completed, or a RST came back): some path the table does not cut carries traffic; the isolation was rolled back to what the host held before (<code>err.details.rolledBack</code>; false: the host does by itself at <code>rollbackAt</code>); <code>err.details.probe</code> and <code>outcome</code> say what was reached and how",
+  PENDING_FULL:
+    'the host was away and its target already keeps the most pending isolations it may (1000): this one was not kept pending; nothing was applied',
+  PENDING_EXPIRED:
+    'a pending isolation (<b>Keep pending</b>) reached its bound before the host answered: it was never applied; reported on output 1 (<code>topic</code> <code>host-isolation/pending</code>)',
   OUTPUT_LIMIT: 'the host sent more than 4 MiB of output for one command (broken or hostile); reading stopped and the connection was dropped; read the status before relying on the outcome',
 };
 

@@ -7,7 +7,7 @@
  * so that every node using the target sees the same entries and they survive a restart where the
  * store is persistent. Entries hold the validated isolate request, never credentials.
  */
-import { IsolationError, type ErrorCode, type HostState, type IsolateRequestInput } from '../../driver';
+import { IsolationError, type HostState, type IsolateRequestInput } from '../../driver';
 
 /** The longest a node may keep an isolation pending: 7 days. */
 export const PENDING_MAX_SECONDS = 7 * 24 * 3600;
@@ -23,14 +23,14 @@ export const PENDING_KEY = 'pendingIsolations';
 /** The queue is full: the typed error of a pending isolation refused beyond PENDING_MAX_ENTRIES. */
 export class PendingFullError extends IsolationError {
   constructor(host: string, max: number) {
-    super('PENDING_FULL' as ErrorCode, `${host} is away and the target already keeps ${max} pending isolations (the most it keeps): not kept pending`, { host });
+    super('PENDING_FULL', `${host} is away and the target already keeps ${max} pending isolations (the most it keeps): not kept pending`, { host });
   }
 }
 
 /** A pending isolation that passed its bound without the host answering: never applied. */
 export class PendingExpiredError extends IsolationError {
   constructor(host: string, expires: number) {
-    super('PENDING_EXPIRED' as ErrorCode, `the pending isolation of ${host} expired at ${new Date(expires).toISOString()} before the host answered: not applied`, { host });
+    super('PENDING_EXPIRED', `the pending isolation of ${host} expired at ${new Date(expires).toISOString()} before the host answered: not applied`, { host });
   }
 }
 
